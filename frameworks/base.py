@@ -1,0 +1,152 @@
+"""The backend contract shared by the PyTorch and Keras implementations.
+
+Nothing above `frameworks/` imports torch or tensorflow: it asks `load_runner(name)` for the
+runner class, which imports exactly one framework. Both runners speak numpy at the boundary
+(batches in, probabilities and weight dicts out), so metrics, checkpoints and parity tests are
+framework-neutral.
+
+Weight naming scheme (numpy float32, shared by both backends and by `initial_weights`):
+
+    embedding           (V, E)
+    lstm.{k}.w_ih       (4H, D_k)  row blocks in gate order i, f, g(candidate), o
+    lstm.{k}.w_hh       (4H, H)    same row blocks; a column is one unit of h_{t-1}
+    lstm.{k}.bias       (4H,)      one bias (PyTorch's b_ih + b_hh)
+    decoder.weight      (C, H)     absent when the decoder is tied to the embedding
+    decoder.bias        (C,)
+
+Mask naming scheme (every mask a variant uses is drawn through the runner's sampler, by name;
+values are 0 or 1/(1-p); Bm is B for per-sample masks and 1 for per-minibatch masks):
+
+    embedding    (V, 1)                       word types dropped for the whole batch
+    input.{k}    naive (B, T, D_k); locked family (Bm, 1, D_k);
+                 keras_impl0/1 (4, Bm, D_k) one per gate; keras_impl2 (Bm, D_k)
+    recurrent.{k} keras_impl0/1 (4, Bm, H); keras_impl2 (Bm, H)   applied to h_{t-1} only
+    weight.{k}   weightdrop (4H, H); weightdrop_variational (4H, 1); weightdrop_column (1, H);
+                 weightdrop_column_untied (4, 1, H) -> gate block g of weight_hh uses mask[g]
+    output       LM: naive (B, T, H), variational/locked (Bm, 1, H); classifier: (Bm, H) on the
+                 last hidden state
+
+Masks are drawn once per forward call (one training batch, or one batch of one MC pass) in the
+order embedding, then per layer input.k, recurrent.k, weight.k, then output.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterable
+from typing import Protocol
+
+import numpy as np
+
+from frameworks.spec import Batch, ModelSpec, OptimSpec
+
+FRAMEWORKS = {"torch": "frameworks.torch_backend", "keras": "frameworks.keras_backend"}
+
+
+class DivergenceError(RuntimeError):
+    """Raised by a runner as soon as a training batch gives a non-finite loss."""
+
+
+class Runner(Protocol):
+    """What a backend provides; one instance holds one model, its optimiser and its sampler."""
+
+    spec: ModelSpec
+
+    def __init__(self, spec: ModelSpec, optim: OptimSpec, seed: int, device: str = "cpu"): ...
+
+    def load_weights(self, weights: dict[str, np.ndarray]) -> None: ...
+
+    def export_weights(self) -> dict[str, np.ndarray]: ...
+
+    def train_epoch(self, batches: Iterable[Batch], lr: float) -> float:
+        """One pass with updates; returns the mean loss per token (LM) or per example."""
+        ...
+
+    def predict(self, batches: Iterable[Batch], stochastic: bool) -> np.ndarray:
+        """One pass without updates. LM: probability of each target token, flattened in batch
+        order (B*T per batch). Classifier: (N, C) class probabilities. `stochastic=True` uses
+        training-mode dropout masks (one MC sample); the LM hidden state is reset at the start
+        of every call and carried across the batches of the call."""
+        ...
+
+
+def load_runner(framework: str) -> type[Runner]:
+    """Import only the requested backend (the two frameworks fight over threads)."""
+    try:
+        module_name = FRAMEWORKS[framework]
+    except KeyError:
+        raise ValueError(
+            f"framework={framework!r} is unknown; allowed: {', '.join(FRAMEWORKS)}"
+        ) from None
+    return importlib.import_module(module_name).Runner
+
+
+def weight_shapes(spec: ModelSpec) -> dict[str, tuple[int, ...]]:
+    """Shapes of every parameter under the shared naming scheme."""
+    h = spec.hidden_size
+    shapes: dict[str, tuple[int, ...]] = {"embedding": (spec.vocab_size, spec.embed_size)}
+    for k in range(spec.num_layers):
+        d = spec.embed_size if k == 0 else h
+        shapes[f"lstm.{k}.w_ih"] = (4 * h, d)
+        shapes[f"lstm.{k}.w_hh"] = (4 * h, h)
+        shapes[f"lstm.{k}.bias"] = (4 * h,)
+    if not spec.tie_weights:
+        shapes["decoder.weight"] = (spec.num_outputs, h)
+    shapes["decoder.bias"] = (spec.num_outputs,)
+    return shapes
+
+
+def initial_weights(spec: ModelSpec, seed: int) -> dict[str, np.ndarray]:
+    """Zaremba-style uniform(-s, s) initialisation drawn in numpy, so that both frameworks start
+    from identical weights for the same seed (matched pairs by construction)."""
+    rng = np.random.default_rng([seed, 0x1D1])
+    s = spec.init_scale
+    return {
+        name: rng.uniform(-s, s, size=shape).astype(np.float32)
+        for name, shape in weight_shapes(spec).items()
+    }
+
+
+def check_weights(spec: ModelSpec, weights: dict[str, np.ndarray]) -> None:
+    """Refuse a weight dict whose names or shapes do not match the spec, naming the culprit."""
+    expected = weight_shapes(spec)
+    missing = sorted(set(expected) - set(weights))
+    extra = sorted(set(weights) - set(expected))
+    if missing or extra:
+        raise ValueError(f"weights do not match the model: missing {missing}, unexpected {extra}")
+    for name, shape in expected.items():
+        if tuple(weights[name].shape) != shape:
+            raise ValueError(
+                f"weight {name!r} has shape {tuple(weights[name].shape)}, the model needs {shape}"
+            )
+
+
+class NumpyMaskSource:
+    """A framework-neutral mask source: the same seed gives the same masks in both backends.
+
+    Backends' samplers accept one of these (or any callable with its signature) in place of their
+    own RNG, which is how parity and semantics tests inject identical masks. Every draw is
+    recorded as (name, shape, rate) so tests can count draws and check shapes.
+    """
+
+    def __init__(self, seed: int = 0, fixed: dict[str, np.ndarray] | None = None):
+        self.rng = np.random.default_rng(seed)
+        self.fixed = dict(fixed or {})
+        self.calls: list[tuple[str, tuple[int, ...], float]] = []
+        self.drawn: list[np.ndarray] = []
+
+    def __call__(self, name: str, shape: tuple[int, ...], rate: float) -> np.ndarray:
+        shape = tuple(int(s) for s in shape)
+        self.calls.append((name, shape, rate))
+        if name in self.fixed:
+            mask = np.asarray(self.fixed[name], dtype=np.float32)
+            if mask.shape != shape:
+                raise ValueError(f"injected mask {name!r} has shape {mask.shape}, need {shape}")
+        else:
+            keep = self.rng.random(shape) >= rate
+            mask = keep.astype(np.float32) / np.float32(1.0 - rate)
+        self.drawn.append(mask)
+        return mask
+
+
+MaskSource = Callable[[str, tuple[int, ...], float], np.ndarray]

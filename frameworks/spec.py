@@ -1,0 +1,204 @@
+"""The one model specification both backends build from (see shared docs SEMANTICS.md).
+
+Everything here is framework-neutral: no torch, no tensorflow. A `ModelSpec` is validated once,
+when it is made, so a bad combination of variant and knobs fails before any training starts.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import asdict, dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+
+class Variant(str, enum.Enum):
+    """Dropout variants; the names are shared by config, backends, tracking and report."""
+
+    NONE = "none"
+    NAIVE = "naive"
+    KERAS_IMPL0 = "keras_impl0"
+    KERAS_IMPL1 = "keras_impl1"
+    KERAS_IMPL2 = "keras_impl2"
+    WEIGHTDROP = "weightdrop"
+    WEIGHTDROP_VARIATIONAL = "weightdrop_variational"
+    WEIGHTDROP_COLUMN = "weightdrop_column"
+    WEIGHTDROP_COLUMN_UNTIED = "weightdrop_column_untied"
+    LOCKED = "locked"
+    TORCH_BUILTIN = "torch_builtin"
+    KERAS3_BUILTIN = "keras3_builtin"
+
+
+class TaskKind(str, enum.Enum):
+    LANGUAGE_MODEL = "lm"
+    CLASSIFIER = "classifier"
+
+
+class Granularity(str, enum.Enum):
+    """How often a variational mask is drawn: one per sequence, or one for the whole minibatch."""
+
+    SAMPLE = "sample"
+    BATCH = "batch"
+
+
+class OutputMode(str, enum.Enum):
+    """Dropout on the last LSTM output: Gal's variational mask, or Keras' plain `Dropout`."""
+
+    VARIATIONAL = "variational"
+    NAIVE = "naive"
+
+
+GAL_FAMILY = frozenset({Variant.KERAS_IMPL0, Variant.KERAS_IMPL1, Variant.KERAS_IMPL2})
+WEIGHTDROP_FAMILY = frozenset(
+    {
+        Variant.WEIGHTDROP,
+        Variant.WEIGHTDROP_VARIATIONAL,
+        Variant.WEIGHTDROP_COLUMN,
+        Variant.WEIGHTDROP_COLUMN_UNTIED,
+    }
+)
+LOCKED_FAMILY = WEIGHTDROP_FAMILY | {Variant.LOCKED}
+
+# Which rate knobs each variant uses. A non-zero rate a variant ignores is an error, not a no-op:
+# a sweep must never log a rate that had no effect. `embedding` (word-type dropout) works everywhere
+# except `none`.
+_RATES: dict[Variant, frozenset[str]] = {
+    Variant.NONE: frozenset(),
+    Variant.NAIVE: frozenset({"embedding", "input", "output"}),
+    Variant.LOCKED: frozenset({"embedding", "input", "output"}),
+    Variant.TORCH_BUILTIN: frozenset({"embedding", "input"}),
+    Variant.KERAS3_BUILTIN: frozenset({"embedding", "input", "recurrent", "output"}),
+    **{v: frozenset({"embedding", "input", "recurrent", "output"}) for v in GAL_FAMILY},
+    **{v: frozenset({"embedding", "input", "weight", "output"}) for v in WEIGHTDROP_FAMILY},
+}
+ALL_RATES = ("embedding", "input", "recurrent", "output", "weight")
+
+# Variants whose masks can be drawn per sample or per minibatch.
+GRANULARITY_VARIANTS = GAL_FAMILY | {Variant.LOCKED}
+OUTPUT_MODE_VARIANTS = GAL_FAMILY | {Variant.KERAS3_BUILTIN}
+
+
+class SpecError(ValueError):
+    """A model specification that cannot be built; the message names the key and allowed values."""
+
+
+def rates_used_by(variant: Variant) -> frozenset[str]:
+    return _RATES[variant]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything needed to build the matched model in either framework.
+
+    Rates: `embedding` drops whole word types (rows of the embedding matrix); `input` is the
+    dropout on each LSTM layer's input (embedding output, and between layers); `recurrent` masks
+    h_{t-1} in the Gal family; `weight` is the WeightDrop rate on weight_hh; `output` drops the last
+    LSTM layer's output before the decoder.
+    """
+
+    task_kind: TaskKind
+    vocab_size: int
+    num_outputs: int  # vocabulary size for the LM, number of classes for a classifier
+    embed_size: int
+    hidden_size: int
+    num_layers: int
+    variant: Variant
+    embedding_dropout: float = 0.0
+    input_dropout: float = 0.0
+    recurrent_dropout: float = 0.0
+    output_dropout: float = 0.0
+    weight_dropout: float = 0.0
+    granularity: Granularity = Granularity.SAMPLE
+    output_mode: OutputMode = OutputMode.VARIATIONAL
+    eval_active: bool = False
+    tie_weights: bool = False
+    init_scale: float = 0.1
+
+    def __post_init__(self) -> None:
+        for name in ("task_kind", "variant", "granularity", "output_mode"):
+            _coerce_enum(self, name)
+        self._validate()
+
+    def rate(self, name: str) -> float:
+        return float(getattr(self, f"{name}_dropout"))
+
+    def _validate(self) -> None:
+        for key in ("vocab_size", "num_outputs", "embed_size", "hidden_size", "num_layers"):
+            if int(getattr(self, key)) < 1:
+                raise SpecError(f"{key}={getattr(self, key)} must be >= 1")
+        if self.init_scale <= 0:
+            raise SpecError(f"init_scale={self.init_scale} must be > 0")
+        used = rates_used_by(self.variant)
+        for name in ALL_RATES:
+            p = self.rate(name)
+            if not 0.0 <= p < 1.0:
+                raise SpecError(f"dropout.{name}={p} is out of range: a rate must be in [0, 1)")
+            if p > 0 and name not in used:
+                allowed = ", ".join(sorted(used)) or "none (variant 'none' has no dropout)"
+                raise SpecError(
+                    f"dropout.{name}={p} has no effect for variant '{self.variant.value}'; "
+                    f"rates it uses: {allowed}"
+                )
+        if self.granularity is Granularity.BATCH and self.variant not in GRANULARITY_VARIANTS:
+            raise SpecError(
+                f"dropout.granularity=batch is not supported by variant '{self.variant.value}'; "
+                f"variants that allow it: {_names(GRANULARITY_VARIANTS)}"
+            )
+        if self.output_mode is OutputMode.NAIVE and self.variant not in OUTPUT_MODE_VARIANTS:
+            raise SpecError(
+                f"dropout.output_mode=naive is only for variants {_names(OUTPUT_MODE_VARIANTS)}; "
+                f"'{self.variant.value}' already defines its output dropout"
+            )
+        if self.eval_active and self.variant is not Variant.WEIGHTDROP_VARIATIONAL:
+            raise SpecError(
+                "dropout.eval_active=true reproduces awd-lstm's always-on row mask and is only "
+                "allowed for variant 'weightdrop_variational'"
+            )
+        if self.tie_weights:
+            if self.task_kind is not TaskKind.LANGUAGE_MODEL:
+                raise SpecError("model.tie_weights=true needs the language-model task (ptb)")
+            if self.embed_size != self.hidden_size:
+                raise SpecError(
+                    f"model.tie_weights=true needs embed_size == hidden_size "
+                    f"(got {self.embed_size} and {self.hidden_size})"
+                )
+
+    def as_dict(self) -> dict[str, object]:
+        return {k: (v.value if isinstance(v, enum.Enum) else v) for k, v in asdict(self).items()}
+
+
+def _coerce_enum(spec: ModelSpec, name: str) -> None:
+    enum_type = {
+        "task_kind": TaskKind,
+        "variant": Variant,
+        "granularity": Granularity,
+        "output_mode": OutputMode,
+    }[name]
+    value = getattr(spec, name)
+    try:
+        object.__setattr__(spec, name, enum_type(getattr(value, "value", value)))
+    except ValueError:
+        allowed = ", ".join(e.value for e in enum_type)
+        raise SpecError(f"{name}={value!r} is not one of: {allowed}") from None
+
+
+def _names(variants: frozenset[Variant]) -> str:
+    return ", ".join(sorted(v.value for v in variants))
+
+
+class Batch(NamedTuple):
+    """One minibatch, batch-first. LM: x, y are (B, T) token ids, y = x shifted by one.
+    Classifier: x is (B, T) pre-padded token ids (0 = padding), y is (B,) class ids."""
+
+    x: np.ndarray
+    y: np.ndarray
+
+
+@dataclass(frozen=True)
+class OptimSpec:
+    """Optimiser settings; the learning rate of each epoch is passed to `train_epoch`."""
+
+    name: str = "sgd"  # sgd | adam
+    clip_norm: float = 0.0  # global gradient-norm clip; 0 disables
+    weight_decay: float = 0.0  # L2 added to the loss gradient (coupled, as SGD weight decay)
