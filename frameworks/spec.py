@@ -202,3 +202,24 @@ class OptimSpec:
     name: str = "sgd"  # sgd | adam
     clip_norm: float = 0.0  # global gradient-norm clip; 0 disables
     weight_decay: float = 0.0  # L2 added to the loss gradient (coupled, as SGD weight decay)
+
+
+# The library reference rows exist in one framework only; everything else is in both.
+FRAMEWORK_VARIANTS: dict[str, frozenset[Variant]] = {
+    "torch": frozenset(Variant) - {Variant.KERAS3_BUILTIN},
+    "keras": frozenset(Variant) - {Variant.TORCH_BUILTIN},
+}
+
+
+def check_framework_variant(framework: str, variant: Variant | str) -> None:
+    """Reject a framework/variant pair before anything is imported or trained."""
+    if framework not in FRAMEWORK_VARIANTS:
+        raise SpecError(
+            f"framework={framework!r} is unknown; allowed: {', '.join(FRAMEWORK_VARIANTS)}"
+        )
+    variant = Variant(getattr(variant, "value", variant))
+    if variant not in FRAMEWORK_VARIANTS[framework]:
+        raise SpecError(
+            f"variant '{variant.value}' is not implemented by framework '{framework}'; "
+            f"it has: {_names(FRAMEWORK_VARIANTS[framework])}"
+        )
