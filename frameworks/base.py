@@ -1,7 +1,7 @@
 """The backend contract shared by the PyTorch and Keras implementations.
 
-Nothing above `frameworks/` imports torch or tensorflow: it asks `load_runner(name)` for the
-runner class, which imports exactly one framework. Both runners speak numpy at the boundary
+Nothing above `frameworks/` imports torch or tensorflow: it asks `load_backend(name)` for the
+backend module, which imports exactly one framework. Both runners speak numpy at the boundary
 (batches in, probabilities and weight dicts out), so metrics, checkpoints and parity tests are
 framework-neutral.
 
@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Iterable
+from types import ModuleType
 from typing import Protocol
 
 import numpy as np
@@ -70,15 +71,16 @@ class Runner(Protocol):
         ...
 
 
-def load_runner(framework: str) -> type[Runner]:
-    """Import only the requested backend (the two frameworks fight over threads)."""
+def load_backend(framework: str) -> ModuleType:
+    """Import only the requested backend (the two frameworks fight over threads). The module
+    exports `Runner` and `configure_threads(n)`."""
     try:
         module_name = FRAMEWORKS[framework]
     except KeyError:
         raise ValueError(
             f"framework={framework!r} is unknown; allowed: {', '.join(FRAMEWORKS)}"
         ) from None
-    return importlib.import_module(module_name).Runner
+    return importlib.import_module(module_name)
 
 
 def weight_shapes(spec: ModelSpec) -> dict[str, tuple[int, ...]]:

@@ -14,7 +14,23 @@ import numpy as np
 
 
 class Variant(str, enum.Enum):
-    """Dropout variants; the names are shared by config, backends, tracking and report."""
+    """Dropout variants; the names are shared by config, backends, tracking and report.
+
+    Member names equal their values (OmegaConf validates enum strings by member name, so
+    `variant=keras_impl2` must be a name); the upper-case spellings are aliases for code."""
+
+    none = "none"
+    naive = "naive"
+    keras_impl0 = "keras_impl0"
+    keras_impl1 = "keras_impl1"
+    keras_impl2 = "keras_impl2"
+    weightdrop = "weightdrop"
+    weightdrop_variational = "weightdrop_variational"
+    weightdrop_column = "weightdrop_column"
+    weightdrop_column_untied = "weightdrop_column_untied"
+    locked = "locked"
+    torch_builtin = "torch_builtin"
+    keras3_builtin = "keras3_builtin"
 
     NONE = "none"
     NAIVE = "naive"
@@ -38,6 +54,8 @@ class TaskKind(str, enum.Enum):
 class Granularity(str, enum.Enum):
     """How often a variational mask is drawn: one per sequence, or one for the whole minibatch."""
 
+    sample = "sample"
+    batch = "batch"
     SAMPLE = "sample"
     BATCH = "batch"
 
@@ -45,6 +63,8 @@ class Granularity(str, enum.Enum):
 class OutputMode(str, enum.Enum):
     """Dropout on the last LSTM output: Gal's variational mask, or Keras' plain `Dropout`."""
 
+    variational = "variational"
+    naive = "naive"
     VARIATIONAL = "variational"
     NAIVE = "naive"
 

@@ -1,0 +1,57 @@
+# Two commands do everything on a fresh machine: `make sweep` and `make test` (both run setup).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.setup-stamp
+# The CPU wheel of PyTorch that lies on this machine's disk. GPU users: make setup TORCH_SPEC="torch==2.13.0"
+# PIP_ARGS="--index-url https://download.pytorch.org/whl/cu128" (or any build of torch >= 2.4).
+TORCH_SPEC ?= torch==2.13.0
+PIP_ARGS ?=
+ARGS ?=
+PRESET ?= cpu
+PORT ?= 5000
+HOST ?= 127.0.0.1
+MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/results/mlflow.db
+export MLFLOW_TRACKING_URI
+
+.PHONY: setup smoke sweep report ui test test-fast bench lint clean distclean
+
+setup: $(STAMP)
+
+# Idempotent: rebuilt only when the dependency pins change.
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check $(PIP_ARGS) "$(TORCH_SPEC)" -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+smoke: setup
+	$(PY) -m experiments.train sweep=smoke $(ARGS)
+
+sweep: setup
+	$(PY) -m experiments.train sweep=$(PRESET) $(ARGS)
+
+report: setup
+	$(PY) -m reports.build $(ARGS)
+
+ui: setup
+	$(PY) -m mlflow ui --backend-store-uri "$(MLFLOW_TRACKING_URI)" --host $(HOST) --port $(PORT)
+
+test: setup
+	$(PY) -m pytest $(ARGS)
+
+test-fast: setup
+	$(PY) -m pytest -m "not e2e and not keras" $(ARGS)
+
+bench: setup
+	$(PY) -m experiments.bench $(ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf results/cache results/hydra results/bench results/report .pytest_cache .ruff_cache
+	find . -name __pycache__ -not -path "./$(VENV)/*" -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV) results/mlflow.db results/artifacts

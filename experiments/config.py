@@ -1,0 +1,207 @@
+"""Structured-config schema: Hydra rejects misspelled keys, wrong types and unknown enum values
+(naming the key) before anything runs; `to_spec` adds the cross-field checks of `ModelSpec`."""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+
+from experiments.tasks import TASK_KINDS
+from frameworks.spec import (
+    Granularity,
+    ModelSpec,
+    OptimSpec,
+    OutputMode,
+    SpecError,
+    TaskKind,
+    Variant,
+    check_framework_variant,
+)
+
+
+# Member names equal values: OmegaConf validates enum strings by member name.
+class TaskName(str, enum.Enum):
+    ptb = "ptb"
+    imdb = "imdb"
+    rt = "rt"
+
+
+class FrameworkName(str, enum.Enum):
+    torch = "torch"
+    keras = "keras"
+
+
+class Optimizer(str, enum.Enum):
+    sgd = "sgd"
+    adam = "adam"
+
+
+@dataclass
+class TaskConfig:
+    name: TaskName = TaskName.rt
+    batch_size: int = 64
+    maxlen: int = 50  # classifiers: tokens kept per example (pre-padded)
+    bptt: int = 35  # language model: unroll length
+    vocab_size: int | None = 20000  # classifiers; ptb has its fixed 10k vocabulary
+    train_limit: int | None = None  # keep the first N train examples (ptb: tokens)
+    eval_limit: int | None = None  # same for valid and test
+    split_seed: int = 1234
+
+
+@dataclass
+class ModelConfig:
+    size: str = "small"
+    embed_size: int = 64
+    hidden_size: int = 64
+    num_layers: int | None = None  # null: 2 for the language model, 1 for classifiers
+    tie_weights: bool = False
+    init_scale: float = 0.1
+
+
+@dataclass
+class DropoutConfig:
+    variant: Variant = Variant.none
+    embedding: float = 0.0
+    input: float = 0.0
+    recurrent: float = 0.0
+    output: float = 0.0
+    weight: float = 0.0
+    granularity: Granularity = Granularity.sample
+    output_mode: OutputMode = OutputMode.variational
+    eval_active: bool = False
+
+
+@dataclass
+class FrameworkConfig:
+    name: FrameworkName = FrameworkName.torch
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 5
+    optimizer: Optimizer = Optimizer.adam
+    lr: float = 1e-3
+    lr_decay: float = 1.0  # multiply lr by this after every epoch past `decay_start`
+    decay_start: int = 0
+    clip_norm: float = 0.0
+    weight_decay: float = 0.0
+    mc_samples: int = 10
+    device: str = "cpu"
+    threads: int = 0  # 0: the machine's cores divided by the parallel jobs
+    init_from: str | None = None  # run id or .npz of initial weights
+
+
+@dataclass
+class TrackingConfig:
+    uri: str | None = None  # null: $MLFLOW_TRACKING_URI or sqlite:///<repo>/results/mlflow.db
+    experiment: str | None = None  # null: the task name
+    force: bool = False  # rerun even when a completed run of the same config exists
+    parent_run_id: str | None = None
+
+
+@dataclass
+class Config:
+    task: TaskConfig = field(default_factory=TaskConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    dropout: DropoutConfig = field(default_factory=DropoutConfig)
+    framework: FrameworkConfig = field(default_factory=FrameworkConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    seed: int = 0
+
+
+def register() -> None:
+    ConfigStore.instance().store(name="schema", node=Config)
+
+
+# Settings that change neither the model nor the numbers: left out of the config hash so that a
+# rerun with another tracking store or thread count still finds its completed twin.
+NON_SEMANTIC = ("tracking", "train.threads", "train.device")
+
+
+def config_hash(cfg: DictConfig) -> str:
+    plain = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    for dotted in NON_SEMANTIC:
+        *parents, leaf = dotted.split(".")
+        node = plain
+        for p in parents:
+            node = node.get(p, {})
+        node.pop(leaf, None)
+    return hashlib.sha256(json.dumps(plain, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def flatten(cfg: DictConfig) -> dict[str, Any]:
+    """Dotted keys of the resolved config, for MLflow params."""
+    out: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, f"{prefix}{k}.")
+        else:
+            out[prefix[:-1]] = node
+
+    walk(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True), "")
+    return out
+
+
+def validate(cfg: DictConfig) -> None:
+    """Cross-field checks Hydra's schema cannot express; raise ValueError naming the key."""
+    t, tr = cfg.task, cfg.train
+    for key, value, low in (
+        ("task.batch_size", t.batch_size, 1),
+        ("task.maxlen", t.maxlen, 1),
+        ("task.bptt", t.bptt, 1),
+        ("train.epochs", tr.epochs, 1),
+        ("train.mc_samples", tr.mc_samples, 1),
+    ):
+        if value < low:
+            raise SpecError(f"{key}={value} must be >= {low}")
+    for key in ("lr", "clip_norm", "weight_decay"):
+        if tr[key] < 0:
+            raise SpecError(f"train.{key}={tr[key]} must be >= 0")
+    if not 0 < tr.lr_decay <= 1:
+        raise SpecError(f"train.lr_decay={tr.lr_decay} must be in (0, 1]")
+    check_framework_variant(cfg.framework.name.value, cfg.dropout.variant)
+
+
+def to_spec(cfg: DictConfig, vocab_size: int, num_outputs: int) -> ModelSpec:
+    kind = TASK_KINDS[cfg.task.name.value]
+    layers = cfg.model.num_layers or (2 if kind is TaskKind.LANGUAGE_MODEL else 1)
+    d = cfg.dropout
+    return ModelSpec(
+        task_kind=kind,
+        vocab_size=vocab_size,
+        num_outputs=num_outputs,
+        embed_size=cfg.model.embed_size,
+        hidden_size=cfg.model.hidden_size,
+        num_layers=layers,
+        variant=d.variant,
+        embedding_dropout=d.embedding,
+        input_dropout=d.input,
+        recurrent_dropout=d.recurrent,
+        output_dropout=d.output,
+        weight_dropout=d.weight,
+        granularity=d.granularity,
+        output_mode=d.output_mode,
+        eval_active=d.eval_active,
+        tie_weights=cfg.model.tie_weights,
+        init_scale=cfg.model.init_scale,
+    )
+
+
+def to_optim(cfg: DictConfig) -> OptimSpec:
+    tr = cfg.train
+    return OptimSpec(name=tr.optimizer.value, clip_norm=tr.clip_norm, weight_decay=tr.weight_decay)
+
+
+def epoch_lr(cfg: DictConfig, epoch: int) -> float:
+    """Learning rate of 1-based `epoch`: constant until `decay_start`, then decayed each epoch."""
+    tr = cfg.train
+    return tr.lr * tr.lr_decay ** max(0, epoch - tr.decay_start)

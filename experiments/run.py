@@ -1,0 +1,248 @@
+"""One training run, framework-neutral: validate, load data, train, evaluate, log to MLflow.
+
+Only `load_backend` touches a framework, and only after every check has passed, so bad input is
+refused in seconds and a failed or killed run never looks like a result.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+from tqdm.auto import tqdm
+
+from experiments import config as C
+from experiments import tracking
+from experiments.batching import batches, num_batches
+from experiments.metrics import compute, selection_metric
+from experiments.tasks import DataError, TaskData, load_task
+from frameworks.base import DivergenceError, check_weights, initial_weights, load_backend
+from frameworks.spec import Batch, ModelSpec, TaskKind, Variant
+
+
+@dataclass
+class RunResult:
+    run_id: str | None
+    status: str  # FINISHED | SKIPPED
+    metrics: dict[str, float]
+
+
+@dataclass
+class Prepared:
+    """Everything checked and loaded before a framework is imported."""
+
+    cfg: DictConfig
+    data: TaskData
+    spec: ModelSpec
+    weights: dict[str, np.ndarray]
+    uri: str
+    config_hash: str
+
+
+def prepare(cfg: DictConfig) -> Prepared:
+    """All validation that can fail, before any training or framework import."""
+    C.validate(cfg)
+    uri = tracking.resolve_uri(cfg.tracking.uri)
+    t = cfg.task
+    data = load_task(
+        t.name.value,
+        vocab_size=t.vocab_size,
+        maxlen=t.maxlen,
+        train_limit=t.train_limit,
+        eval_limit=t.eval_limit,
+        split_seed=t.split_seed,
+    )
+    for split in ("train", "valid", "test"):
+        if num_batches(data, split, t.batch_size, t.bptt) < 1:
+            raise DataError(
+                f"the {split} split of task {t.name.value} gives no batch with "
+                f"batch_size={t.batch_size}, bptt={t.bptt}: raise task.train_limit/eval_limit"
+            )
+    spec = C.to_spec(cfg, data.vocab_size, data.num_outputs)
+    weights = load_initial_weights(cfg, spec, uri)
+    return Prepared(cfg, data, spec, weights, uri, C.config_hash(cfg))
+
+
+def load_initial_weights(cfg: DictConfig, spec: ModelSpec, uri: str) -> dict[str, np.ndarray]:
+    """Seeded numpy initialisation (identical in both frameworks), or `train.init_from`: an .npz
+    file or the id of a run that logged `initial_weights.npz`."""
+    source = cfg.train.init_from
+    if not source:
+        return initial_weights(spec, cfg.seed)
+    path = Path(source)
+    if not path.exists():
+        path = _download_run_weights(source, uri)
+    with np.load(path) as z:
+        weights = {k: z[k] for k in z.files}
+    try:
+        check_weights(spec, weights)
+    except ValueError as e:
+        raise ValueError(f"train.init_from={source!r}: {e}") from None
+    return weights
+
+
+def _download_run_weights(run_id: str, uri: str) -> Path:
+    from mlflow.tracking import MlflowClient
+
+    try:
+        client = MlflowClient(uri)
+        out = client.download_artifacts(run_id, "initial_weights.npz", tempfile.mkdtemp())
+    except Exception as e:
+        raise ValueError(
+            f"train.init_from={run_id!r} is neither an existing .npz file nor a run with an "
+            f"initial_weights.npz artifact ({type(e).__name__})"
+        ) from None
+    return Path(out)
+
+
+def has_dropout(spec: ModelSpec) -> bool:
+    rates = (spec.embedding_dropout, spec.input_dropout, spec.recurrent_dropout,
+             spec.output_dropout, spec.weight_dropout)
+    return spec.variant is not Variant.NONE and any(r > 0 for r in rates)
+
+
+def evaluate(runner, prep: Prepared, split: str) -> dict[str, float]:
+    """Standard (deterministic) and MC-dropout metrics of one split. MC averages the
+    probabilities of `mc_samples` stochastic passes; a model without dropout gets one pass,
+    which equals the standard one."""
+    cfg, data, kind = prep.cfg, prep.data, prep.spec.task_kind
+    labels = None if kind is TaskKind.LANGUAGE_MODEL else data.splits[split][1]
+
+    def split_batches() -> Iterator[Batch]:
+        return batches(data, split, cfg.task.batch_size, cfg.task.bptt)
+
+    out = {f"{k}_std": v for k, v in compute(kind, runner.predict(split_batches(), False),
+                                             labels).items()}
+    samples = cfg.train.mc_samples if has_dropout(prep.spec) else 1
+    mean = runner.predict(split_batches(), True).astype(np.float64)
+    for _ in range(samples - 1):
+        mean += runner.predict(split_batches(), True)
+    out.update({f"{k}_mc": v for k, v in compute(kind, mean / samples, labels).items()})
+    return out
+
+
+def thread_count(cfg: DictConfig) -> int:
+    if cfg.train.threads > 0:
+        return cfg.train.threads
+    jobs = max(1, int(os.environ.get("RDS_PARALLEL_JOBS", "1")))
+    return max(1, (os.cpu_count() or 1) // jobs)
+
+
+class _Counter:
+    """Counts the tokens of the batches it passes through (for tokens/s)."""
+
+    def __init__(self, it: Iterator[Batch]):
+        self.it, self.tokens = it, 0
+
+    def __iter__(self) -> Iterator[Batch]:
+        for batch in self.it:
+            self.tokens += batch.x.size
+            yield batch
+
+
+def execute(cfg: DictConfig) -> RunResult:
+    """Validate, then train and log one run (or skip it when it already completed)."""
+    from mlflow.tracking import MlflowClient
+
+    prep = prepare(cfg)
+    tracking.ensure_store(prep.uri)
+    client = MlflowClient(prep.uri)
+    task, framework = cfg.task.name.value, cfg.framework.name.value
+    exp_id = tracking.experiment_id(client, cfg.tracking.experiment or task, prep.uri)
+    if not cfg.tracking.force:
+        done = tracking.find_completed(client, exp_id, prep.config_hash)
+        if done is not None:
+            print(f"skip: config {prep.config_hash} already completed as run {done.info.run_id}")
+            return RunResult(done.info.run_id, "SKIPPED", {})
+
+    backend = load_backend(framework)
+    backend.configure_threads(thread_count(cfg))
+    runner = backend.Runner(prep.spec, C.to_optim(cfg), cfg.seed, cfg.train.device)
+    runner.load_weights(prep.weights)
+
+    variant = cfg.dropout.variant.value
+    tags = {
+        "task": task, "framework": framework, "variant": variant, "seed": str(cfg.seed),
+        "config_hash": prep.config_hash, tracking.COMPLETED: "false",
+        "git_commit": tracking.git_commit(),
+        "mlflow.runName": f"{framework}/{variant}/{task}/s{cfg.seed}",
+        **{f"{k}_version": v for k, v in tracking.package_versions(framework).items()},
+    }
+    if cfg.tracking.parent_run_id:
+        tags["mlflow.parentRunId"] = cfg.tracking.parent_run_id
+    run = client.create_run(exp_id, tags=tags)
+    run_id = run.info.run_id
+    try:
+        _log_params(client, run_id, cfg, runner)
+        metrics = _train(client, run_id, prep, runner)
+    except BaseException as e:
+        status = "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED"
+        client.set_tag(run_id, "failure_reason", f"{type(e).__name__}: {e}"[:5000])
+        client.set_terminated(run_id, status)
+        raise
+    client.set_tag(run_id, tracking.COMPLETED, "true")
+    client.set_terminated(run_id, "FINISHED")
+    return RunResult(run_id, "FINISHED", metrics)
+
+
+def _log_params(client, run_id: str, cfg: DictConfig, runner) -> None:
+    from mlflow.entities import Param
+
+    params = {**C.flatten(cfg), "threads": thread_count(cfg)}
+    items = [Param(k, str(v)) for k, v in sorted(params.items())]
+    for i in range(0, len(items), 100):
+        client.log_batch(run_id, params=items[i : i + 100])
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "config.yaml"
+        path.write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        client.log_artifact(run_id, str(path))
+
+
+def _train(client, run_id: str, prep: Prepared, runner) -> dict[str, float]:
+    from mlflow.entities import Metric
+
+    cfg, data = prep.cfg, prep.data
+    t = cfg.task
+    name, higher = selection_metric(prep.spec.task_kind)
+    best: tuple[float, int, dict[str, np.ndarray]] | None = None
+    n_train = num_batches(data, "train", t.batch_size, t.bptt)
+    for epoch in tqdm(range(1, cfg.train.epochs + 1), desc="epochs", disable=None):
+        lr = C.epoch_lr(cfg, epoch)
+        counter = _Counter(batches(data, "train", t.batch_size, t.bptt, (cfg.seed, epoch)))
+        bar = tqdm(counter, total=n_train, desc=f"epoch {epoch}", leave=False, disable=None)
+        start = time.perf_counter()
+        try:
+            loss = runner.train_epoch(bar, lr)
+        except DivergenceError as e:
+            raise DivergenceError(f"epoch {epoch}: {e}") from e
+        seconds = time.perf_counter() - start
+        if not np.isfinite(loss):
+            raise FloatingPointError(f"non-finite training loss {loss} in epoch {epoch}")
+        start = time.perf_counter()
+        valid = evaluate(runner, prep, "valid")
+        values = {
+            "train_loss": loss, "lr": lr, "epoch_seconds": seconds,
+            "train_tokens_per_s": counter.tokens / max(seconds, 1e-9),
+            "eval_seconds": time.perf_counter() - start,
+            **{f"valid_{k}": v for k, v in valid.items()},
+        }
+        now = int(time.time() * 1000)
+        client.log_batch(
+            run_id, metrics=[Metric(k, float(v), now, epoch) for k, v in values.items()]
+        )
+        score = valid[f"{name}_std"]
+        if best is None or (score > best[0] if higher else score < best[0]):
+            best = (score, epoch, runner.export_weights())
+    assert best is not None
+    runner.load_weights(best[2])
+    test = {f"test_{k}": v for k, v in evaluate(runner, prep, "test").items()}
+    final = {"best_epoch": float(best[1]), **test}
+    now = int(time.time() * 1000)
+    client.log_batch(run_id, metrics=[Metric(k, v, now, best[1]) for k, v in final.items()])
+    return final

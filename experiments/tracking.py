@@ -1,0 +1,113 @@
+"""A thin layer over MLflow with the one naming scheme the report depends on.
+
+Metrics: `train_loss`, `lr`, `epoch_seconds`, `train_tokens_per_s`, `eval_seconds`,
+`valid_<metric>_std|mc` per epoch (step = epoch), and once at the end `best_epoch`,
+`test_<metric>_std|mc`. Tags: `task`, `framework`, `variant`, `seed`, `config_hash`,
+`completed` ("true" only after everything was logged), `failure_reason`, `<package>_version`.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import urllib.error
+import urllib.parse
+import urllib.request
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+COMPLETED = "completed"
+
+
+class TrackingError(ValueError):
+    """A tracking URI that cannot be used; the message says which and why."""
+
+
+def default_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{REPO / 'results' / 'mlflow.db'}"
+
+
+def resolve_uri(uri: str | None) -> str:
+    """Check a tracking URI before any training: a malformed one or an unreachable server is an
+    error now, not after an hour of training."""
+    uri = uri or default_uri()
+    scheme = urllib.parse.urlparse(uri).scheme
+    if scheme == "sqlite":
+        path = uri.removeprefix("sqlite:///")
+        if not path or path == uri:
+            raise TrackingError(f"tracking.uri={uri!r} is malformed; use sqlite:////abs/path.db")
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    elif scheme in ("http", "https"):
+        try:
+            urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=5).close()
+        except (urllib.error.URLError, OSError) as e:
+            raise TrackingError(f"tracking.uri={uri!r} is unreachable: {e}") from None
+    elif scheme in ("file", ""):
+        if not uri:
+            raise TrackingError("tracking.uri is empty")
+    else:
+        raise TrackingError(
+            f"tracking.uri={uri!r} has unsupported scheme {scheme!r}; "
+            "allowed: sqlite:///path, http(s)://host:port, file:///path"
+        )
+    return uri
+
+
+def ensure_store(uri: str) -> None:
+    """Create the store's schema once; a fresh SQLite file crashes under parallel first writes,
+    so sweeps call this in the launching process before any job starts."""
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient(uri).search_experiments(max_results=1)
+
+
+def experiment_id(client, name: str, uri: str) -> str:
+    """Get or create the experiment; artifacts of a SQLite store live beside the database."""
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    location = None
+    if uri.startswith("sqlite:///"):
+        db = Path(uri.removeprefix("sqlite:///"))
+        location = (db.parent / "artifacts" / name).as_uri()
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except Exception:  # a parallel job created it first
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+def find_completed(client, exp_id: str, config_hash: str):
+    runs = client.search_runs(
+        [exp_id],
+        filter_string=f"tags.config_hash = '{config_hash}' and tags.{COMPLETED} = 'true'",
+        max_results=1,
+    )
+    return runs[0] if runs else None
+
+
+def package_versions(framework: str) -> dict[str, str]:
+    names = ["mlflow", "numpy", "hydra-core"]
+    names += ["torch"] if framework == "torch" else ["tensorflow-cpu", "tensorflow", "keras"]
+    out = {"python": platform.python_version()}
+    for name in names:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return out
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
+            timeout=5,
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"

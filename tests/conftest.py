@@ -1,0 +1,33 @@
+"""Shared fixtures: real data slices, Hydra composition, a temporary MLflow store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from experiments.config import register
+
+REPO = Path(__file__).resolve().parent.parent
+CONF = REPO / "conf"
+register()
+
+
+def compose_cfg(overrides: list[str] | None = None) -> DictConfig:
+    """The config `python -m experiments.train <overrides>` would see."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides or []))
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> str:
+    """A real, empty SQLite MLflow store in a temporary directory."""
+    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+TINY_RT = [
+    "task=rt", "model=tiny", "task.train_limit=256", "task.eval_limit=128", "train.epochs=2",
+    "train.mc_samples=3",
+]
