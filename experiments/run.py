@@ -21,6 +21,8 @@ from experiments import config as C
 from experiments import tracking
 from experiments.batching import batches, num_batches
 from experiments.metrics import compute, selection_metric
+from experiments.sweep import ENV_SWEEP_ID
+from experiments.sweep import parent_run_id as sweep_parent
 from experiments.tasks import DataError, TaskData, load_task
 from frameworks.base import DivergenceError, check_weights, initial_weights, load_backend
 from frameworks.spec import Batch, ModelSpec, TaskKind, Variant
@@ -174,9 +176,13 @@ def execute(cfg: DictConfig) -> RunResult:
         "mlflow.runName": f"{framework}/{variant}/{task}/s{cfg.seed}",
         **{f"{k}_version": v for k, v in tracking.package_versions(framework).items()},
     }
-    if cfg.tracking.parent_run_id:
-        tags["mlflow.parentRunId"] = cfg.tracking.parent_run_id
+    parent = cfg.tracking.parent_run_id or sweep_parent(cfg.tracking.experiment or task)
+    if parent:
+        tags["mlflow.parentRunId"] = parent
+    if os.environ.get(ENV_SWEEP_ID):
+        tags["sweep_id"] = os.environ[ENV_SWEEP_ID]
     run = client.create_run(exp_id, tags=tags)
+    tracking.supersede_unfinished(client, exp_id, prep.config_hash, run.info.run_id)
     run_id = run.info.run_id
     try:
         _log_params(client, run_id, cfg, runner)

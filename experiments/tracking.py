@@ -90,6 +90,20 @@ def find_completed(client, exp_id: str, config_hash: str):
     return runs[0] if runs else None
 
 
+def supersede_unfinished(client, exp_id: str, config_hash: str, new_run_id: str) -> None:
+    """Mark earlier runs of the same config that never completed (killed, crashed) as KILLED
+    and point them to the run that redoes them, so they never look like results."""
+    runs = client.search_runs(
+        [exp_id], filter_string=f"tags.config_hash = '{config_hash}' and tags.{COMPLETED} != 'true'"
+    )
+    for run in runs:
+        if run.info.run_id == new_run_id:
+            continue
+        client.set_tag(run.info.run_id, "superseded_by", new_run_id)
+        if run.info.status == "RUNNING":
+            client.set_terminated(run.info.run_id, "KILLED")
+
+
 def package_versions(framework: str) -> dict[str, str]:
     names = ["mlflow", "numpy", "hydra-core"]
     names += ["torch"] if framework == "torch" else ["tensorflow-cpu", "tensorflow", "keras"]

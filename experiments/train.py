@@ -1,25 +1,49 @@
 """Entry point: `python -m experiments.train task=rt framework=torch variant=naive` (one run) or
-`... -m sweep=smoke` / `+sweep=...` (a Hydra multirun). Config lives in conf/."""
+`python -m experiments.train sweep=smoke` (a preset grid; Hydra multirun). Config lives in conf/."""
 
 from __future__ import annotations
 
 import sys
+import traceback
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from experiments.config import register
+from frameworks.spec import FRAMEWORK_VARIANTS
 
 register()
 
 
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
-def main(cfg: DictConfig) -> float | None:
+def main(cfg: DictConfig) -> str:
     from experiments.run import execute
+    from experiments.sweep import write_result
 
-    result = execute(cfg)
+    in_sweep = HydraConfig.get().mode == RunMode.MULTIRUN
+    if in_sweep and not implemented(cfg):
+        # grids are products: a pair one framework lacks is skipped, not failed
+        write_result("SKIPPED", None, "framework does not implement this variant")
+        return "SKIPPED"
+    try:
+        result = execute(cfg)
+    except Exception as e:
+        if not in_sweep:
+            raise
+        # a failed job must not stop the others: the run is already marked FAILED in MLflow
+        traceback.print_exc()
+        write_result("FAILED", None, f"{type(e).__name__}: {e}")
+        return "FAILED"
+    if in_sweep:
+        write_result(result.status, result.run_id)
     print(f"{result.status}: run {result.run_id} {result.metrics}", file=sys.stderr)
-    return None
+    return result.status
+
+
+def implemented(cfg: DictConfig) -> bool:
+    return cfg.dropout.variant in FRAMEWORK_VARIANTS[cfg.framework.name.value]
 
 
 if __name__ == "__main__":
