@@ -63,7 +63,7 @@ class SweepCallback(Callback):
         client = MlflowClient(uri)
         sweep_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
         total = count_jobs(config)
-        preset = HydraConfig.get().runtime.choices.get("sweep") or "custom"
+        preset = config.hydra.runtime.choices.get("sweep") or "custom"
         parents = {}
         if not config.tracking.parent_run_id:
             for task in sweep_values(config, "task", config.task.name.value):

@@ -1,0 +1,70 @@
+"""One tiny run end to end into a real temporary SQLite store."""
+
+from __future__ import annotations
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from experiments.config import to_optim
+from experiments.run import evaluate, execute, prepare
+from frameworks.base import load_backend
+from tests.conftest import TINY_RT, compose_cfg
+
+
+@pytest.fixture(scope="module")
+def naive_run(tmp_path_factory):
+    store = f"sqlite:///{tmp_path_factory.mktemp('store') / 'mlflow.db'}"
+    cfg = compose_cfg([*TINY_RT, "variant=naive", f"tracking.uri={store}"])
+    return store, cfg, execute(cfg)
+
+
+def test_run_logs_params_metrics_tags_and_config(naive_run):
+    store, _, result = naive_run
+    client = MlflowClient(store)
+    run = client.get_run(result.run_id)
+    assert run.info.status == "FINISHED"
+    tags = run.data.tags
+    assert tags["completed"] == "true"
+    assert (tags["task"], tags["framework"], tags["variant"], tags["seed"]) == (
+        "rt", "torch", "naive", "0")
+    assert tags["mlflow.runName"] == "torch/naive/rt/s0"
+    assert len(tags["config_hash"]) == 16 and tags["torch_version"].startswith("2.")
+    params = run.data.params
+    assert params["dropout.input"] == "0.25" and params["model.hidden_size"] == "16"
+    assert params["task.name"] == "rt" and params["train.mc_samples"] == "3"
+    for key in ("train_loss", "valid_accuracy_std", "valid_accuracy_mc", "valid_log_loss_mc",
+                "epoch_seconds", "train_tokens_per_s"):
+        history = client.get_metric_history(result.run_id, key)
+        assert [m.step for m in history] == [1, 2], key
+    metrics = run.data.metrics
+    assert 0.0 <= metrics["test_accuracy_std"] <= 1.0 and metrics["test_log_loss_mc"] > 0
+    assert metrics["best_epoch"] in (1.0, 2.0)
+    artifacts = [a.path for a in client.list_artifacts(result.run_id)]
+    assert "config.yaml" in artifacts
+
+
+def test_best_epoch_is_the_best_validation_accuracy(naive_run):
+    store, _, result = naive_run
+    client = MlflowClient(store)
+    history = client.get_metric_history(result.run_id, "valid_accuracy_std")
+    best = max(history, key=lambda m: (m.value, -m.step))
+    assert client.get_run(result.run_id).data.metrics["best_epoch"] == best.step
+
+
+def test_rerun_of_a_completed_config_is_skipped(naive_run):
+    store, cfg, result = naive_run
+    again = execute(cfg)
+    assert again.status == "SKIPPED" and again.run_id == result.run_id
+    runs = MlflowClient(store).search_runs(
+        [MlflowClient(store).get_run(result.run_id).info.experiment_id])
+    assert len(runs) == 1
+
+
+def test_mc_equals_standard_without_dropout(store):
+    prep = prepare(compose_cfg([*TINY_RT, "variant=none", f"tracking.uri={store}"]))
+    backend = load_backend("torch")
+    runner = backend.Runner(prep.spec, to_optim(prep.cfg), seed=0)
+    runner.load_weights(prep.weights)
+    out = evaluate(runner, prep, "valid")
+    assert out["accuracy_mc"] == out["accuracy_std"]
+    assert out["log_loss_mc"] == pytest.approx(out["log_loss_std"], abs=1e-12)
