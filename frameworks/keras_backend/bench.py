@@ -1,0 +1,123 @@
+"""Throughput of the LSTM layers against the stock Keras LSTM, side by side in one process.
+
+    python -m frameworks.keras_backend.bench [--threads 2] [--repeats 20]
+
+One measured unit is a training step of one layer (forward + gradients for the weights) on a
+random (B, T, D) input, compiled with `tf.function`; layers are interleaved round-robin so
+machine noise hits all alike, and the median step time is reported. Ratios are
+stock-time / layer-time (> 1 = faster than the stock layer). The stock references are
+`keras.layers.LSTM` without dropout (the CPU ceiling: Keras has no fused CPU kernel) and with
+dropout + recurrent_dropout (which Keras >= 3.8 runs as implementation 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+os.environ["KERAS_BACKEND"] = "tensorflow"
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from frameworks.keras_backend.threads import configure_threads  # noqa: E402
+
+SHAPES = {  # name: (batch, steps, input size, hidden)
+    "ptb_h200": (20, 35, 200, 200),
+    "ptb_h650": (20, 35, 650, 650),
+    "classifier_h128": (64, 50, 128, 128),
+}
+RATE = 0.25
+
+
+def _layers(batch: int, d: int, hid: int):
+    """name -> (callable(x, h, c) -> outputs, trainable variables)."""
+    import keras
+    import tensorflow as tf
+
+    from frameworks.keras_backend.layers import VariantLSTM
+    from frameworks.keras_backend.masks import _weight_shape
+    from frameworks.keras_backend.sampler import MaskSampler
+    from frameworks.spec import Variant
+
+    sampler = MaskSampler(0)
+    out = {}
+    for name, kwargs in (("stock_none", {}),
+                         ("stock_recdrop", {"dropout": RATE, "recurrent_dropout": RATE})):
+        layer = keras.layers.LSTM(hid, return_sequences=True, seed=1, **kwargs)
+        layer.build((None, None, d))
+
+        def call(x, h, c, layer=layer):
+            return layer(tf.transpose(x, (1, 0, 2)), initial_state=[h, c], training=True)
+
+        out[name] = (call, layer.trainable_weights)
+    gal = {
+        Variant.KERAS_IMPL0: ((4, batch, d), (4, batch, hid)),
+        Variant.KERAS_IMPL1: ((4, batch, d), (4, batch, hid)),
+        Variant.KERAS_IMPL2: ((batch, d), (batch, hid)),
+    }
+    for variant in [Variant.NONE, *gal, *sorted(
+            {Variant.WEIGHTDROP, Variant.WEIGHTDROP_VARIATIONAL, Variant.WEIGHTDROP_COLUMN,
+             Variant.WEIGHTDROP_COLUMN_UNTIED}, key=lambda v: v.value)]:
+        layer = VariantLSTM(d, hid, variant)
+        for v in layer.weight_vars():
+            v.assign(tf.random.uniform(v.shape, -0.1, 0.1))
+        kw = {}
+        if variant in gal:
+            kw = {"in_mask": gal[variant][0], "rec_mask": gal[variant][1]}
+        elif variant is not Variant.NONE:
+            kw = {"weight_mask": _weight_shape(variant, hid)}
+
+        def call(x, h, c, layer=layer, kw=kw):
+            masks = {k: sampler.draw(k, s, RATE) for k, s in kw.items()}  # trace-time constants
+            return layer.forward(x, h, c, **masks)[0]
+
+        out[variant.value] = (call, layer.trainable_weights)
+    return out
+
+
+def bench(shape: str, repeats: int) -> dict[str, float]:
+    import tensorflow as tf
+
+    batch, steps, d, hid = SHAPES[shape]
+    x = tf.random.uniform((steps, batch, d))
+    h = tf.zeros((batch, hid))
+    def make_step(call, variables):  # a closure: variables passed as arguments lose the tape
+        def step():
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum(call(x, h, h))
+            return tape.gradient(loss, variables)
+
+        return tf.function(step)
+
+    fns = {name: make_step(*layer) for name, layer in _layers(batch, d, hid).items()}
+    for fn in fns.values():
+        fn()  # trace
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            for g in fn():  # tf.function calls may return before the work is done
+                g.numpy()
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--shapes", nargs="*", default=list(SHAPES))
+    args = parser.parse_args()
+    configure_threads(args.threads)
+    for shape in args.shapes:
+        res = bench(shape, args.repeats)
+        ceiling, recdrop = res["stock_none"], res["stock_recdrop"]
+        print(f"\n{shape} (B, T, D, H) = {SHAPES[shape]}, median ms per train step")
+        print(f"{'layer':28s} {'ms':>8s} {'vs stock none':>14s} {'vs stock recdrop':>17s}")
+        for name, t in res.items():
+            print(f"{name:28s} {t * 1e3:8.2f} {ceiling / t:14.2f} {recdrop / t:17.2f}")
+
+
+if __name__ == "__main__":
+    main()

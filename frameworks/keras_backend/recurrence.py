@@ -1,0 +1,123 @@
+"""LSTM time loops, time-major, gate order i, f, g(candidate), o exactly as PyTorch.
+
+Keras layout: kernel W (D, 4H) = w_ih.T, recurrent kernel U (H, 4H) = w_hh.T, bias (4H,).
+Each loop takes the masks as tensors (drawn outside, see `sampler.py`). Per-gate weights are
+sliced once per call, before the loop: slicing a fused kernel inside the step is what makes a
+naive custom Keras cell slow. The loop is unrolled when T is known while tracing (TensorFlow's
+CPU while-loop costs a fixed overhead per op per step), else a `tf.while_loop`.
+
+    fused     z_t = xz_t + h_{t-1} @ U, xz = x @ W + b precomputed for all t (cuDNN-style);
+              used with no Gal mask (none, naive, locked, weight-drop with U already masked)
+    impl0     xz_g = (x * m_g) @ W_g + b_g precomputed for all t per gate; (h * r_g) @ U_g per step
+    impl1     [(x_t * m_g), (h * r_g)] @ [W_g; U_g] + b_g per gate inside the step
+    impl2     [(x_t * m), (h * r)] @ [W; U] + b, one fused matmul per step
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import tensorflow as tf
+
+State = tuple[tf.Tensor, tf.Tensor]
+Step = Callable[[Sequence[tf.Tensor], tf.Tensor, tf.Tensor], State]
+
+
+def cell_update(i: tf.Tensor, f: tf.Tensor, g: tf.Tensor, o: tf.Tensor, c: tf.Tensor) -> State:
+    """c = f*c + i*g; h = o*tanh(c), from pre-activations."""
+    c = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g)
+    return tf.sigmoid(o) * tf.tanh(c), c
+
+
+def time_loop(step: Step, seqs: Sequence[tf.Tensor], h: tf.Tensor, c: tf.Tensor):
+    """Run `step` over axis 0 of `seqs`; returns (outputs (T, B, H), h_T, c_T)."""
+    steps = seqs[0].shape[0]
+    if steps is not None:
+        outs = []
+        for t in range(steps):
+            h, c = step([s[t] for s in seqs], h, c)
+            outs.append(h)
+        return tf.stack(outs), h, c
+    n = tf.shape(seqs[0])[0]
+    arrays = [tf.TensorArray(s.dtype, size=n).unstack(s) for s in seqs]
+    out = tf.TensorArray(h.dtype, size=n)
+
+    def body(t, h, c, out):
+        h, c = step([a.read(t) for a in arrays], h, c)
+        return t + 1, h, c, out.write(t, h)
+
+    _, h, c, out = tf.while_loop(lambda t, *_: t < n, body, (0, h, c, out), maximum_iterations=n)
+    return out.stack(), h, c
+
+
+def _per_gate(w: tf.Tensor) -> tf.Tensor:
+    """(X, 4H) fused Keras kernel -> (4, X, H) per-gate kernels."""
+    rows, four_h = w.shape
+    return tf.transpose(tf.reshape(w, (rows, 4, four_h // 4)), (1, 0, 2))
+
+
+def run_fused(xs, h, c, kernel, recurrent_kernel, bias):
+    """No per-gate mask: input projection for all steps in one matmul, then h @ U per step."""
+    t, b, d = tf.unstack(tf.shape(xs))
+    xz = tf.matmul(tf.reshape(xs, (-1, xs.shape[-1])), kernel) + bias
+    xz = tf.reshape(xz, tf.stack([t, b, tf.shape(xz)[-1]]))
+    xz = tf.ensure_shape(xz, (xs.shape[0], xs.shape[1], kernel.shape[-1]))
+
+    def step(x, h, c):
+        z = x[0] + tf.matmul(h, recurrent_kernel)
+        return cell_update(*tf.split(z, 4, axis=1), c)
+
+    return time_loop(step, [xz], h, c)
+
+
+def run_impl0(xs, h, c, kernel, recurrent_kernel, bias, in_mask, rec_mask):
+    """Keras 2.0 implementation 0: per-gate masked input projections precomputed for all t."""
+    t, b, d = xs.shape[0], tf.shape(xs)[1], xs.shape[-1]
+    hid = recurrent_kernel.shape[0]
+    w4, u4 = _per_gate(kernel), _per_gate(recurrent_kernel)
+    b4 = tf.reshape(bias, (4, 1, hid))
+    if in_mask is None:
+        xm = tf.broadcast_to(tf.reshape(xs, (1, -1, d)), tf.stack([4, tf.shape(xs)[0] * b, d]))
+    else:  # (4, T, B, D): x * m_g for every gate and step
+        xm = tf.reshape(xs[None] * in_mask[:, None], (4, -1, d))
+    xz = tf.matmul(xm, w4) + b4  # (4, T*B, H)
+    xz = tf.transpose(tf.reshape(xz, tf.stack([4, tf.shape(xs)[0], b, hid])), (1, 0, 2, 3))
+    xz = tf.ensure_shape(xz, (t, 4, xs.shape[1], hid))
+
+    def step(x, h, c):
+        hr = tf.broadcast_to(h[None], tf.shape(x[0])) if rec_mask is None else h[None] * rec_mask
+        z = x[0] + tf.matmul(hr, u4)
+        return cell_update(*tf.unstack(z), c)
+
+    return time_loop(step, [xz], h, c)
+
+
+def run_impl1(xs, h, c, kernel, recurrent_kernel, bias, in_mask, rec_mask):
+    """Keras 2.0 implementation 1: per-gate masked matmuls inside the step (one batched op)."""
+    hid = recurrent_kernel.shape[0]
+    wu4 = tf.concat([_per_gate(kernel), _per_gate(recurrent_kernel)], axis=1)  # (4, D+H, H)
+    b4 = tf.reshape(bias, (4, 1, hid))
+
+    def step(x, h, c):
+        x4 = x[0][None] if in_mask is None else x[0][None] * in_mask
+        h4 = h[None] if rec_mask is None else h[None] * rec_mask
+        b = tf.shape(h)[0]
+        x4 = tf.broadcast_to(x4, tf.stack([4, b, x4.shape[-1]]))
+        h4 = tf.broadcast_to(h4, tf.stack([4, b, hid]))
+        z = tf.matmul(tf.concat([x4, h4], 2), wu4) + b4
+        return cell_update(*tf.unstack(z), c)
+
+    return time_loop(step, [xs], h, c)
+
+
+def run_impl2(xs, h, c, kernel, recurrent_kernel, bias, in_mask, rec_mask):
+    """Gal tied: one mask per side for all gates, one fused [x, h] @ [W; U] matmul per step."""
+    wu = tf.concat([kernel, recurrent_kernel], axis=0)  # (D+H, 4H)
+
+    def step(x, h, c):
+        xt = x[0] if in_mask is None else x[0] * in_mask
+        ht = h if rec_mask is None else h * rec_mask
+        z = tf.matmul(tf.concat([xt, ht], 1), wu) + bias
+        return cell_update(*tf.split(z, 4, axis=1), c)
+
+    return time_loop(step, [xs], h, c)
