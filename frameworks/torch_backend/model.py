@@ -41,6 +41,12 @@ class DropoutLSTMModel(nn.Module):
         self.decoder = nn.Linear(h, spec.num_outputs)
         if spec.tie_weights:
             self.decoder.weight = self.embedding.weight
+        for k in range(layers):
+            # One trainable bias per layer, as in the naming scheme and in Keras: with two, SGD,
+            # Adam, weight decay and the clipping norm would all see the bias twice.
+            bias_hh = self.lstm_params(k)[3]
+            nn.init.zeros_(bias_hh)
+            bias_hh.requires_grad_(False)
 
     def lstm_params(self, k: int) -> tuple[nn.Parameter, nn.Parameter, nn.Parameter, nn.Parameter]:
         """(weight_ih, weight_hh, bias_ih, bias_hh) of layer k."""

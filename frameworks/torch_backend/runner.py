@@ -4,15 +4,15 @@ Numpy at the boundary: batches in, probabilities and weight dicts out. The LM hi
 carried across the batches of one call (detached between batches: truncated BPTT) and reset at
 the start of every call. Training masks come from the sampler's `train` stream, evaluation masks
 (MC dropout, the `eval_active` row mask) from its `eval` stream, and nn.LSTM's own dropout
-(torch_builtin) runs under a forked global RNG during evaluation, so the training masks of a seed
-never depend on how many evaluation passes happened.
+(torch_builtin) from a runner-private global-RNG state (rng.py), so the training masks of a seed
+never depend on how many evaluation passes happened nor on other runners in the process.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
 
 import numpy as np
 import torch
@@ -24,6 +24,7 @@ from frameworks.base import initial_weights as numpy_initial_weights
 from frameworks.spec import Batch, ModelSpec, OptimSpec, TaskKind, check_framework_variant
 from frameworks.torch_backend import weights
 from frameworks.torch_backend.model import DropoutLSTMModel, State
+from frameworks.torch_backend.rng import LibraryRng
 from frameworks.torch_backend.sampler import EVAL, TRAIN, MaskSampler
 
 
@@ -44,11 +45,13 @@ class Runner:
         self.optim = optim
         self.seed = int(seed)
         self.device = torch.device(device)
-        torch.manual_seed(self.seed)  # global RNG: nn.LSTM's dropout for torch_builtin
+        torch.manual_seed(self.seed)
+        self.library_rng = LibraryRng(self.seed, self.device)  # nn.LSTM's dropout (torch_builtin)
         self.sampler = MaskSampler(self.seed, self.device)
         self.model = DropoutLSTMModel(spec, self.sampler).to(self.device)
         weights.load_weights(self.model, numpy_initial_weights(spec, self.seed))
-        self.optimizer = make_optimizer(self.model.parameters(), optim)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = make_optimizer(self.params, optim)
 
     def load_weights(self, values: dict[str, np.ndarray]) -> None:
         weights.load_weights(self.model, values)
@@ -63,22 +66,23 @@ class Runner:
         for group in self.optimizer.param_groups:
             group["lr"] = float(lr)
         total, count = 0.0, 0
-        state: State | None = None
-        for i, batch in enumerate(batches):
-            x, y = self._tensors(batch)
-            logits, state = self.model(x, self._carry(state, x.shape[0]))
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
-            value = loss.item()
-            if not math.isfinite(value):
-                raise DivergenceError(f"non-finite training loss {value} at batch {i}")
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if self.optim.clip_norm > 0:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.optim.clip_norm)
-            self.optimizer.step()
-            state = (state[0].detach(), state[1].detach())
-            total += value * y.numel()
-            count += y.numel()
+        with self.library_rng.training():
+            state: State | None = None
+            for i, batch in enumerate(batches):
+                x, y = self._tensors(batch)
+                logits, state = self.model(x, self._carry(state, x.shape[0]))
+                loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+                value = loss.item()
+                if not math.isfinite(value):
+                    raise DivergenceError(f"non-finite training loss {value} at batch {i}")
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if self.optim.clip_norm > 0:
+                    torch.nn.utils.clip_grad_norm_(self.params, self.optim.clip_norm)
+                self.optimizer.step()
+                state = (state[0].detach(), state[1].detach())
+                total += value * y.numel()
+                count += y.numel()
         if count == 0:
             raise ValueError("train_epoch got no batches")
         return total / count
@@ -122,14 +126,8 @@ class Runner:
             return None
         return state if state[0].shape[1] == batch else None
 
-    @contextlib.contextmanager
-    def _library_rng(self, stochastic: bool) -> Iterator[None]:
-        """Run nn.LSTM's own dropout in evaluation on a forked global RNG seeded from the
-        sampler's eval stream, leaving the training RNG untouched."""
-        if not (stochastic and self.model.builtin):
-            yield
-            return
-        devices = [self.device] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices, device_type=self.device.type):
-            torch.manual_seed(self.sampler.seed_for_library())
-            yield
+    def _library_rng(self, stochastic: bool) -> AbstractContextManager[None]:
+        """Evaluation never touches the training stream; MC passes of torch_builtin run
+        nn.LSTM's dropout on a throw-away stream seeded from the sampler's eval stream."""
+        seed = self.sampler.seed_for_library() if stochastic and self.model.builtin else 0
+        return self.library_rng.evaluation(seed)
