@@ -26,10 +26,10 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 smoke: setup
-	$(PY) -m experiments.train sweep=smoke $(ARGS)
+	$(PY) -m experiments.train --multirun sweep=smoke $(ARGS)
 
 sweep: setup
-	$(PY) -m experiments.train sweep=$(PRESET) $(ARGS)
+	$(PY) -m experiments.train --multirun sweep=$(PRESET) $(ARGS)
 
 report: setup
 	$(PY) -m reports.build $(ARGS)

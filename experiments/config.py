@@ -6,6 +6,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -118,6 +119,17 @@ class Config:
 
 def register() -> None:
     ConfigStore.instance().store(name="schema", node=Config)
+    if not OmegaConf.has_resolver("rds_parallel_jobs"):
+        OmegaConf.register_new_resolver("rds_parallel_jobs", parallel_jobs)
+
+
+def parallel_jobs() -> int:
+    """Jobs a machine holds side by side: one per core, at most one per 3 GiB of memory
+    (a TensorFlow job with MC evaluation peaks near 2 GiB)."""
+    import psutil
+
+    cores = os.cpu_count() or 1
+    return max(1, min(cores, psutil.virtual_memory().total // (3 * 2**30)))
 
 
 # Settings that change neither the model nor the numbers: left out of the config hash so that a
