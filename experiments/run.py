@@ -7,7 +7,10 @@ refused in seconds and a failed or killed run never looks like a result.
 from __future__ import annotations
 
 import os
+import platform
+import signal
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -62,9 +65,10 @@ def prepare(cfg: DictConfig) -> Prepared:
     )
     for split in ("train", "valid", "test"):
         if num_batches(data, split, t.batch_size, t.bptt) < 1:
+            key = "train_limit" if split == "train" else "eval_limit"
             raise DataError(
                 f"the {split} split of task {t.name.value} gives no batch with "
-                f"batch_size={t.batch_size}, bptt={t.bptt}: raise task.train_limit/eval_limit"
+                f"batch_size={t.batch_size}, bptt={t.bptt}: raise task.{key} or lower the sizes"
             )
     spec = C.to_spec(cfg, data.vocab_size, data.num_outputs)
     weights = load_initial_weights(cfg, spec, uri)
@@ -172,7 +176,7 @@ def execute(cfg: DictConfig) -> RunResult:
     tags = {
         "task": task, "framework": framework, "variant": variant, "seed": str(cfg.seed),
         "config_hash": prep.config_hash, tracking.COMPLETED: "false",
-        "git_commit": tracking.git_commit(),
+        "git_commit": tracking.git_commit(), "host": platform.node(), "pid": str(os.getpid()),
         "mlflow.runName": f"{framework}/{variant}/{task}/s{cfg.seed}",
         **{f"{k}_version": v for k, v in tracking.package_versions(framework).items()},
     }
@@ -185,16 +189,28 @@ def execute(cfg: DictConfig) -> RunResult:
     tracking.supersede_unfinished(client, exp_id, prep.config_hash, run.info.run_id)
     run_id = run.info.run_id
     try:
+        _terminate_on_sigterm()
         _log_params(client, run_id, cfg, runner)
         metrics = _train(client, run_id, prep, runner)
     except BaseException as e:
-        status = "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED"
+        status = "KILLED" if isinstance(e, KeyboardInterrupt | SystemExit) else "FAILED"
         client.set_tag(run_id, "failure_reason", f"{type(e).__name__}: {e}"[:5000])
         client.set_terminated(run_id, status)
         raise
     client.set_tag(run_id, tracking.COMPLETED, "true")
     client.set_terminated(run_id, "FINISHED")
     return RunResult(run_id, "FINISHED", metrics)
+
+
+def _terminate_on_sigterm() -> None:
+    """Turn SIGTERM (scancel, timeouts, `kill`) into an exception so the run is marked KILLED;
+    SIGKILL cannot be caught: such a run stays RUNNING and the next attempt supersedes it."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
 
 
 def _log_params(client, run_id: str, cfg: DictConfig, runner) -> None:
