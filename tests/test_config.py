@@ -1,4 +1,4 @@
-"""Presets compose into valid specs; schedule and config hash behave (rejections: test_bad_inputs)."""
+"""Presets compose into valid specs; lr schedule and config hash (rejections: test_bad_inputs)."""
 
 from __future__ import annotations
 

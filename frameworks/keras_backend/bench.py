@@ -108,8 +108,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--shapes", nargs="*", default=list(SHAPES))
+    parser.add_argument("--no-unroll", action="store_true")
     args = parser.parse_args()
     configure_threads(args.threads)
+    if args.no_unroll:
+        from frameworks.keras_backend import recurrence
+
+        recurrence.UNROLL = False
     for shape in args.shapes:
         res = bench(shape, args.repeats)
         ceiling, recdrop = res["stock_none"], res["stock_recdrop"]
