@@ -154,6 +154,8 @@ def test_torch_builtin_uses_library_dropout_between_layers_only():
     det = runner.predict(data, False)
     assert not np.array_equal(runner.predict(data, True), det)
     assert runner.sampler.calls == []
+    first, second = runner.train_epoch(data, 0.0), runner.train_epoch(data, 0.0)
+    assert first != second  # lr 0: only nn.LSTM's masks changed, its stream moves on
     assert runner.model.rnn.dropout == 0.5 and runner.model.rnn.num_layers == 2
     none = Runner(make_spec(Variant.NONE), SGD, seed=0)
     np.testing.assert_array_equal(none.predict(data, False), det)
