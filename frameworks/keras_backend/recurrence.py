@@ -3,8 +3,8 @@
 Keras layout: kernel W (D, 4H) = w_ih.T, recurrent kernel U (H, 4H) = w_hh.T, bias (4H,).
 Each loop takes the masks as tensors (drawn outside, see `sampler.py`). Per-gate weights are
 sliced once per call, before the loop: slicing a fused kernel inside the step is what makes a
-naive custom Keras cell slow. The loop is unrolled when T is known while tracing (TensorFlow's
-CPU while-loop costs a fixed overhead per op per step), else a `tf.while_loop`.
+naive custom Keras cell slow. The loop is a `tf.while_loop` (as Keras' own); unrolling it
+(`UNROLL = True`, when T is static) measured no faster on CPU and traces much more slowly.
 
     fused     z_t = xz_t + h_{t-1} @ U, xz = x @ W + b precomputed for all t (cuDNN-style);
               used with no Gal mask (none, naive, locked, weight-drop with U already masked)
@@ -29,7 +29,7 @@ def cell_update(i: tf.Tensor, f: tf.Tensor, g: tf.Tensor, o: tf.Tensor, c: tf.Te
     return tf.sigmoid(o) * tf.tanh(c), c
 
 
-UNROLL = False  # see time_loop: the while-loop was as fast or faster on CPU
+UNROLL = False
 
 
 def time_loop(step: Step, seqs: Sequence[tf.Tensor], h: tf.Tensor, c: tf.Tensor):

@@ -65,8 +65,10 @@ class Runner:
         self.load_weights(initial_weights(spec, self.seed))
         # Fresh closures per runner: TensorFlow counts retraces per Python function, and many
         # runners in one process (tests, sweeps) would otherwise warn about each other.
-        self._train_step = tf.function(lambda *args: self._train_step_fn(*args))
-        self._predict_step = tf.function(lambda *args: self._predict_step_fn(*args))
+        # autograph off: the loops are explicit tf.while_loops, and converting every called
+        # function costs more tracing time than the whole graph build.
+        self._train_step = tf.function(lambda *a: self._train_step_fn(*a), autograph=False)
+        self._predict_step = tf.function(lambda *a: self._predict_step_fn(*a), autograph=False)
 
     # -- weights -------------------------------------------------------------------------------
     def load_weights(self, weights: dict[str, np.ndarray]) -> None:
@@ -86,8 +88,13 @@ class Runner:
             logits, new_states = self.net.forward(x, states, masks, training=True)
             loss = tf.reduce_mean(self._loss_terms(logits, y))
         grads = tape.gradient(loss, self.variables)
-        if tf.math.is_finite(loss):  # leave the weights at their last finite values
+
+        def update() -> tf.Tensor:
             self.optimizer.apply(grads, lr)
+            return tf.constant(True)
+
+        # Leave the weights at their last finite values; the caller raises DivergenceError.
+        tf.cond(tf.math.is_finite(loss), update, lambda: tf.constant(False))
         return loss, new_states
 
     def _predict_step_fn(self, x, y, states, masks, training):
