@@ -29,8 +29,9 @@ RESULT_FILE = "result.json"
 
 
 def sweep_overrides(config: DictConfig) -> list[str]:
+    """The preset's params first: the command line wins for a key both set (as in Hydra)."""
     params = config.hydra.sweeper.get("params") or {}
-    return [*config.hydra.overrides.task, *(f"{k}={v}" for k, v in params.items())]
+    return [*(f"{k}={v}" for k, v in params.items()), *config.hydra.overrides.task]
 
 
 def sweep_values(config: DictConfig, key: str, default: str) -> list[str]:
