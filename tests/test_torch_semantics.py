@@ -86,7 +86,25 @@ CASES += [
 
 @pytest.mark.parametrize("variant,task,kw", CASES, ids=lambda c: getattr(c, "value", str(c)))
 def test_forward_state_and_gradients_equal_reference(variant, task, kw):
-    spec = make_spec(variant, task, **kw)
+    check_against_reference(make_spec(variant, task, **kw))
+
+
+GAL_RATES = [None, {"input": 0.3}, {"recurrent": 0.4}, {"input": 0.3, "output": 0.2}]
+
+
+@pytest.mark.parametrize("loop", ["bptt", "eager"])
+@pytest.mark.parametrize("rates", GAL_RATES, ids=str)
+@pytest.mark.parametrize("variant", GAL, ids=lambda v: v.value)
+def test_both_gal_loops_equal_reference(variant, rates, loop, monkeypatch):
+    """The hand-written BPTT and the autograd loop, with and without each kind of mask."""
+    monkeypatch.setenv("RDS_TORCH_GAL", loop)
+    for kw in ({}, {"granularity": Granularity.BATCH}):
+        check_against_reference(make_spec(variant, LM, rates, **kw), loop)
+    check_against_reference(make_spec(variant, CLS, rates), loop)
+
+
+def check_against_reference(spec: ModelSpec, loop: str | None = None) -> None:
+    variant = spec.variant
     source = NumpyMaskSource(seed=7)
     model = make_model(spec, source)
     x, y = batch(spec)
@@ -94,11 +112,12 @@ def test_forward_state_and_gradients_equal_reference(variant, task, kw):
     h0 = torch.tensor(rng.normal(size=(2, B, H)) * 0.5)
     c0 = torch.tensor(rng.normal(size=(2, B, H)) * 0.5)
     logits, (h, c) = model(torch.as_tensor(x), (h0, c0))
-    ref_forward_loss = ref_loss(logits, y)
-    ref_forward_loss.backward()
+    ref_loss(logits, y).backward()
 
     masks = as_masks([n for n, _, _ in source.calls], source.drawn)
     assert masks or variant is Variant.NONE
+    if loop is not None:  # the Gal loop that ran is the one asked for
+        assert ("GalLoopBackward" in _graph_names(logits)) == (loop == "bptt")
     p = as_params(initial_weights(spec, 0))
     ref_logits, (hs, cs) = ref_forward(spec, p, masks, x, (h0, c0))
     ref_loss(ref_logits, y).backward()
@@ -110,6 +129,18 @@ def test_forward_state_and_gradients_equal_reference(variant, task, kw):
     assert set(grads) == set(p)
     for name, ref in p.items():
         torch.testing.assert_close(grads[name], ref.grad, atol=1e-10, rtol=0, msg=name)
+
+
+def _graph_names(t: torch.Tensor) -> set[str]:
+    """Class names of every autograd node behind t."""
+    seen: dict[int, str] = {}
+    todo = [t.grad_fn]
+    while todo:
+        node = todo.pop()
+        if node is not None and id(node) not in seen:
+            seen[id(node)] = type(node).__name__
+            todo += [f for f, _ in node.next_functions]
+    return set(seen.values())
 
 
 def _expected_lm(variant: Variant, bm: int = B, naive_out: bool = False) -> list[tuple]:

@@ -5,16 +5,21 @@ onto one module. Without masks (rate 0, or evaluation) every variant runs that f
 is exactly the no-dropout layer. WeightDrop keeps the raw `weight_hh_l0` Parameter and passes the
 masked tensor through `torch.func.functional_call`, so nothing on the module is ever replaced
 (the awd train -> eval -> train and deepcopy bugs cannot happen) and the mask is drawn once per
-forward. The Gal family runs an explicit time loop (gal.py) only when it has masks.
+forward. The Gal family runs an explicit time loop only when it has masks: by default the
+hand-written BPTT of gal_bptt.py; RDS_TORCH_GAL=eager selects the plain autograd loops of gal.py,
+and RDS_TORCH_COMPILE=1 runs those through torch.compile.
 """
 
 from __future__ import annotations
+
+import os
 
 from torch import Tensor, nn
 from torch.func import functional_call
 
 from frameworks.spec import GAL_FAMILY, Variant
-from frameworks.torch_backend import gal
+from frameworks.torch_backend import gal, gal_bptt
+from frameworks.torch_backend.compile import enabled as compile_enabled
 from frameworks.torch_backend.compile import maybe_compile
 
 State = tuple[Tensor, Tensor]  # (h, c), each (1, B, H)
@@ -59,9 +64,19 @@ class LSTMLayer(nn.Module):
         self, x: Tensor, state: State, m_in: Tensor | None, m_rec: Tensor | None
     ) -> tuple[Tensor, State]:
         lstm = self.lstm
-        loop = maybe_compile(gal.IMPLS[GAL_IMPL[self.variant]])
+        impl = GAL_IMPL[self.variant]
         bias = lstm.bias_ih_l0 + lstm.bias_hh_l0
-        out, h, c = loop(
-            x, state[0][0], state[1][0], lstm.weight_ih_l0, lstm.weight_hh_l0, bias, m_in, m_rec
-        )
+        args = (x, state[0][0], state[1][0], lstm.weight_ih_l0, lstm.weight_hh_l0, bias)
+        if gal_loop_kind() == "bptt" and not compile_enabled():
+            out, h, c = gal_bptt.gal_loop(impl, *args, m_in, m_rec)
+        else:
+            out, h, c = maybe_compile(gal.IMPLS[impl])(*args, m_in, m_rec)
         return out, (h.unsqueeze(0), c.unsqueeze(0))
+
+
+def gal_loop_kind() -> str:
+    """`bptt` (default, hand-written backward) or `eager` (autograd through gal.py)."""
+    kind = os.environ.get("RDS_TORCH_GAL", "bptt").strip().lower() or "bptt"
+    if kind not in ("bptt", "eager"):
+        raise ValueError(f"RDS_TORCH_GAL={kind!r} must be bptt or eager")
+    return kind
