@@ -1,10 +1,11 @@
 """The matched network: embedding -> stacked LSTM -> output dropout -> dense decoder.
 
-Batch-first ids in, time-major inside (one transpose of the ids, none of the activations
-between layers). Every mask arrives in a dict of tensors keyed by the names of the mask naming
-scheme; a missing key means "not drawn" (rate 0, or evaluation), so the same code computes the
-no-dropout network. Language model: logits (B*T, C) in row-major (B, T) order; classifier:
-logits (B, C) from the last time step (inputs are pre-padded, so it is a real token).
+Time-major ids in (the runner transposes the batch-first ids in numpy: TensorFlow's oneDNN
+build has no int32 transpose and logs an error for it), time-major activations between layers.
+Every mask arrives in a dict of tensors keyed by the names of the mask naming scheme; a missing
+key means "not drawn" (rate 0, or evaluation), so the same code computes the no-dropout network.
+Language model: logits (B*T, C) in row-major (B, T) order; classifier: logits (B, C) from the
+last time step (inputs are pre-padded, so it is a real token).
 """
 
 from __future__ import annotations
@@ -72,9 +73,9 @@ class Net(keras.layers.Layer):
         z = np.zeros((batch, self.spec.hidden_size), np.float32)
         return [(tf.constant(z), tf.constant(z)) for _ in self.lstms]
 
-    def forward(self, x: tf.Tensor, states: States, masks: dict[str, tf.Tensor],
+    def forward(self, ids: tf.Tensor, states: States, masks: dict[str, tf.Tensor],
                 training: bool = False) -> tuple[tf.Tensor, States]:
-        ids = tf.transpose(tf.cast(x, tf.int32))  # (T, B)
+        """ids (T, B) int32 -> logits, final (h, c) per layer."""
         seq = tf.gather(self.embedding, ids)  # (T, B, E)
         if "embedding" in masks:  # word-type dropout: row v of the matrix scaled by mask[v]
             seq = seq * tf.gather(masks["embedding"], ids)

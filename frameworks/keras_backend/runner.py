@@ -116,11 +116,13 @@ class Runner:
         )
         return states if carried else self.net.zero_states(batch)
 
-    def _tensors(self, batch: Batch) -> tuple[tf.Tensor, tf.Tensor]:
+    def _tensors(self, batch: Batch) -> tuple[tf.Tensor, tf.Tensor, int, int]:
+        """Time-major ids (T, B), labels, B, T."""
         x = np.asarray(batch.x)
         if x.ndim != 2:
             raise ValueError(f"batch.x must be (B, T) token ids, got shape {x.shape}")
-        return tf.constant(x, tf.int32), tf.constant(np.asarray(batch.y), tf.int32)
+        ids = tf.constant(np.ascontiguousarray(x.T), tf.int32)
+        return ids, tf.constant(np.asarray(batch.y), tf.int32), x.shape[0], x.shape[1]
 
     def train_epoch(self, batches: Iterable[Batch], lr: float) -> float:
         """One pass with updates; mean loss per token (LM) or per example (classifier)."""
@@ -129,8 +131,7 @@ class Runner:
         states, total, count = None, 0.0, 0
         with tf.device(self.device):
             for i, batch in enumerate(batches):
-                x, y = self._tensors(batch)
-                b, t = x.shape
+                x, y, b, t = self._tensors(batch)
                 states = self._states(states, b)
                 masks = self._masks(b, t, "train")
                 loss_t, states = self._train_step(x, y, states, masks, lr_t)
@@ -155,8 +156,7 @@ class Runner:
         try:
             with tf.device(self.device):
                 for batch in batches:
-                    x, y = self._tensors(batch)
-                    b, t = x.shape
+                    x, y, b, t = self._tensors(batch)
                     states = self._states(states, b)
                     masks = self._masks(b, t, phase)
                     probs, states = self._predict_step(x, y, states, masks, bool(stochastic))
