@@ -33,6 +33,7 @@ order embedding, then per layer input.k, recurrent.k, weight.k, then output.
 from __future__ import annotations
 
 import importlib
+import zlib
 from collections.abc import Callable, Iterable
 from types import ModuleType
 from typing import Protocol
@@ -126,14 +127,16 @@ def check_weights(spec: ModelSpec, weights: dict[str, np.ndarray]) -> None:
 class NumpyMaskSource:
     """A framework-neutral mask source: the same seed gives the same masks in both backends.
 
-    Backends' samplers accept one of these (or any callable with its signature) in place of their
-    own RNG, which is how parity and semantics tests inject identical masks. Every draw is
-    recorded as (name, shape, rate) so tests can count draws and check shapes.
+    Masks are keyed by name, not by draw order. Backends' samplers accept one of these (or any
+    callable with its signature) in place of their own RNG, which is how parity and semantics
+    tests inject identical masks. Every draw is recorded as (name, shape, rate) so tests can
+    count draws and check shapes.
     """
 
     def __init__(self, seed: int = 0, fixed: dict[str, np.ndarray] | None = None):
-        self.rng = np.random.default_rng(seed)
+        self.seed = seed
         self.fixed = dict(fixed or {})
+        self.counts: dict[str, int] = {}
         self.calls: list[tuple[str, tuple[int, ...], float]] = []
         self.drawn: list[np.ndarray] = []
 
@@ -145,7 +148,11 @@ class NumpyMaskSource:
             if mask.shape != shape:
                 raise ValueError(f"injected mask {name!r} has shape {mask.shape}, need {shape}")
         else:
-            keep = self.rng.random(shape) >= rate
+            # keyed by (seed, name, n-th draw of that name): independent of the order in which
+            # a backend draws its masks, so both frameworks get the same mask under one name
+            n = self.counts[name] = self.counts.get(name, -1) + 1
+            rng = np.random.default_rng([self.seed, zlib.crc32(name.encode()), n])
+            keep = rng.random(shape) >= rate
             mask = keep.astype(np.float32) / np.float32(1.0 - rate)
         self.drawn.append(mask)
         return mask
