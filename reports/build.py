@@ -1,0 +1,94 @@
+"""`make report` / `python -m reports.build`: the comparison report from an MLflow store alone.
+
+Reads runs and metric histories from the store (never from Hydra folders), writes
+`report.md`, a self-contained `report.html` and the figures (PNG + SVG) to the output folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_OUT = REPO / "results" / "report"
+
+
+def default_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{REPO / 'results' / 'mlflow.db'}"
+
+
+def _list(values: list[str] | None) -> list[str]:
+    """Repeatable, comma-separated options: --variants a,b --variants c -> [a, b, c]."""
+    return [v.strip() for group in values or [] for v in group.split(",") if v.strip()]
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m reports.build", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--tracking-uri", default=None,
+                   help="MLflow store (default $MLFLOW_TRACKING_URI or "
+                        "sqlite:///<repo>/results/mlflow.db)")
+    p.add_argument("--experiment", action="append", help="experiment name(s) or id(s); "
+                   "default: every experiment of the store")
+    p.add_argument("--task", action="append", help="task(s): ptb, imdb, rt")
+    p.add_argument("--framework", action="append", help="framework(s): torch, keras")
+    p.add_argument("--variants", action="append", help="variant(s), comma-separated")
+    p.add_argument("--sweep", help="a sweep_id, or the run id of a sweep's parent run")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"default {DEFAULT_OUT}")
+    p.add_argument("--compare-on", choices=["std", "mc"], default="std",
+                   help="evaluation mode of the paired comparisons (default std)")
+    p.add_argument("--family", choices=["task", "question"], default="task",
+                   help="Holm family: every comparison of a task (default), or each question")
+    p.add_argument("--title", default="Recurrent dropout: comparison report")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    start = time.perf_counter()
+    from reports import health, load, render, report
+
+    uri = args.tracking_uri or default_uri()
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+        print(f"error: no MLflow store at {uri} (run `make sweep` first, or pass "
+              "--tracking-uri)", file=sys.stderr)
+        return 2
+    filters = load.Filters(experiments=_list(args.experiment), tasks=_list(args.task),
+                           frameworks=_list(args.framework), variants=_list(args.variants),
+                           sweep=args.sweep)
+    described = _describe(filters)
+    try:
+        data = load.load(uri, filters)
+    except load.StoreError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    loaded = time.perf_counter()
+    if data.runs.empty:
+        print(f"error: no training runs in {uri}" + (f" match {described}" if described else "")
+              + "; nothing to report", file=sys.stderr)
+        return 1
+    checked = health.check(data)
+    built = report.build(data, checked, args.out, described, args.compare_on, args.title,
+                         args.family)
+    md, page = render.write(built.doc, args.out)
+    total = time.perf_counter() - start
+    print(f"report: {len(data.runs)} runs ({len(checked.usable)} used, {len(checked.flagged)} "
+          f"flagged), {len(data.history)} history points; read {loaded - start:.1f} s, "
+          f"total {total:.1f} s\n  {md}\n  {page}")
+    return 0
+
+
+def _describe(f) -> str:
+    parts = [f"{name}={','.join(v)}" for name, v in (
+        ("experiment", f.experiments), ("task", f.tasks), ("framework", f.frameworks),
+        ("variants", f.variants)) if v]
+    if f.sweep:
+        parts.append(f"sweep={f.sweep}")
+    return " ".join(parts)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

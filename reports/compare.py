@@ -1,0 +1,203 @@
+"""Paired comparisons that answer the seed's questions, each stated in words.
+
+Two arms are compared only when they differ in the one factor asked about (variant, framework,
+or one dropout knob) and agree on everything else that applies to both; runs are paired by seed
+(same seed = same initial weights and batches in both frameworks). Per comparison: mean
+difference A - B with its 95% t interval, Cohen's d_z, a paired t-test, and Holm's correction
+over every comparison of the task (the family).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from reports import fmt
+from reports.load import HIGHER_IS_BETTER
+from reports.stats import ALPHA, holm, paired
+
+KNOBS = ("granularity", "output_mode", "eval_active")
+UNTIED_TIED = [("keras_impl0", "keras_impl2"), ("keras_impl1", "keras_impl2"),
+               ("weightdrop_column_untied", "weightdrop_column"),
+               ("keras_impl0", "keras_impl1")]
+WEIGHTDROP = [("weightdrop_variational", "weightdrop"), ("weightdrop_column", "weightdrop"),
+              ("weightdrop_column", "weightdrop_variational")]
+SAMPLE_BATCH = [("keras_impl2", "weightdrop_column"),
+                ("keras_impl1", "weightdrop_column_untied")]
+QUESTIONS = {
+    "untied": "Untied (per-gate) vs tied masks (Keras impl 0/1 vs 2; impl 0 vs 1 is a check: "
+              "same distribution)",
+    "weightdrop": "WeightDrop masks: elementwise vs rows (awd variational) vs columns",
+    "granularity": "Per-sample vs per-minibatch masks (dropout.granularity; the column mask is "
+                   "the minibatch-shared form of Keras impl 2)",
+    "none": "Each variant vs no dropout",
+    "naive": "Each variant vs naive (Zaremba) dropout",
+    "framework": "PyTorch vs Keras, same variant and setting",
+    "other": "Other single-setting differences",
+}
+
+
+@dataclass(frozen=True)
+class Arm:
+    arm: str
+    label: str
+    task: str
+    framework: str
+    variant: str
+    setting: dict
+
+
+def applicable(key: str, variant: str) -> bool:
+    """Whether a dropout key has an effect for `variant` (rates it uses, knobs it allows)."""
+    from frameworks import spec
+
+    try:
+        v = spec.Variant(variant)
+    except ValueError:
+        return True
+    leaf = key.rsplit(".", 1)[-1]
+    if leaf in spec.ALL_RATES:
+        return leaf in spec.rates_used_by(v)
+    if leaf == "granularity":
+        return v in spec.GRANULARITY_VARIANTS
+    if leaf == "output_mode":
+        return v in spec.OUTPUT_MODE_VARIANTS
+    if leaf == "eval_active":
+        return v is spec.Variant.WEIGHTDROP_VARIATIONAL
+    return True
+
+
+def differences(a: Arm, b: Arm) -> list[str]:
+    """Setting keys that differ between two arms and matter for both of them."""
+    keys = sorted(set(a.setting) | set(b.setting))
+    return [k for k in keys if a.setting.get(k) != b.setting.get(k)
+            and (not k.startswith("dropout.")
+                 or (applicable(k, a.variant) and applicable(k, b.variant)))]
+
+
+def pairs(arms: list[Arm]) -> list[tuple[str, Arm, Arm]]:
+    """(question, A, B) for every comparable pair; each unordered pair once, first question
+    wins."""
+    out: list[tuple[str, Arm, Arm]] = []
+    seen: set[frozenset[str]] = set()
+
+    def add(question: str, a: Arm, b: Arm) -> None:
+        key = frozenset((a.arm, b.arm))
+        if key not in seen and a.arm != b.arm:
+            seen.add(key)
+            out.append((question, a, b))
+
+    def variant_pairs(question: str, wanted: list[tuple[str, str]]) -> None:
+        for va, vb in wanted:
+            for a in arms:
+                for b in arms:
+                    if (a.variant, b.variant) == (va, vb) and a.framework == b.framework \
+                            and not differences(a, b):
+                        add(question, a, b)
+
+    variant_pairs("untied", UNTIED_TIED)
+    variant_pairs("weightdrop", WEIGHTDROP)
+    for a in arms:
+        for b in arms:
+            if _one_knob(a, b) == "dropout.granularity" and a.setting[
+                    "dropout.granularity"] == "sample":
+                add("granularity", a, b)
+    variant_pairs("granularity", SAMPLE_BATCH)
+    variants = sorted({a.variant for a in arms})
+    variant_pairs("none", [(v, "none") for v in variants if v != "none"])
+    variant_pairs("naive", [(v, "naive") for v in variants if v not in ("none", "naive")])
+    for a in arms:
+        for b in arms:
+            if (a.framework, b.framework) == ("torch", "keras") and a.variant == b.variant \
+                    and a.setting == b.setting:
+                add("framework", a, b)
+    for a in arms:
+        for b in arms:
+            knob = _one_knob(a, b)
+            if knob and knob != "dropout.granularity" and a.setting.get(knob, "") < \
+                    b.setting.get(knob, ""):
+                add("other", a, b)
+    return out
+
+
+def _one_knob(a: Arm, b: Arm) -> str | None:
+    """The single setting key in which two arms of one variant and framework differ."""
+    if a.variant != b.variant or a.framework != b.framework:
+        return None
+    diff = [k for k in set(a.setting) | set(b.setting) if a.setting.get(k) != b.setting.get(k)]
+    return diff[0] if len(diff) == 1 else None
+
+
+def compare(per: pd.DataFrame, arms: list[Arm], metric: str, mode: str,
+            family: str = "task") -> pd.DataFrame:
+    """All comparisons of one task on `test_<metric>_<mode>`, Holm-adjusted as one family
+    (`family="task"`) or per question (`family="question"`)."""
+    column = f"test_{metric}_{mode}"
+    values = {arm: dict(zip(g["seed"], g[column], strict=True))
+              for arm, g in per.groupby("arm")}
+    rows = []
+    for question, a, b in pairs(arms):
+        va, vb = values.get(a.arm, {}), values.get(b.arm, {})
+        seeds = sorted(set(va) & set(vb))
+        res = paired([va[s] for s in seeds], [vb[s] for s in seeds])
+        rows.append({
+            "question": question, "a": a.label, "b": b.label, "a_arm": a.arm, "b_arm": b.arm,
+            "framework": a.framework if a.framework == b.framework
+            else f"{a.framework} vs {b.framework}",
+            "metric": metric, "mode": mode, "n": res.n, "seeds": ",".join(map(str, seeds)),
+            "mean_a": res.mean_a, "mean_b": res.mean_b, "diff": res.diff.mean,
+            "low": res.diff.low, "high": res.diff.high, "sd": res.diff.sd,
+            "effect": res.effect, "p": res.p,
+        })
+    frame = pd.DataFrame(rows, columns=[
+        "question", "a", "b", "a_arm", "b_arm", "framework", "metric", "mode", "n", "seeds",
+        "mean_a", "mean_b", "diff", "low", "high", "sd", "effect", "p"])
+    frame["p_holm"] = np.nan
+    groups = [frame.index] if family == "task" else \
+        [g.index for _, g in frame.groupby("question", sort=False)]
+    for idx in groups:
+        if len(idx):
+            frame.loc[idx, "p_holm"] = holm(frame.loc[idx, "p"].tolist())
+    frame["verdict"] = [verdict(r) for r in frame.itertuples()]
+    frame["sentence"] = [sentence(r) for r in frame.itertuples()]
+    return frame
+
+
+def verdict(r) -> str:
+    if r.n < 2 or not fmt.finite(r.p_holm):
+        return f"not testable ({r.n} paired seed{'s' if r.n != 1 else ''})"
+    if r.p_holm >= ALPHA:
+        return "no detectable difference" + (" (identical)" if _identical(r) else "")
+    higher = HIGHER_IS_BETTER.get(r.metric, True)
+    better = (r.diff > 0) == higher
+    return f"{r.a} {'better' if better else 'worse'}"
+
+
+def sentence(r) -> str:
+    """One comparison in words, with the numbers that back it."""
+    m = r.metric
+    who = f"{r.a} vs {r.b} ({r.framework})"
+    values = (f"{fmt.metric_name(m)} {fmt.num(m, r.mean_a)} vs {fmt.num(m, r.mean_b)} "
+              f"({r.mode}, test)")
+    if r.n < 2 or not fmt.finite(r.p_holm):
+        return f"{who}: {values}; not testable with {r.n} paired seed(s)."
+    if _identical(r):
+        return f"{who}: identical results in all {r.n} paired seeds ({values})."
+    stats = (f"difference {fmt.with_unit(m, r.diff, True)}, 95% CI "
+             f"{fmt.interval(m, r.low, r.high)}, d_z {fmt.effect(r.effect)}, "
+             f"p {fmt.pvalue(r.p)}, Holm p {fmt.pvalue(r.p_holm)}, n={r.n}")
+    if r.p_holm >= ALPHA:
+        bound = max(abs(r.low), abs(r.high)) if fmt.finite(r.low) else abs(r.diff)
+        before = ""
+        if fmt.finite(r.low) and (r.low > 0 or r.high < 0):
+            before = " (the unadjusted interval excludes zero: suggestive, not established)"
+        return (f"{who}: no detectable difference after correction{before} ({values}; "
+                f"{stats}); differences up to {fmt.with_unit(m, bound)} are not ruled out.")
+    word = "better" if (r.diff > 0) == HIGHER_IS_BETTER.get(m, True) else "worse"
+    return f"{who}: {r.a} is {word} than {r.b} ({values}; {stats})."
+
+
+def _identical(r) -> bool:
+    return r.n >= 2 and r.sd == 0 and r.diff == 0

@@ -1,0 +1,162 @@
+"""Matplotlib figures (Agg, no pyplot state): Part 3's learning curves and MC - standard
+histograms, with seed bands, plus the cost chart. Each is saved as PNG and SVG."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from reports import fmt  # noqa: E402
+from reports.load import HIGHER_IS_BETTER  # noqa: E402
+
+FRAMEWORK_COLORS = {"torch": "#d62728", "keras": "#1f77b4"}
+
+
+@dataclass
+class Saved:
+    name: str
+    title: str
+    png: Path
+    svg: Path
+    png_bytes: bytes
+
+
+def save(fig: Figure, out: Path, name: str, title: str) -> Saved:
+    out.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    png, svg = out / f"{name}.png", out / f"{name}.svg"
+    png.write_bytes(buf.getvalue())
+    fig.savefig(svg, format="svg")
+    return Saved(name, title, png, svg, buf.getvalue())
+
+
+def colors(labels: list[str]) -> dict[str, tuple]:
+    """One stable colour per arm label, the same in every panel and figure."""
+    cmap = matplotlib.colormaps["tab20" if len(labels) > 10 else "tab10"]
+    return {lab: cmap(i % cmap.N) for i, lab in enumerate(labels)}
+
+
+def learning_curves(wide: pd.DataFrame, runs: pd.DataFrame, labels: list[str], metric: str,
+                    frameworks: list[str]) -> Figure:
+    """Rows: training loss and validation metric (MC) per epoch; one column per framework;
+    one line per arm (mean over seeds) with a band from the lowest to the highest seed."""
+    palette = colors(labels)
+    keys = [("train_loss", "training loss"),
+            (f"valid_{metric}_mc", f"validation {fmt.metric_name(metric)}, MC")]
+    scale = fmt.SCALE.get(metric, 1.0)
+    width = 5.0 * len(frameworks) + 2.8
+    fig = Figure(figsize=(width, 7.4))
+    axes = fig.subplots(2, len(frameworks), squeeze=False, sharex=True)
+    # fixed margins, not tight_layout: layout passes cost as much as drawing (report budget)
+    fig.subplots_adjust(left=0.75 / width, right=1 - 2.7 / width, top=0.95, bottom=0.07,
+                        wspace=0.25, hspace=0.08)
+    merged = wide.merge(runs[["run_id", "label", "framework"]], on="run_id")
+    for col, framework in enumerate(frameworks):
+        for row, (key, ylabel) in enumerate(keys):
+            ax = axes[row][col]
+            data = merged[merged["framework"] == framework]
+            for label in labels:
+                g = data[data["label"] == label]
+                if g.empty or key not in g:
+                    continue
+                stats = g.groupby("step")[key].agg(["mean", "min", "max"])
+                factor = scale if row == 1 else 1.0
+                ax.plot(stats.index, stats["mean"] * factor, color=palette[label], lw=1.5,
+                        label=label, marker="o", ms=2.5)
+                ax.fill_between(stats.index, stats["min"] * factor, stats["max"] * factor,
+                                color=palette[label], alpha=0.15, lw=0)
+            ax.set_ylabel(ylabel)
+            ax.grid(alpha=0.3)
+            if row == 0:
+                ax.set_title(framework)
+            else:
+                ax.set_xlabel("epoch")
+    handles, names = [], []
+    for ax in np.ravel(axes):
+        for h, n in zip(*ax.get_legend_handles_labels(), strict=True):
+            if n not in names:
+                handles.append(h)
+                names.append(n)
+    fig.legend(handles, names, loc="center left", bbox_to_anchor=(1 - 2.6 / width, 0.5),
+               fontsize=8, frameon=False)
+    return fig
+
+
+def mc_histograms(wide: pd.DataFrame, runs: pd.DataFrame, labels: list[str], metric: str,
+                  frameworks: list[str]) -> Figure:
+    """Part 3's plot: per arm, the histogram of (MC - standard) validation metric over every
+    epoch of every seed, one colour per framework."""
+    std, mc = f"valid_{metric}_std", f"valid_{metric}_mc"
+    merged = wide.merge(runs[["run_id", "label", "framework"]], on="run_id")
+    ncols = min(4, max(1, len(labels)))
+    nrows = -(-len(labels) // ncols)
+    height = 2.5 * nrows + 0.6
+    fig = Figure(figsize=(3.4 * ncols, height))
+    axes = np.ravel(fig.subplots(nrows, ncols, squeeze=False))
+    fig.subplots_adjust(left=0.05, right=0.98, top=1 - 0.55 / height, bottom=0.35 / height,
+                        wspace=0.25, hspace=0.45)
+    scale = fmt.SCALE.get(metric, 1.0)
+    for ax, label in zip(axes, labels, strict=False):
+        g = merged[merged["label"] == label]
+        diffs = {f: ((g.loc[g["framework"] == f, mc] - g.loc[g["framework"] == f, std])
+                     * scale).dropna().to_numpy() for f in frameworks if std in g and mc in g}
+        finite = [d for d in diffs.values() if len(d)]
+        if finite:
+            edges = _edges(np.concatenate(finite))
+            for f, d in diffs.items():
+                if len(d):
+                    ax.hist(d, bins=edges, histtype="stepfilled", alpha=0.45,
+                            color=FRAMEWORK_COLORS.get(f), label=f"{f} (n={len(d)})")
+        ax.axvline(0, color="k", lw=0.8)
+        ax.set_title(label, fontsize=9)
+        ax.tick_params(labelsize=7)
+        ax.locator_params(nbins=4)
+        if finite:
+            ax.legend(fontsize=6, frameon=False)
+    for ax in axes[len(labels):]:
+        ax.set_visible(False)
+    better = "higher" if HIGHER_IS_BETTER.get(metric, True) else "lower"
+    fig.suptitle(f"MC minus standard, validation {fmt.metric_name(metric)} per epoch "
+                 f"({better} = MC better)", fontsize=10)
+    return fig
+
+
+def _edges(values: np.ndarray) -> np.ndarray:
+    lo, hi = float(values.min()), float(values.max())
+    if lo == hi:
+        lo, hi = lo - 0.5 * (abs(lo) or 1e-3), hi + 0.5 * (abs(hi) or 1e-3)
+    return np.linspace(lo, hi, 21)
+
+
+def cost_chart(table: pd.DataFrame) -> Figure:
+    """Training throughput relative to `none` of the same framework, per arm."""
+    labels = list(dict.fromkeys(table["label"]))
+    frameworks = list(dict.fromkeys(table["framework"]))
+    height = 0.32 * len(labels) * max(1, len(frameworks)) + 1.2
+    fig = Figure(figsize=(8.5, height))
+    ax = fig.subplots()
+    longest = max((len(lab) for lab in labels), default=10)
+    fig.subplots_adjust(left=min(0.6, 0.02 + 0.075 * longest * 0.85 / 8.5 * 1.6),
+                        right=0.97, top=1 - 0.2 / height, bottom=0.6 / height)
+    height = 0.8 / max(1, len(frameworks))
+    y = np.arange(len(labels))
+    for i, f in enumerate(frameworks):
+        t = table[table["framework"] == f].set_index("label")
+        vals = [t["train_tokens_per_s_rel"].get(lab, np.nan) for lab in labels]
+        ax.barh(y + i * height, vals, height=height, color=FRAMEWORK_COLORS.get(f), label=f)
+    ax.axvline(1.0, color="k", lw=0.8)
+    ax.set_yticks(y + height * (len(frameworks) - 1) / 2, labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("training tokens/s relative to variant none of the same framework")
+    ax.legend(fontsize=8, frameon=False)
+    ax.grid(axis="x", alpha=0.3)
+    return fig

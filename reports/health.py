@@ -1,0 +1,170 @@
+"""Which runs are results, and what is wrong with the others.
+
+A run enters the tables only if it finished, carries `completed=true`, and has every final metric
+and every epoch of its history. Everything else is listed in the report's "Run health" section
+with the reason, never silently dropped or averaged: failed, killed, unfinished, superseded,
+incomplete, and older duplicates of a configuration that was rerun with `tracking.force`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+
+from reports.load import PER_EPOCH, StoreData, task_metrics
+
+REQUIRED_HISTORY = ("train_loss", "epoch_seconds", "train_tokens_per_s")
+assert set(REQUIRED_HISTORY) <= set(PER_EPOCH)
+
+
+@dataclass
+class Health:
+    """`usable`: the runs behind every table. `flagged`: the others, with `category` and
+    `problem`. `sweeps`: one row per sweep parent run with a verdict."""
+
+    usable: pd.DataFrame
+    flagged: pd.DataFrame
+    sweeps: pd.DataFrame
+
+
+def check(data: StoreData) -> Health:
+    runs = data.runs
+    steps = _steps(data.history)
+    problems: dict[str, tuple[str, str]] = {}
+    for row in runs.itertuples():
+        found = _problem(row, steps.get(row.run_id, {}))
+        if found:
+            problems[row.run_id] = found
+    ok = runs[~runs["run_id"].isin(problems)]
+    for run_id, newer in _older_duplicates(ok).items():
+        problems[run_id] = ("duplicate", f"an older completed run of config {newer[1]}; the "
+                            f"newer run {newer[0][:8]} is used")
+    flagged = runs[runs["run_id"].isin(problems)].copy()
+    flagged["category"] = [problems[r][0] for r in flagged["run_id"]]
+    flagged["problem"] = [problems[r][1] for r in flagged["run_id"]]
+    usable = runs[~runs["run_id"].isin(problems)].reset_index(drop=True)
+    return Health(usable, flagged.reset_index(drop=True), sweep_health(data))
+
+
+def _steps(history: pd.DataFrame) -> dict[str, dict[str, set[int]]]:
+    out: dict[str, dict[str, set[int]]] = {}
+    for (run_id, key), steps in history.groupby(["run_id", "key"])["step"]:
+        out.setdefault(run_id, {})[key] = set(steps.astype(int))
+    return out
+
+
+def _text(value) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _problem(row, steps: dict[str, set[int]]) -> tuple[str, str] | None:
+    redone = f"; redone by run {_text(row.superseded_by)[:8]}" if _text(row.superseded_by) \
+        else ""
+    reason = f": {_text(row.failure_reason)}" if _text(row.failure_reason) else ""
+    if row.status == "FAILED":
+        return "failed", f"status FAILED{reason}{redone}"
+    if row.status == "KILLED":
+        return "killed", f"status KILLED{reason}{redone}"
+    if row.status != "FINISHED":
+        return "unfinished", f"status {row.status} (still running, or killed without cleanup)" \
+            f"{reason}{redone}"
+    if not row.completed:
+        return "unfinished", f"FINISHED but not tagged completed=true{reason}{redone}"
+    if not row.task or not row.variant or not row.framework or row.seed is pd.NA:
+        return "missing tags", "no task, framework, variant or seed tag"
+    missing = missing_metrics(row, steps)
+    if missing:
+        return "missing metrics", missing
+    return None
+
+
+def missing_metrics(row, steps: dict[str, set[int]]) -> str:
+    """Describe what a completed run lacks ('' when nothing): final metrics, and history epochs
+    1..train.epochs of every per-epoch key the report uses."""
+    metrics = task_metrics(row.task, row.metrics)
+    if not metrics:
+        return "no test_<metric>_std|mc metric logged"
+    lacks = [k for k in ("best_epoch", *(f"test_{m}_{s}" for m in metrics for s in ("std", "mc")))
+             if not _finite(row.metrics.get(k))]
+    try:
+        epochs = int(row.params.get("train.epochs", "0"))
+    except ValueError:
+        epochs = 0
+    if epochs < 1:
+        epochs = max((max(s) for s in steps.values() if s), default=0)
+    want = set(range(1, epochs + 1))
+    for key in (*REQUIRED_HISTORY, *(f"valid_{m}_{s}" for m in metrics for s in ("std", "mc"))):
+        gap = sorted(want - steps.get(key, set()))
+        if gap:
+            lacks.append(f"{key} epochs {_ranges(gap)}")
+    return ("missing " + ", ".join(lacks)) if lacks else ""
+
+
+def _finite(value) -> bool:
+    return value is not None and math.isfinite(float(value))
+
+
+def _ranges(values: list[int]) -> str:
+    parts, start = [], values[0]
+    for prev, cur in zip(values, [*values[1:], None], strict=True):
+        if cur != prev + 1:
+            parts.append(str(start) if start == prev else f"{start}-{prev}")
+            start = cur
+    return ",".join(parts)
+
+
+def _older_duplicates(runs: pd.DataFrame) -> dict[str, tuple[str, str]]:
+    """Completed runs sharing a config hash (a forced rerun): all but the newest."""
+    out = {}
+    has_hash = runs[runs["config_hash"].notna()]
+    for config, group in has_hash.groupby("config_hash"):
+        if len(group) > 1:
+            group = group.sort_values("start_time")
+            newest = group["run_id"].iloc[-1]
+            for run_id in group["run_id"].iloc[:-1]:
+                out[run_id] = (newest, config)
+    return out
+
+
+def sweep_health(data: StoreData) -> pd.DataFrame:
+    """One row per sweep parent: what its closing summary says and what its runs show."""
+    rows = []
+    runs = data.runs
+    for p in data.parents.itertuples():
+        children = runs[(runs["parent_run_id"] == p.run_id)
+                        | ((runs["sweep_id"] == p.sweep_id) & runs["sweep_id"].notna()
+                           & (runs["experiment"] == p.experiment))]
+        t = p.tags
+        counts = {k: _int(t.get(f"sweep_{k}")) for k in ("finished", "skipped", "failed")}
+        jobs = _int(t.get("sweep_jobs"))
+        done = children["completed"] & (children["status"] == "FINISHED")
+        issues = []
+        if p.status == "RUNNING":
+            issues.append("never closed (killed, or still running)")
+        elif p.status != "FINISHED":
+            issues.append(f"parent status {p.status}")
+        if counts["failed"]:
+            issues.append(f"{counts['failed']} job(s) failed")
+        reported = sum(v or 0 for v in counts.values())
+        if jobs and p.status != "RUNNING" and reported < jobs:
+            issues.append(f"only {reported} of {jobs} jobs reported back")
+        if (~done).sum():
+            issues.append(f"{int((~done).sum())} run(s) not completed")
+        rows.append({
+            "sweep_id": p.sweep_id or "", "parent_run": p.run_id, "experiment": p.experiment,
+            "preset": t.get("sweep_preset", ""), "status": p.status, "jobs": jobs,
+            **counts, "runs_here": len(children), "runs_completed": int(done.sum()),
+            "verdict": "incomplete: " + "; ".join(issues) if issues else "complete",
+        })
+    cols = ["sweep_id", "parent_run", "experiment", "preset", "status", "jobs", "finished",
+            "skipped", "failed", "runs_here", "runs_completed", "verdict"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def _int(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None

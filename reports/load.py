@@ -1,0 +1,221 @@
+"""MLflow -> pandas: the only module that talks to the tracking store.
+
+Runs come from MLflow's search API; metric histories are read in bulk (one query per metric key
+for all runs on a SQL store) because one `get_metric_history` call per key per run costs a round
+trip each and dominates the report's run time on SQLite.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+PER_EPOCH = ("train_loss", "lr", "epoch_seconds", "train_tokens_per_s", "eval_seconds")
+# Selection metric first: it picks the best epoch and is the primary metric of the report.
+TASK_METRICS = {"ptb": ("perplexity",), "imdb": ("accuracy", "log_loss"),
+                "rt": ("accuracy", "log_loss")}
+HIGHER_IS_BETTER = {"perplexity": False, "accuracy": True, "log_loss": False, "rmse": False}
+MODES = ("std", "mc")
+_BULK_CHUNK = 500  # run ids per SQL query (SQLite's variable limit is far above)
+_TEST_KEY = re.compile(r"^test_(.+)_(std|mc)$")
+
+
+class StoreError(LookupError):
+    """The store lacks what was asked for (an experiment); the message says what it has."""
+
+
+@dataclass
+class Filters:
+    """What to report on; None or empty means everything."""
+
+    experiments: list[str] = field(default_factory=list)
+    tasks: list[str] = field(default_factory=list)
+    frameworks: list[str] = field(default_factory=list)
+    variants: list[str] = field(default_factory=list)
+    sweep: str | None = None  # a sweep_id or the run id of a sweep's parent run
+
+
+@dataclass
+class StoreData:
+    """`runs`: one row per training run (parent runs of sweeps excluded), with `params`, `tags`
+    and `metrics` (latest values) as dict columns. `history`: long table run_id, key, step,
+    value. `parents`: the sweep parent runs the selected runs belong to."""
+
+    uri: str
+    experiments: dict[str, str]  # id -> name
+    runs: pd.DataFrame
+    history: pd.DataFrame
+    parents: pd.DataFrame
+
+
+def task_metrics(task: str, metric_keys: Iterable[str] = ()) -> tuple[str, ...]:
+    """The metrics of a task, selection metric first; unknown tasks are inferred from the
+    logged `test_<metric>_std|mc` keys."""
+    if task in TASK_METRICS:
+        return TASK_METRICS[task]
+    found = sorted({m.group(1) for k in metric_keys if (m := _TEST_KEY.match(k))})
+    return tuple(found)
+
+
+def history_keys(metrics: Iterable[str]) -> list[str]:
+    return [*PER_EPOCH, *(f"valid_{m}_{mode}" for m in metrics for mode in MODES)]
+
+
+def load(uri: str, filters: Filters | None = None) -> StoreData:
+    """Read every run matching `filters` and the histories the report needs."""
+    from mlflow.entities import ViewType
+    from mlflow.tracking import MlflowClient
+
+    filters = filters or Filters()
+    client = MlflowClient(uri)
+    exps = client.search_experiments(view_type=ViewType.ACTIVE_ONLY)
+    if filters.experiments:
+        wanted = set(filters.experiments)
+        exps = [e for e in exps if e.name in wanted or e.experiment_id in wanted]
+        missing = wanted - {e.name for e in exps} - {e.experiment_id for e in exps}
+        if missing:
+            names = ", ".join(sorted(e.name for e in client.search_experiments())) or "none"
+            raise StoreError(f"experiment(s) {', '.join(sorted(missing))} not in store {uri}; "
+                              f"it has: {names}")
+    experiments = {e.experiment_id: e.name for e in exps}
+    ids = list(experiments)
+    raw = _search(client, ids, _filter_string(filters)) if ids else []
+    runs = _frame(raw, experiments)
+    runs = runs[~runs["is_sweep_parent"]]
+    parents = _frame(_search(client, ids, "tags.is_sweep_parent = 'true'") if ids else [],
+                     experiments)
+    runs = _apply_filters(runs, parents, filters).reset_index(drop=True)
+    parents = parents[parents["run_id"].isin(runs["parent_run_id"])
+                      | parents["sweep_id"].isin(runs["sweep_id"].dropna())
+                      | _is_sweep(parents, filters.sweep)].reset_index(drop=True)
+    keys = sorted({k for t in runs["task"].unique()
+                   for k in history_keys(task_metrics(t, _metric_keys(runs, t)))})
+    history = read_histories(client, list(runs["run_id"]), keys)
+    return StoreData(uri, experiments, runs, history, parents)
+
+
+def _metric_keys(runs: pd.DataFrame, task: str) -> set[str]:
+    return {k for m in runs.loc[runs["task"] == task, "metrics"] for k in m}
+
+
+def _search(client, exp_ids: list[str], filter_string: str) -> list:
+    out, token = [], None
+    while True:
+        page = client.search_runs(exp_ids, filter_string=filter_string, max_results=5000,
+                                  page_token=token)
+        out.extend(page)
+        token = page.token
+        if not token:
+            return out
+
+
+def _filter_string(filters: Filters) -> str:
+    """Push single-value filters into MLflow's query; lists are filtered in pandas (MLflow's
+    IN on tags is not supported by every store)."""
+    clauses = []
+    for tag, values in (("task", filters.tasks), ("framework", filters.frameworks)):
+        if len(values) == 1:
+            clauses.append(f"tags.{tag} = '{_quote(values[0])}'")
+    return " and ".join(clauses)
+
+
+def _quote(value: str) -> str:
+    return value.replace("'", "\\'")
+
+
+def _frame(raw: Sequence, experiments: dict[str, str]) -> pd.DataFrame:
+    rows = []
+    for run in raw:
+        tags, info = run.data.tags, run.info
+        seed = tags.get("seed", run.data.params.get("seed"))
+        rows.append({
+            "run_id": info.run_id,
+            "experiment": experiments.get(info.experiment_id, info.experiment_id),
+            "run_name": info.run_name or tags.get("mlflow.runName", ""),
+            "status": info.status,
+            "start_time": info.start_time,
+            "end_time": info.end_time,
+            "task": tags.get("task") or run.data.params.get("task.name") or "",
+            "framework": tags.get("framework") or run.data.params.get("framework.name") or "",
+            "variant": tags.get("variant") or run.data.params.get("dropout.variant") or "",
+            "seed": int(seed) if seed is not None and str(seed).lstrip("-").isdigit() else None,
+            "config_hash": tags.get("config_hash"),
+            "completed": tags.get("completed") == "true",
+            "failure_reason": tags.get("failure_reason"),
+            "superseded_by": tags.get("superseded_by"),
+            "sweep_id": tags.get("sweep_id"),
+            "parent_run_id": tags.get("mlflow.parentRunId"),
+            "is_sweep_parent": tags.get("is_sweep_parent") == "true",
+            "params": dict(run.data.params),
+            "tags": dict(tags),
+            "metrics": dict(run.data.metrics),
+        })
+    columns = ["run_id", "experiment", "run_name", "status", "start_time", "end_time", "task",
+               "framework", "variant", "seed", "config_hash", "completed", "failure_reason",
+               "superseded_by", "sweep_id", "parent_run_id", "is_sweep_parent", "params",
+               "tags", "metrics"]
+    frame = pd.DataFrame(rows, columns=columns)
+    frame["seed"] = frame["seed"].astype("Int64")
+    frame[["completed", "is_sweep_parent"]] = frame[["completed", "is_sweep_parent"]].astype(bool)
+    for col in ("failure_reason", "superseded_by", "sweep_id", "parent_run_id", "config_hash"):
+        frame[col] = frame[col].astype(object).where(frame[col].notna(), None)
+    return frame
+
+
+def _is_sweep(frame: pd.DataFrame, sweep: str | None) -> pd.Series:
+    if not sweep:
+        return pd.Series(False, index=frame.index)
+    return (frame["sweep_id"] == sweep) | (frame["run_id"] == sweep)
+
+
+def _apply_filters(runs: pd.DataFrame, parents: pd.DataFrame, f: Filters) -> pd.DataFrame:
+    keep = pd.Series(True, index=runs.index)
+    for column, values in (("task", f.tasks), ("framework", f.frameworks),
+                           ("variant", f.variants)):
+        if values:
+            keep &= runs[column].isin(values)
+    if f.sweep:
+        match = parents[_is_sweep(parents, f.sweep)]
+        ids = set(match["sweep_id"].dropna()) | {f.sweep}
+        keep &= runs["sweep_id"].isin(ids) | runs["parent_run_id"].isin(set(match["run_id"]))
+    return runs[keep]
+
+
+def read_histories(client, run_ids: list[str], keys: list[str]) -> pd.DataFrame:
+    """Long table (run_id, key, step, value, timestamp) of every history point; when a step was
+    logged twice the later value wins."""
+    store = getattr(getattr(client, "_tracking_client", None), "store", None)
+    if run_ids and hasattr(store, "get_metric_history_bulk"):
+        rows = _bulk(store, run_ids, keys)
+    else:
+        rows = _per_run(client, run_ids, keys)
+    frame = pd.DataFrame(rows, columns=["run_id", "key", "step", "value", "timestamp"])
+    frame = frame.sort_values(["run_id", "key", "step", "timestamp"], kind="stable")
+    return frame.drop_duplicates(["run_id", "key", "step"], keep="last").reset_index(drop=True)
+
+
+def _bulk(store, run_ids: list[str], keys: list[str]) -> list[tuple]:
+    """One SQL query per metric key per chunk of runs (SqlAlchemyStore)."""
+    rows = []
+    for key in keys:
+        for i in range(0, len(run_ids), _BULK_CHUNK):
+            chunk = run_ids[i : i + _BULK_CHUNK]
+            for m in store.get_metric_history_bulk(chunk, key, max_results=10**9):
+                rows.append((m.run_id, m.key, m.step, m.value, m.timestamp))
+    return rows
+
+
+def _per_run(client, run_ids: list[str], keys: list[str]) -> list[tuple]:
+    """Fallback for stores without a bulk query (file store, REST): calls in parallel threads."""
+    def one(pair: tuple[str, str]) -> list[tuple]:
+        run_id, key = pair
+        return [(run_id, m.key, m.step, m.value, m.timestamp)
+                for m in client.get_metric_history(run_id, key)]
+
+    pairs = [(r, k) for r in run_ids for k in keys]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return [row for rows in pool.map(one, pairs) for row in rows]

@@ -1,0 +1,85 @@
+"""Where the numbers came from: store, sweeps, commits, package versions, machine, seeds."""
+
+from __future__ import annotations
+
+import re
+import time
+import urllib.parse
+from collections import Counter
+
+import pandas as pd
+
+# Tags a future tracking layer may log to describe the machine; shown when present.
+MACHINE_TAGS = ("host", "hostname", "machine", "cpu", "cpu_model", "gpu", "gpu_name",
+                "accelerator", "platform")
+
+
+def redact(uri: str) -> str:
+    """A tracking URI without credentials (http://user:pass@host -> http://host)."""
+    parts = urllib.parse.urlsplit(uri)
+    if parts.username or parts.password:
+        netloc = parts.hostname or ""
+        if parts.port:
+            netloc += f":{parts.port}"
+        return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+    return uri
+
+
+def _counts(values) -> str:
+    c = Counter(v for v in values if v not in (None, "") and not pd.isna(v))
+    if not c:
+        return "not logged"
+    return ", ".join(f"{v} ({n} run{'s' if n != 1 else ''})" for v, n in c.most_common())
+
+
+def _when(ms) -> str:
+    if ms is None or pd.isna(ms):
+        return "?"
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(float(ms) / 1000))
+
+
+def rows(runs: pd.DataFrame, usable: pd.DataFrame, flagged: pd.DataFrame, parents: pd.DataFrame,
+         uri: str, filters: str, report_commit: str) -> list[tuple[str, str]]:
+    """(item, value) pairs for the provenance table."""
+    import mlflow
+
+    out = [("store", redact(uri)), ("experiments", ", ".join(sorted(runs["experiment"].unique()))
+                                     or "none"),
+           ("filters", filters or "none")]
+    out.append(("runs", f"{len(runs)} training runs read: {len(usable)} used, {len(flagged)} "
+                        f"flagged (see Run health); {len(parents)} sweep parent run(s)"))
+    sweeps = runs["sweep_id"].fillna("(not in a sweep)")
+    out.append(("sweeps", _counts(sweeps)))
+    for task, g in usable.groupby("task"):
+        seeds = sorted(int(s) for s in g["seed"].dropna().unique())
+        out.append((f"seeds ({task})", ", ".join(map(str, seeds))))
+    out.append(("git commit of runs", _counts(t.get("git_commit") for t in runs["tags"])))
+    packages = sorted({k for t in runs["tags"] for k in t if k.endswith("_version")})
+    for key in packages:
+        out.append((key.removesuffix("_version"), _counts(t.get(key) for t in runs["tags"])))
+    out.append(("device (train.device)", _counts(p.get("train.device") for p in runs["params"])))
+    out.append(("threads per run", _counts(p.get("threads") or p.get("train.threads")
+                                           for p in runs["params"])))
+    machine = [(k, _counts(t.get(k) for t in runs["tags"])) for k in MACHINE_TAGS
+               if any(k in t for t in runs["tags"])]
+    out += machine or [("machine", "not logged by the runs (no host/CPU/GPU tag); timings are "
+                                   "comparable only among runs known to share a machine")]
+    out.append(("run time span", f"{_when(runs['start_time'].min())} to "
+                                 f"{_when(runs['end_time'].max())}" if len(runs) else "–"))
+    out.append(("report", f"generated {time.strftime('%Y-%m-%d %H:%M:%S')} by reports.build at "
+                          f"commit {report_commit}, MLflow {mlflow.__version__}"))
+    return out
+
+
+def git_commit_or_unknown() -> str:
+    try:
+        from experiments.tracking import git_commit
+
+        return git_commit()
+    except Exception:  # the report must work from a bare copy of reports/ too
+        return "unknown"
+
+
+def short_id(run_id: str) -> str:
+    return run_id[:8] if isinstance(run_id, str) and re.fullmatch(r"[0-9a-f]{32}", run_id) \
+        else str(run_id)

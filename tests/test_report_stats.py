@@ -1,0 +1,103 @@
+"""The report's statistics against scipy and hand computations on known arrays."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from reports.stats import holm, mean_ci, paired
+
+ARRAYS = [
+    [84.6, 84.1, 85.0],
+    [0.1503, 0.1510, 0.1498, 0.1521, 0.1490],
+    [114.5, 120.7],
+    list(np.random.default_rng(3).normal(10, 2, size=12)),
+]
+
+
+@pytest.mark.parametrize("values", ARRAYS)
+def test_mean_ci_equals_scipy_t_interval(values):
+    ci = mean_ci(values)
+    n = len(values)
+    low, high = sps.t.interval(0.95, n - 1, loc=np.mean(values), scale=sps.sem(values))
+    assert ci.n == n
+    assert ci.mean == pytest.approx(np.mean(values), rel=1e-12)
+    assert (ci.low, ci.high) == (pytest.approx(low, rel=1e-12), pytest.approx(high, rel=1e-12))
+    assert ci.half == pytest.approx((high - low) / 2, rel=1e-12)
+
+
+def test_mean_ci_known_numbers():
+    # mean 2, sd 1, n 3: half = t_{0.975, 2} / sqrt(3) = 4.3026527297494 / sqrt(3) (t table)
+    ci = mean_ci([1.0, 2.0, 3.0])
+    assert ci.half == pytest.approx(4.3026527297494 / math.sqrt(3), rel=1e-10)
+
+
+def test_mean_ci_one_and_no_values_and_nans():
+    one = mean_ci([3.5])
+    assert one.n == 1 and one.mean == 3.5 and math.isnan(one.half)
+    assert mean_ci([]).n == 0 and math.isnan(mean_ci([]).mean)
+    with_nan = mean_ci([1.0, float("nan"), 3.0])
+    assert with_nan.n == 2 and with_nan.mean == 2.0
+
+
+def test_paired_equals_scipy_ttest_rel():
+    a = np.array([84.6, 84.1, 85.0, 84.9])
+    b = np.array([83.3, 83.9, 84.2, 83.1])
+    res = paired(a, b)
+    ref = sps.ttest_rel(a, b)
+    d = a - b
+    assert res.n == 4 and res.p == pytest.approx(ref.pvalue, rel=1e-12)
+    assert res.diff.mean == pytest.approx(d.mean(), rel=1e-12)
+    low, high = sps.t.interval(0.95, 3, loc=d.mean(), scale=sps.sem(d))
+    assert (res.diff.low, res.diff.high) == (pytest.approx(low), pytest.approx(high))
+    assert res.effect == pytest.approx(d.mean() / d.std(ddof=1), rel=1e-12)
+    assert (res.mean_a, res.mean_b) == (pytest.approx(a.mean()), pytest.approx(b.mean()))
+
+
+def test_paired_is_not_the_unpaired_test():
+    # a strong common seed effect: paired test finds the constant shift, Welch does not
+    a = np.array([1.0, 5.0, 9.0, 13.0]) + 0.1 + np.array([0.0, 0.01, -0.01, 0.0])
+    b = np.array([1.0, 5.0, 9.0, 13.0])
+    assert paired(a, b).p < 0.001 < sps.ttest_ind(a, b).pvalue
+
+
+def test_paired_edge_cases():
+    same = paired([0.5, 0.6, 0.7], [0.5, 0.6, 0.7])
+    assert same.p == 1.0 and same.effect == 0.0 and same.testable
+    shift = paired([1.5, 2.5], [1.0, 2.0])
+    assert shift.p == 0.0 and math.isinf(shift.effect)
+    single = paired([1.0], [2.0])
+    assert single.n == 1 and math.isnan(single.p) and not single.testable
+    dropped = paired([1.0, float("nan"), 3.0, 4.0], [0.5, 2.0, 2.0, 3.9])
+    assert dropped.n == 3
+    assert dropped.p == pytest.approx(sps.ttest_rel([1.0, 3.0, 4.0], [0.5, 2.0, 3.9]).pvalue)
+    with pytest.raises(ValueError):
+        paired([1.0, 2.0], [1.0])
+
+
+def test_holm_against_hand_computation():
+    p = [0.01, 0.04, 0.03, 0.20]
+    # sorted 0.01, 0.03, 0.04, 0.20 -> 4*0.01, 3*0.03, 2*0.04 (raised to the running max),
+    # 1*0.20
+    expected = [0.04, 0.09, 0.09, 0.20]
+    assert holm(p) == pytest.approx(expected)
+
+
+def test_holm_caps_monotone_and_skips_nan():
+    out = holm([0.5, float("nan"), 0.3, 0.001])
+    # family of 3: 0.001*3, 0.3*2, 0.5*1 -> max(0.6, 0.5)
+    assert out[3] == pytest.approx(0.003) and out[2] == pytest.approx(0.6)
+    assert out[0] == pytest.approx(0.6) and math.isnan(out[1])
+    assert holm([0.9, 0.8]) == [1.0, 1.0]
+    assert holm([]) == []
+
+
+def test_holm_agrees_with_bonferroni_for_the_smallest_and_is_never_smaller():
+    rng = np.random.default_rng(0)
+    p = rng.uniform(0, 0.2, size=9)
+    adj = np.array(holm(p))
+    assert adj[np.argmin(p)] == pytest.approx(min(1.0, p.min() * len(p)))
+    assert np.all(adj >= p) and np.all(adj <= np.minimum(1.0, p * len(p)) + 1e-15)
