@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import platform
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -227,6 +228,10 @@ def _train(client, run_id: str, prep: Prepared, runner) -> dict[str, float]:
         client.log_batch(
             run_id, metrics=[Metric(k, float(v), now, epoch) for k, v in values.items()]
         )
+        if not sys.stderr.isatty():  # logs of background runs and sweep jobs get a line per epoch
+            shown = ", ".join(f"{k} {v:.4g}" for k, v in valid.items())
+            print(f"epoch {epoch}/{cfg.train.epochs}: train_loss {loss:.4f}, {shown} "
+                  f"({seconds:.0f}s)", file=sys.stderr, flush=True)
         score = valid[f"{name}_std"]
         if best is None or (score > best[0] if higher else score < best[0]):
             best = (score, epoch, runner.export_weights())
