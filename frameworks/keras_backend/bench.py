@@ -1,11 +1,12 @@
 """Throughput of the LSTM layers against the stock Keras LSTM, side by side in one process.
 
-    python -m frameworks.keras_backend.bench [--threads 2] [--repeats 20]
+    python -m frameworks.keras_backend.bench [--threads 2] [--repeats 20] [--level runner]
 
-One measured unit is a training step of one layer (forward + gradients for the weights) on a
-random (B, T, D) input, compiled with `tf.function`; layers are interleaved round-robin so
-machine noise hits all alike, and the median step time is reported. Ratios are
-stock-time / layer-time (> 1 = faster than the stock layer). The stock references are
+`--level layer` (default) measures a training step of one layer (forward + gradients for the
+weights) on a random (B, T, D) input, compiled with `tf.function`; `--level runner` measures
+`Runner.train_epoch` on one batch of the whole model (embedding, 2 layers, 10k softmax, masks
+drawn, SGD update). Candidates are interleaved round-robin so machine noise hits all alike.
+Ratios are stock-time / candidate-time (> 1 = faster than the stock layer). The stock references are
 `keras.layers.LSTM` without dropout (the CPU ceiling: Keras has no fused CPU kernel) and with
 dropout + recurrent_dropout (which Keras >= 3.8 runs as implementation 1).
 """
@@ -28,6 +29,7 @@ SHAPES = {  # name: (batch, steps, input size, hidden)
     "classifier_h128": (64, 50, 128, 128),
 }
 RATE = 0.25
+STAT = "median"
 
 
 def _layers(batch: int, d: int, hid: int):
@@ -100,7 +102,50 @@ def bench(shape: str, repeats: int) -> dict[str, float]:
             for g in fn():  # tf.function calls may return before the work is done
                 g.numpy()
             times[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(ts) for name, ts in times.items()}
+    stat = min if STAT == "min" else statistics.median
+    return {name: stat(ts) for name, ts in times.items()}
+
+
+RUNNER_SHAPES = {  # name: (task, batch, steps, vocab, hidden, layers)
+    "ptb_h200": ("lm", 20, 35, 10_000, 200, 2),
+    "ptb_h650": ("lm", 20, 35, 10_000, 650, 2),
+    "classifier_h128": ("classifier", 64, 50, 10_000, 128, 1),
+}
+
+
+def bench_runners(shape: str, repeats: int) -> dict[str, float]:
+    """Median (or min) seconds of `Runner.train_epoch` on one batch, per variant. The stock
+    rows are `keras3_builtin` without dropout and with input + recurrent dropout."""
+    import numpy as np
+
+    from frameworks.keras_backend.runner import Runner
+    from frameworks.spec import Batch, ModelSpec, OptimSpec, Variant, rates_used_by
+
+    task, batch, steps, vocab, hid, layers = RUNNER_SHAPES[shape]
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, vocab, (batch, steps)) if task == "lm" else rng.integers(0, 2, (batch,))
+    data = [Batch(rng.integers(0, vocab, (batch, steps)), y)]
+    rows = {"stock_none": (Variant.KERAS3_BUILTIN, {}),
+            "stock_recdrop": (Variant.KERAS3_BUILTIN, {"input_dropout": RATE,
+                                                       "recurrent_dropout": RATE})}
+    for v in Variant:
+        if v not in (Variant.TORCH_BUILTIN, Variant.KERAS3_BUILTIN):
+            rows[v.value] = (v, {f"{n}_dropout": RATE for n in rates_used_by(v)})
+    runners = {}
+    for name, (variant, rates) in rows.items():
+        spec = ModelSpec(task_kind=task, vocab_size=vocab, num_outputs=vocab if task == "lm"
+                         else 2, embed_size=hid, hidden_size=hid, num_layers=layers,
+                         variant=variant, **rates)
+        runners[name] = Runner(spec, OptimSpec("sgd", clip_norm=0.25), seed=0)
+        runners[name].train_epoch(data, lr=0.1)  # trace
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    for _ in range(repeats):
+        for name, runner in runners.items():
+            t0 = time.perf_counter()
+            runner.train_epoch(data, lr=0.1)
+            times[name].append(time.perf_counter() - t0)
+    stat = min if STAT == "min" else statistics.median
+    return {name: stat(ts) for name, ts in times.items()}
 
 
 def main() -> None:
@@ -109,16 +154,24 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--shapes", nargs="*", default=list(SHAPES))
     parser.add_argument("--no-unroll", action="store_true")
+    parser.add_argument("--level", choices=["layer", "runner"], default="layer",
+                        help="one LSTM layer, or the whole model's train_epoch on one batch")
+    parser.add_argument("--stat", choices=["median", "min"], default="median",
+                        help="min is steadier on a machine shared with other jobs")
     args = parser.parse_args()
+    global STAT
+    STAT = args.stat
     configure_threads(args.threads)
     if args.no_unroll:
         from frameworks.keras_backend import recurrence
 
         recurrence.UNROLL = False
     for shape in args.shapes:
-        res = bench(shape, args.repeats)
+        res = bench_runners(shape, args.repeats) if args.level == "runner" else bench(
+            shape, args.repeats)
         ceiling, recdrop = res["stock_none"], res["stock_recdrop"]
-        print(f"\n{shape} (B, T, D, H) = {SHAPES[shape]}, median ms per train step")
+        dims = RUNNER_SHAPES[shape] if args.level == "runner" else SHAPES[shape]
+        print(f"\n{args.level} {shape} {dims}, {STAT} ms per train step")
         print(f"{'layer':28s} {'ms':>8s} {'vs stock none':>14s} {'vs stock recdrop':>17s}")
         for name, t in res.items():
             print(f"{name:28s} {t * 1e3:8.2f} {ceiling / t:14.2f} {recdrop / t:17.2f}")

@@ -2,10 +2,12 @@
 
 Masks are drawn outside the compiled step and passed into it as tensors, so a test can inject
 them (`source`), count them (`calls`) and check their shapes, and the compiled graph never owns
-an RNG. Two seeded `tf.random.Generator`s: `train` for training batches and `eval` for
-stochastic evaluation (MC dropout, and the `eval_active` row mask), so the masks of a training
-run never depend on how many evaluation passes happened. (Keras 3's own `SeedGenerator`
-advances on inference calls too; that is why the library is not asked for masks here.)
+an RNG. Two seeded numpy Generators: `train` for training batches and `eval` for stochastic
+evaluation (MC dropout, and the `eval_active` row mask), so the masks of a training run never
+depend on how many evaluation passes happened. (Keras 3's own `SeedGenerator` advances on
+inference calls too; that is why the library is not asked for masks here.) numpy rather than
+`tf.random.Generator`: drawing eagerly, it measured 4-9x faster on CPU (a (64, 50, 128) mask:
+0.8 ms against 3.5 ms compiled and 7 ms eager).
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import tensorflow as tf
 MaskSource = Callable[[str, tuple[int, ...], float], np.ndarray]
 
 TRAIN, EVAL = "train", "eval"
-_EVAL_SEED_OFFSET = 0x5EED_0E7A
 
 
 def keep_scale(rate: float) -> np.float32:
@@ -34,10 +35,8 @@ class MaskSampler:
         self.source: MaskSource | None = None
         self.calls: list[tuple[str, tuple[int, ...], float]] = []
         self.stream = TRAIN
-        self._gens = {
-            TRAIN: tf.random.Generator.from_seed(self.seed, alg="philox"),
-            EVAL: tf.random.Generator.from_seed(self.seed + _EVAL_SEED_OFFSET, alg="philox"),
-        }
+        self._gens = {TRAIN: np.random.default_rng([self.seed, 0]),
+                      EVAL: np.random.default_rng([self.seed, 1])}
 
     def use(self, stream: str) -> None:
         """Select the stream (`train` or `eval`) that the next draws come from."""
@@ -57,5 +56,6 @@ class MaskSampler:
             if mask.shape != shape:
                 raise ValueError(f"mask source gave {name!r} shape {mask.shape}, need {shape}")
             return tf.constant(mask)
-        uniform = self._gens[self.stream].uniform(shape, dtype=tf.float32)
-        return tf.cast(uniform >= rate, tf.float32) * keep_scale(rate)
+        mask = (self._gens[self.stream].random(shape, dtype=np.float32) >= rate).astype(np.float32)
+        mask *= keep_scale(rate)
+        return tf.constant(mask)
