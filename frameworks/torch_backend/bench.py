@@ -1,7 +1,9 @@
 """Training throughput of every PyTorch variant relative to the fused no-dropout model.
 
 All variants are timed in one process, interleaved round by round (the machine may be shared),
-and each variant's best round is kept. Run: `python -m frameworks.torch_backend.bench --help`.
+and each variant's best round is kept. The default clock is this process's CPU time with one
+thread, which a shared machine disturbs far less than wall time; `--clock wall` for wall time.
+Run: `python -m frameworks.torch_backend.bench --help`.
 """
 
 from __future__ import annotations
@@ -36,7 +38,9 @@ def make_batches(shape: str, n: int, seed: int = 0) -> list[Batch]:
     return [Batch(rng.integers(0, vocab, (b, t)), rng.integers(0, outputs, ys)) for _ in range(n)]
 
 
-def measure(shape: str, variants: list[Variant], batches: int, rounds: int) -> dict[str, float]:
+def measure(
+    shape: str, variants: list[Variant], batches: int, rounds: int, clock: str = "cpu"
+) -> dict[str, float]:
     """Best tokens/s of each variant (training: forward, backward, SGD step)."""
     data = make_batches(shape, batches)
     tokens = sum(x.size for x, _ in data)
@@ -46,11 +50,12 @@ def measure(shape: str, variants: list[Variant], batches: int, rounds: int) -> d
     for runner in runners.values():  # warm-up (allocator, first-call overheads)
         runner.train_epoch(data[:1], lr=0.01)
     best = dict.fromkeys(variants, 0.0)
+    now = time.process_time if clock == "cpu" else time.perf_counter
     for _ in range(rounds):
         for v, runner in runners.items():
-            start = time.perf_counter()
+            start = now()
             runner.train_epoch(data, lr=0.01)
-            best[v] = max(best[v], tokens / (time.perf_counter() - start))
+            best[v] = max(best[v], tokens / (now() - start))
     return {v.value: tps for v, tps in best.items()}
 
 
@@ -60,7 +65,8 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=None, help="default: all torch variants")
     parser.add_argument("--batches", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--clock", choices=["cpu", "wall"], default="cpu")
     args = parser.parse_args()
     configure_threads(args.threads)
     names = args.variants or [v.value for v in Variant if v is not Variant.KERAS3_BUILTIN]
@@ -68,7 +74,7 @@ def main() -> None:
     if Variant.NONE not in variants:
         variants.insert(0, Variant.NONE)
     for shape in args.shapes:
-        result = measure(shape, variants, args.batches, args.rounds)
+        result = measure(shape, variants, args.batches, args.rounds, args.clock)
         base = result[Variant.NONE.value]
         print(f"{shape}: none = {base:,.0f} tokens/s (fused nn.LSTM, no dropout)", flush=True)
         for name, tps in result.items():

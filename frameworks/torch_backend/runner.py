@@ -80,7 +80,7 @@ class Runner:
                 if self.optim.clip_norm > 0:
                     torch.nn.utils.clip_grad_norm_(self.params, self.optim.clip_norm)
                 self.optimizer.step()
-                state = (state[0].detach() * 0, state[1].detach() * 0)
+                state = (state[0].detach(), state[1].detach())
                 total += value * y.numel()
                 count += y.numel()
         if count == 0:
