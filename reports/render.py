@@ -102,7 +102,7 @@ th,td{border:1px solid #c8ccd4;padding:3px 8px;text-align:right;vertical-align:t
 th{background:#e8ebf0}td:first-child,th:first-child{text-align:left}
 tr:nth-child(even) td{background:#f6f7f9}
 table.summary th{background:rgb(RGB);color:#fff}
-table.wide td{text-align:left}
+table.wide td,table.wide th{text-align:left}
 caption{caption-side:top;text-align:left;font-style:italic;padding-bottom:4px}
 img{max-width:100%;border:1px solid #eee}code{background:#f1f2f4;padding:0 3px}
 .toc{font-size:14px}.figcap{font-style:italic;font-size:13px;margin-top:-4px}

@@ -145,13 +145,15 @@ def _intro(data: StoreData, health: Health, runs: pd.DataFrame, filters: str, mo
     if len(health.flagged):
         counts = health.flagged["category"].value_counts()
         text = ", ".join(f"{n} {c}" for c, n in counts.items())
-        blocks.append(Para(f"**Run health: {text} run(s) are not in the tables** — see "
-                           "[Run health](#7-run-health)."))
+        blocks.append(Para(f"**Run health: {len(health.flagged)} run(s) are not in the tables "
+                           f"({text})** — see [Run health](#7-run-health)."))
     bad = health.sweeps[health.sweeps["verdict"] != "complete"]
     if len(bad):
         blocks.append(Para(f"**{len(bad)} sweep(s) incomplete** — see "
                            "[Run health](#7-run-health)."))
     mc = sorted({p.get("train.mc_samples") for p in runs["params"]} - {None}, key=str)
+    active = sorted(set(runs.loc[[p.get("dropout.eval_active") == "True"
+                                  for p in runs["params"]], "label"]))
     blocks.append(Bullets([
         "Numbers are means over seeds ± the half-width of the 95% Student-t interval "
         "(no interval with one seed).",
@@ -161,6 +163,9 @@ def _intro(data: StoreData, health: Health, runs: pd.DataFrame, filters: str, mo
         f"passes (train.mc_samples). Paired comparisons use the {mode} metric.",
         "A variant label carries in brackets the settings that distinguish it from other runs "
         "of the same task (e.g. mask granularity); runs are averaged only within one label.",
+        *([f"Standard evaluation is stochastic for {', '.join(active)}: dropout.eval_active="
+           "true keeps awd-lstm's row mask on at evaluation, as Part 3's runs did."]
+          if active else []),
     ]))
     return blocks
 
@@ -288,8 +293,13 @@ def _health_blocks(data: StoreData, health: Health) -> list:
         }), "Runs not used", kind="wide"))
     s = health.sweeps
     if len(s):
-        blocks.append(Table(s.assign(parent_run=[provenance.short_id(r) for r in s["parent_run"]])
-                            .fillna("–").astype(str), "Sweeps (parent runs)", kind="wide"))
+        shown = s.assign(parent_run=[provenance.short_id(r) for r in s["parent_run"]])
+        shown = shown.fillna("–").astype(str).rename(columns={
+            "sweep_id": "sweep id", "parent_run": "parent run", "runs_here": "runs in store",
+            "runs_completed": "runs completed", "finished": "jobs finished",
+            "skipped": "jobs skipped", "failed": "jobs failed"})
+        blocks.append(Table(shown, "Sweeps (parent runs; job counts from the sweep's closing "
+                            "summary)", kind="wide"))
     else:
         blocks.append(Para("No sweep parent runs among the selected runs."))
     return blocks

@@ -134,7 +134,7 @@ def test_report_on_200_runs_within_cpu_budget(tmp_path):
     # CPU time, not wall time: the test machine's cores are shared, which only adds waiting.
     assert cpu <= CPU_BUDGET_S, f"report took {cpu:.1f} s CPU on {n} runs"
     text = (tmp_path / "report" / "report.md").read_text()
-    assert f"{n} training runs" in text and "2 failed" not in text
+    assert f"{n} training runs" in text and "4 run(s) are not in the tables" in text
     assert "| weightdrop_column_untied | keras | 5 |" in text
 
 

@@ -1,0 +1,225 @@
+"""Unit tests of the report's pieces on hand-made inputs: arms, comparison design, published
+matching, run health, per-run reductions, formatting and rendering."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from reports import arms, compare, fmt, health, published, render, tables
+from reports.load import Filters, _filter_string
+
+
+def _runs(rows: list[dict]) -> pd.DataFrame:
+    base = {"task": "rt", "framework": "torch", "seed": 0, "metrics": {}}
+    return pd.DataFrame([{**base, **r} for r in rows])
+
+
+def _params(**kw) -> dict[str, str]:
+    p = {"model.size": "tiny", "model.hidden_size": "16", "dropout.granularity": "sample",
+         "dropout.input": "0.25", "seed": "0", "tracking.uri": "sqlite:///x",
+         "train.threads": "0", "threads": "2", "framework.name": "torch"}
+    p.update({k.replace("__", "."): str(v) for k, v in kw.items()})
+    return p
+
+
+def test_arm_labels_show_only_what_distinguishes_runs():
+    runs = _runs([
+        {"variant": "locked", "params": _params()},
+        {"variant": "locked", "params": _params(dropout__granularity="batch", seed=1,
+                                                threads=1)},
+        {"variant": "naive", "params": _params(tracking__uri="sqlite:///other")},
+        {"variant": "naive", "params": _params(seed=3)},
+    ])
+    out = arms.assign(runs)
+    assert list(out["label"]) == ["locked [granularity=sample]", "locked [granularity=batch]",
+                                  "naive", "naive"]
+    assert out["arm"].nunique() == 3
+
+
+def test_lockstep_context_keys_are_shown_once():
+    runs = _runs([
+        {"variant": "none", "params": _params()},
+        {"variant": "none", "params": _params(model__size="small", model__hidden_size=64)},
+        {"variant": "naive", "params": _params(model__size="small", model__hidden_size=64)},
+    ])
+    labels = list(arms.assign(runs)["label"])
+    assert labels == ["none [size=tiny]", "none [size=small]", "naive [size=small]"]
+
+
+def _arm(variant: str, framework: str = "torch", **setting) -> compare.Arm:
+    s = {"model.hidden_size": "16", "dropout.input": "0.25", "dropout.granularity": "sample",
+         "dropout.recurrent": "0.25", "dropout.weight": "0.0", **setting}
+    label = variant + ("" if not setting else f" [{setting}]")
+    return compare.Arm(f"rt|{framework}|{label}", label, "rt", framework, variant, s)
+
+
+def test_comparison_design():
+    a = [_arm(v, f) for f in ("torch", "keras") for v in
+         ("none", "naive", "keras_impl0", "keras_impl1", "keras_impl2", "weightdrop",
+          "weightdrop_variational", "weightdrop_column")]
+    batch = _arm("keras_impl2", **{"dropout.granularity": "batch"})
+    bigger = _arm("naive", **{"model.hidden_size": "64"})
+    pairs = compare.pairs([*a, batch, bigger])
+    found = {(q, x.variant, y.variant, x.framework, y.framework) for q, x, y in pairs}
+    assert len({frozenset((x.arm, y.arm)) for _, x, y in pairs}) == len(pairs)  # once each
+    for fw in ("torch", "keras"):
+        assert ("untied", "keras_impl0", "keras_impl2", fw, fw) in found
+        assert ("untied", "keras_impl0", "keras_impl1", fw, fw) in found
+        assert ("weightdrop", "weightdrop_column", "weightdrop_variational", fw, fw) in found
+        assert ("granularity", "keras_impl2", "weightdrop_column", fw, fw) in found
+        assert ("none", "naive", "none", fw, fw) in found
+        assert ("naive", "weightdrop", "naive", fw, fw) in found
+        assert ("naive", "naive", "none", fw, fw) not in found
+    assert ("framework", "keras_impl1", "keras_impl1", "torch", "keras") in found
+    gran = [(x, y) for q, x, y in pairs if q == "granularity" and x.variant == y.variant]
+    assert [(x.setting["dropout.granularity"], y.setting["dropout.granularity"])
+            for x, y in gran] == [("sample", "batch")]
+    # the bigger model differs from every other arm in its context: it is compared only with
+    # the naive arm that differs in nothing else (a single-setting difference)
+    with_bigger = [(q, x.label, y.label) for q, x, y in pairs if bigger.arm in (x.arm, y.arm)]
+    assert with_bigger == [("other", "naive", bigger.label)]
+    # batch-granularity impl2 vs none: granularity does not apply to none, so comparable
+    assert any(q == "none" and x.arm == batch.arm for q, x, _ in pairs)
+
+
+def test_rates_a_variant_does_not_use_do_not_block_a_comparison():
+    wd = _arm("weightdrop", **{"dropout.weight": "0.25", "dropout.recurrent": "0.0"})
+    impl2 = _arm("keras_impl2", **{"dropout.recurrent": "0.25", "dropout.weight": "0.0"})
+    assert compare.differences(wd, impl2) == []
+    other = _arm("keras_impl2", **{"dropout.input": "0.5"})
+    assert compare.differences(wd, other) == ["dropout.input"]
+    assert compare.applicable("dropout.eval_active", "weightdrop_variational")
+    assert not compare.applicable("dropout.eval_active", "weightdrop")
+
+
+def _row(**kw):
+    base = {"a": "A", "b": "B", "framework": "torch", "metric": "perplexity", "mode": "std",
+            "n": 5, "mean_a": 80.0, "mean_b": 82.0, "diff": -2.0, "low": -3.0, "high": -1.0,
+            "sd": 1.0, "effect": -2.0, "p": 0.001, "p_holm": 0.004}
+    base.update(kw)
+    return SimpleNamespace(**base)
+
+
+def test_verdicts_and_sentences_respect_the_metric_direction():
+    r = _row()
+    assert compare.verdict(r) == "A better"  # lower perplexity is better
+    assert "A is better than B" in compare.sentence(r)
+    acc = _row(metric="accuracy", mean_a=0.80, mean_b=0.82, diff=-0.02, low=-0.03, high=-0.01)
+    assert compare.verdict(acc) == "A worse" and "-2.00 pp" in compare.sentence(acc)
+    ns = _row(p=0.02, p_holm=0.3)
+    assert compare.verdict(ns) == "no detectable difference"
+    assert "suggestive" in compare.sentence(ns) and "up to 3.00" in compare.sentence(ns)
+    one = _row(n=1, p=math.nan, p_holm=math.nan, low=math.nan, high=math.nan)
+    assert compare.verdict(one).startswith("not testable")
+    same = _row(diff=0.0, sd=0.0, p=1.0, p_holm=1.0, low=0.0, high=0.0)
+    assert "identical" in compare.sentence(same)
+
+
+def test_published_matching():
+    assert published.same(None, "None") and published.same(0.8333333333, "0.8333")
+    assert published.same(True, "True") and not published.same(20, "35")
+    row = next(r for r in published.PUBLISHED if r.setting == "small, no dropout")
+    params = {k: str(v) for k, v in row.requires.items()}
+    assert published.mismatches(row, params) == []
+    params["task.bptt"] = "35"
+    assert published.mismatches(row, params) == ["bptt 35≠20"]
+    summary = pd.DataFrame([{"arm": "x", "label": "none", "framework": "torch", "n": 3,
+                             "perplexity_std_mean": 120.0, "perplexity_std_half": 2.0,
+                             "perplexity_mc_mean": 119.0, "perplexity_mc_half": 2.0}])
+    frame, notes = published.table("ptb", summary, {"x": params})
+    first = frame.iloc[0]
+    assert first["ours"].startswith("120.00 ± 2.00 [std]")
+    assert first["setting"] == "different setting: bptt 35≠20"
+    params["task.bptt"] = "20"
+    frame, _ = published.table("ptb", summary, {"x": params})
+    assert frame.iloc[0]["setting"] == "**same setting**"
+    assert all(r.caveat in notes for r in published.for_task("ptb") if r.caveat)
+
+
+class _Row:
+    def __init__(self, metrics, params, task="rt"):
+        self.metrics, self.params, self.task = metrics, params, task
+
+
+def test_missing_metrics_names_keys_and_epochs():
+    full = {k: 1.0 for k in ("best_epoch", "test_accuracy_std", "test_accuracy_mc",
+                             "test_log_loss_std", "test_log_loss_mc")}
+    keys = ["train_loss", "epoch_seconds", "train_tokens_per_s", "valid_accuracy_std",
+            "valid_accuracy_mc", "valid_log_loss_std", "valid_log_loss_mc"]
+    steps = {k: {1, 2, 3, 4, 5} for k in keys}
+    assert health.missing_metrics(_Row(full, {"train.epochs": "5"}), steps) == ""
+    steps["valid_accuracy_mc"] = {1, 4}
+    out = health.missing_metrics(_Row({**full, "test_accuracy_mc": math.nan},
+                                      {"train.epochs": "5"}), steps)
+    assert out == "missing test_accuracy_mc, valid_accuracy_mc epochs 2-3,5"
+
+
+def test_per_run_cost_leaves_out_the_first_epoch():
+    runs = pd.DataFrame([{"run_id": "r", "arm": "a", "label": "naive", "task": "rt",
+                          "framework": "torch", "variant": "naive", "seed": 0,
+                          "metrics": {"best_epoch": 2.0, "test_accuracy_std": 0.8,
+                                      "test_accuracy_mc": 0.82}}])
+    hist = pd.DataFrame(
+        [("r", "train_tokens_per_s", s, v, 0) for s, v in ((1, 10.0), (2, 100.0), (3, 120.0),
+                                                          (4, 90.0))]
+        + [("r", "valid_accuracy_std", s, v, 0) for s, v in ((1, 0.5), (2, 0.6))]
+        + [("r", "valid_accuracy_mc", s, v, 0) for s, v in ((1, 0.5), (2, 0.7))],
+        columns=["run_id", "key", "step", "value", "timestamp"])
+    per = tables.per_run(runs, hist).iloc[0]
+    assert per["train_tokens_per_s"] == 100.0
+    assert per["test_accuracy_diff"] == pytest.approx(0.02)
+    assert per["valid_accuracy_diff"] == pytest.approx(0.05)
+    assert per["valid_accuracy_mc_better"] == 0.5 and per["valid_accuracy_mc_worse"] == 0.0
+
+
+def test_baseline_is_the_closest_none_arm():
+    mine = {"model.hidden_size": "64", "dropout.input": "0.25"}
+    cands = [("small", {"model.hidden_size": "16"}), ("same", {"model.hidden_size": "64"})]
+    assert tables.baseline_arm(mine, cands) == "same"
+    assert tables.baseline_arm(mine, []) is None
+
+
+def test_formatting():
+    assert fmt.pm("accuracy", 0.84625, 0.0031) == "84.62 ± 0.31" or \
+        fmt.pm("accuracy", 0.84625, 0.0031) == "84.63 ± 0.31"
+    assert fmt.pm("perplexity", 82.71, math.nan) == "82.71"
+    assert fmt.num("accuracy", -0.012, signed=True) == "-1.20"
+    assert fmt.with_unit("accuracy", 0.01, signed=True) == "+1.00 pp"
+    assert fmt.pvalue(0.0001) == "<0.001" and fmt.pvalue(math.nan) == fmt.DASH
+    assert fmt.num("perplexity", 1234.56) == "1234.6"
+
+
+def test_render_escapes_and_inlines():
+    doc = render.Document("T <x>")
+    doc.add(render.Heading("1. A b"), render.Para("**bold** and `code` <script>"),
+            render.Table(pd.DataFrame({"a|b": ["x|y"]}), "cap", "summary"))
+    md, page = render.to_markdown(doc), render.to_html(doc)
+    assert "| a\\|b |" in md and "| x\\|y |" in md
+    assert "<b>bold</b>" in page and "<code>code</code>" in page
+    assert "<script>" not in page and "&lt;script&gt;" in page
+    assert 'id="1-a-b"' in page and 'class="summary"' in page
+
+
+def test_filter_string_pushes_single_values_and_quotes():
+    assert _filter_string(Filters(tasks=["rt"])) == "tags.task = 'rt'"
+    assert _filter_string(Filters(tasks=["rt", "ptb"], frameworks=["o'k"])) == \
+        "tags.framework = 'o\\'k'"
+
+
+def test_holm_family_per_question():
+    per = pd.DataFrame({"arm": ["a"] * 3 + ["b"] * 3 + ["c"] * 3, "seed": [0, 1, 2] * 3,
+                        "test_accuracy_std": [0.8, 0.82, 0.81, 0.7, 0.73, 0.71,
+                                              0.75, 0.74, 0.78]})
+    arms_ = [compare.Arm(x, v, "rt", "torch", v, {}) for x, v in
+             (("a", "naive"), ("b", "none"), ("c", "keras_impl2"))]
+    task = compare.compare(per, arms_, "accuracy", "std", "task")
+    question = compare.compare(per, arms_, "accuracy", "std", "question")
+    assert len(task) == 3 and set(task["question"]) == {"none", "naive"}
+    q = question[question["question"] == "naive"]
+    assert q["p_holm"].iloc[0] == pytest.approx(q["p"].iloc[0])  # a family of one
+    assert np.all(task["p_holm"] >= question["p_holm"] - 1e-15)
