@@ -13,7 +13,9 @@ import torch
 
 from frameworks.base import DivergenceError, NumpyMaskSource, initial_weights
 from frameworks.spec import Batch, OptimSpec, TaskKind, Variant
-from frameworks.torch_backend import Runner, configure_threads
+from frameworks.torch_backend import MaskSampler, Runner, configure_threads
+from frameworks.torch_backend.compile import enabled as compile_enabled
+from frameworks.torch_backend.layer import gal_loop_kind
 from tests.test_torch_reference import as_masks, as_params, ref_forward, ref_loss
 from tests.test_torch_semantics import CLS, LM, H, V, make_spec
 
@@ -212,6 +214,22 @@ def test_optimiser_and_threads_are_validated():
     configure_threads(1)
     assert torch.get_num_threads() == 1
     configure_threads(before)
+
+
+def test_sampler_refuses_zero_rates_and_misshapen_injected_masks(monkeypatch):
+    sampler = MaskSampler(0)
+    with pytest.raises(ValueError, match="rate 0 draws nothing"):
+        sampler.draw("input.0", (2, 3), 0.0)
+    sampler.source = lambda name, shape, rate: np.ones((1, 1), np.float32)
+    with pytest.raises(ValueError, match="input.0"):
+        sampler.draw("input.0", (2, 3), 0.5)
+    assert sampler.calls == [("input.0", (2, 3), 0.5)]
+    monkeypatch.setenv("RDS_TORCH_GAL", "fast")
+    with pytest.raises(ValueError, match="RDS_TORCH_GAL"):
+        gal_loop_kind()
+    monkeypatch.setenv("RDS_TORCH_COMPILE", "maybe")
+    with pytest.raises(ValueError, match="RDS_TORCH_COMPILE"):
+        compile_enabled()
 
 
 def test_importing_the_backend_never_imports_tensorflow_or_keras():

@@ -89,7 +89,7 @@ def test_forward_state_and_gradients_equal_reference(variant, task, kw):
     check_against_reference(make_spec(variant, task, **kw))
 
 
-GAL_RATES = [None, {"input": 0.3}, {"recurrent": 0.4}, {"input": 0.3, "output": 0.2}]
+GAL_RATES = [None, {"input": 0.3}, {"recurrent": 0.4}]
 
 
 @pytest.mark.parametrize("loop", ["bptt", "eager"])
