@@ -80,6 +80,9 @@ def learning_curves(wide: pd.DataFrame, runs: pd.DataFrame, labels: list[str], m
                                 color=palette[label], alpha=0.15, lw=0)
             ax.set_ylabel(ylabel)
             ax.grid(alpha=0.3)
+            low, high = ax.get_ylim()
+            if metric == "perplexity" and row == 1 and low > 0 and high / low > 3:
+                ax.set_yscale("log")  # early-epoch perplexities would flatten the rest
             if row == 0:
                 ax.set_title(framework)
             else:

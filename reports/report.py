@@ -29,108 +29,149 @@ class Built:
     cost: dict[str, pd.DataFrame]
 
 
+@dataclass
+class Context:
+    """What every section needs: the usable runs with their arms, per-run values, histories."""
+
+    runs: pd.DataFrame
+    per: pd.DataFrame
+    wide: pd.DataFrame
+    tasks: list[str]
+    order: list[str]
+    fig_dir: Path
+
+    def task_runs(self, task: str) -> pd.DataFrame:
+        return self.runs[self.runs["task"] == task]
+
+    def metric(self, task: str) -> str:
+        """The task's selection metric (perplexity, accuracy)."""
+        return task_metrics(task, self.task_runs(task)["metrics"].iloc[0])[0]
+
+
 def build(data: StoreData, health: Health, out: Path, filters: str = "",
           compare_mode: str = "std", title: str = "Recurrent dropout: comparison report",
           family: str = "task") -> Built:
-    order = A.variant_order()
+    """The whole report as a Document, plus the numeric tables behind it (for tests)."""
     runs = A.assign(health.usable) if len(health.usable) else health.usable.assign(
         arm=[], label=[], qualifier=[], setting=[])
     per = tables.per_run(runs, data.history) if len(runs) else pd.DataFrame(
         columns=["task", "arm", "label", "framework", "seed"])
-    wide = tables.wide_history(data.history)
-    tasks = sorted(runs["task"].unique(), key=lambda t: (t not in TASK_ORDER,
-                                                         TASK_ORDER.index(t)
-                                                         if t in TASK_ORDER else 0, t))
+    tasks = sorted(runs["task"].unique(), key=lambda t: (
+        TASK_ORDER.index(t) if t in TASK_ORDER else len(TASK_ORDER), t))
+    ctx = Context(runs, per, tables.wide_history(data.history), tasks, A.variant_order(),
+                  out / "figures")
     doc = Document(title)
     built = Built(doc, per, {}, {}, {}, {})
     doc.add(*_intro(data, health, runs, filters, compare_mode))
-    fig_dir = out / "figures"
-
-    doc.add(Heading("1. Summary"))
-    for task in tasks:
-        built.summaries[task] = s = tables.summary(per, task, order)
-        doc.add(Heading(f"{task}: {TASK_NAMES.get(task, task)}", 3),
-                Table(_summary_text(s, task, health.flagged), _summary_caption(task, runs),
-                      "summary"))
-
-    doc.add(Heading("2. Learning curves"))
-    for task in tasks:
-        mine = runs[runs["task"] == task]
-        metric = task_metrics(task, mine["metrics"].iloc[0])[0]
-        labels = _labels(mine, order)
-        fws = sorted(mine["framework"].unique())
-        fig = figures.learning_curves(wide, mine, labels, metric, fws)
-        doc.add(Heading(task, 3), Image(figures.save(
-            fig, fig_dir, f"curves_{task}", f"{task}: training loss and validation "
-            f"{fmt.metric_name(metric)} (MC) per epoch; line = mean over seeds, band = lowest "
-            f"to highest seed")))
-
-    doc.add(Heading("3. MC dropout minus standard evaluation"))
-    doc.add(Para("Per-epoch validation differences (Part 3's histogram) and, per arm, the mean "
-                 "difference with a 95% t interval over seeds: on the test set at the best "
-                 "epoch, and averaged over all validation epochs of a run."))
-    for task in tasks:
-        mine = runs[runs["task"] == task]
-        metric = task_metrics(task, mine["metrics"].iloc[0])[0]
-        fig = figures.mc_histograms(wide, mine, _labels(mine, order), metric,
-                                    sorted(mine["framework"].unique()))
-        built.mc[task] = m = tables.mc_minus_std(per, task, order)
-        doc.add(Heading(task, 3), Image(figures.save(
-            fig, fig_dir, f"mc_minus_std_{task}",
-            f"{task}: MC minus standard validation {fmt.metric_name(metric)}, every epoch of "
-            f"every seed")), Table(_mc_text(m), "MC − standard (positive = MC higher)"))
-
-    doc.add(Heading("4. Paired comparisons"))
-    doc.add(Para(f"Test {('MC' if compare_mode == 'mc' else 'standard-evaluation')} metric at "
-                 "the best-validation epoch; runs paired by seed; difference = A − B with a 95% "
-                 "t interval; d_z = mean difference / SD of the differences; paired t-test, "
-                 f"Holm-corrected over all comparisons of the {family} (α = 0.05; the intervals "
-                 "are not adjusted). \"No detectable difference\" means the corrected test "
-                 "does not reject at this number of seeds, not that the variants are equal: "
-                 "the interval shows which differences remain plausible."))
-    for task in tasks:
-        mine = runs[runs["task"] == task]
-        metric = task_metrics(task, mine["metrics"].iloc[0])[0]
-        arm_list = [compare.Arm(r.arm, r.label, r.task, r.framework, r.variant, r.setting)
-                    for r in mine.drop_duplicates("arm").itertuples()]
-        built.comparisons[task] = c = compare.compare(per[per["task"] == task], arm_list,
-                                                      metric, compare_mode, family)
-        doc.add(Heading(task, 3), *_comparison_blocks(c))
-
-    doc.add(Heading("5. Cost"))
-    doc.add(Para("Training throughput and time per epoch (per run: median over epochs, the "
-                 "first left out when a run has more, as it includes warm-up and graph "
-                 "tracing), relative to variant `none` of the same framework (the fused "
-                 "baseline). Evaluation time includes the MC passes. Only comparable between "
-                 "runs on the same machine (see Provenance)."))
-    for task in tasks:
-        built.cost[task] = c = tables.cost(per, runs, task, order)
-        doc.add(Heading(task, 3), Table(_cost_text(c)))
-        if c["train_tokens_per_s_rel"].notna().any():
-            doc.add(Image(figures.save(figures.cost_chart(c), fig_dir, f"cost_{task}",
-                                       f"{task}: training tokens/s relative to none")))
-
-    doc.add(Heading("6. Published numbers"))
-    doc.add(Para("Published results beside ours. **same setting** only where our arm has "
-                 "every parameter the paper fixes; otherwise the row is labelled **different "
-                 "setting** with what differs, and the numbers are context, not a replication."))
-    settings = runs.drop_duplicates("arm").set_index("arm")["setting"].to_dict()
-    for task in tasks:
-        frame, notes = published.table(task, built.summaries[task], settings)
-        if len(frame):
-            doc.add(Heading(task, 3), Table(frame, kind="wide"),
-                    Bullets([f"[{k}] {v}" for v, k in notes.items()]))
-    others = sorted({p.task for p in published.PUBLISHED} - set(tasks))
-    if others:
-        doc.add(Para(f"Published numbers for {', '.join(others)} are omitted: no runs of "
-                     "that task are in this report."))
-
+    doc.add(Heading("1. Summary"), *_summary_section(ctx, health, built))
+    doc.add(Heading("2. Learning curves"), *_curves_section(ctx))
+    doc.add(Heading("3. MC dropout minus standard evaluation"), *_mc_section(ctx, built))
+    doc.add(Heading("4. Paired comparisons"),
+            *_comparison_section(ctx, built, compare_mode, family))
+    doc.add(Heading("5. Cost"), *_cost_section(ctx, built))
+    doc.add(Heading("6. Published numbers"), *_published_section(ctx, built))
     doc.add(Heading("7. Run health"), *_health_blocks(data, health))
-    doc.add(Heading("8. Provenance"))
     items = provenance.rows(data.runs, health.usable, health.flagged, data.parents, data.uri,
                             filters, provenance.git_commit_or_unknown())
-    doc.add(Table(pd.DataFrame(items, columns=["item", "value"]), kind="wide"))
+    doc.add(Heading("8. Provenance"),
+            Table(pd.DataFrame(items, columns=["item", "value"]), kind="wide"))
     return built
+
+
+def _summary_section(ctx: Context, health: Health, built: Built) -> list:
+    if not ctx.tasks:
+        return [Para("**No usable runs**: every selected run is listed under "
+                     "[Run health](#7-run-health) with the reason.")]
+    blocks = []
+    for task in ctx.tasks:
+        built.summaries[task] = s = tables.summary(ctx.per, task, ctx.order)
+        blocks += [Heading(f"{task}: {TASK_NAMES.get(task, task)}", 3),
+                   Table(_summary_text(s, task, health.flagged),
+                         _summary_caption(task, ctx.runs), "summary")]
+    return blocks
+
+
+def _curves_section(ctx: Context) -> list:
+    blocks = []
+    for task in ctx.tasks:
+        mine, metric = ctx.task_runs(task), ctx.metric(task)
+        fig = figures.learning_curves(ctx.wide, mine, _labels(mine, ctx.order), metric,
+                                      sorted(mine["framework"].unique()))
+        blocks += [Heading(task, 3), Image(figures.save(
+            fig, ctx.fig_dir, f"curves_{task}", f"{task}: training loss and validation "
+            f"{fmt.metric_name(metric)} (MC) per epoch; line = mean over seeds, band = lowest "
+            "to highest seed"))]
+    return blocks
+
+
+def _mc_section(ctx: Context, built: Built) -> list:
+    blocks: list = [Para(
+        "Per-epoch validation differences (Part 3's histogram) and, per arm, the mean "
+        "difference with a 95% t interval over seeds: on the test set at the best epoch, and "
+        "averaged over all validation epochs of a run.")]
+    for task in ctx.tasks:
+        mine, metric = ctx.task_runs(task), ctx.metric(task)
+        fig = figures.mc_histograms(ctx.wide, mine, _labels(mine, ctx.order), metric,
+                                    sorted(mine["framework"].unique()))
+        built.mc[task] = m = tables.mc_minus_std(ctx.per, task, ctx.order)
+        blocks += [Heading(task, 3), Image(figures.save(
+            fig, ctx.fig_dir, f"mc_minus_std_{task}",
+            f"{task}: MC minus standard validation {fmt.metric_name(metric)}, every epoch of "
+            "every seed")), Table(_mc_text(m), "MC − standard (positive = MC higher)")]
+    return blocks
+
+
+def _comparison_section(ctx: Context, built: Built, mode: str, family: str) -> list:
+    blocks: list = [Para(
+        f"Test {('MC' if mode == 'mc' else 'standard-evaluation')} metric at the "
+        "best-validation epoch; runs paired by seed; difference = A − B with a 95% t interval; "
+        "d_z = mean difference / SD of the differences; paired t-test, Holm-corrected over all "
+        f"comparisons of the {family} (α = 0.05; the intervals are not adjusted). \"No "
+        "detectable difference\" means the corrected test does not reject at this number of "
+        "seeds, not that the variants are equal: the interval shows which differences remain "
+        "plausible.")]
+    for task in ctx.tasks:
+        mine = ctx.task_runs(task)
+        arm_list = [compare.Arm(r.arm, r.label, r.task, r.framework, r.variant, r.setting)
+                    for r in mine.drop_duplicates("arm").itertuples()]
+        built.comparisons[task] = c = compare.compare(
+            ctx.per[ctx.per["task"] == task], arm_list, ctx.metric(task), mode, family)
+        blocks += [Heading(task, 3), *_comparison_blocks(c)]
+    return blocks
+
+
+def _cost_section(ctx: Context, built: Built) -> list:
+    blocks: list = [Para(
+        "Training throughput and time per epoch (per run: median over epochs, the first left "
+        "out when a run has more, as it includes warm-up and graph tracing), relative to "
+        "variant `none` of the same framework (the fused baseline). Evaluation time includes "
+        "the MC passes. Only comparable between runs on the same machine (see Provenance).")]
+    for task in ctx.tasks:
+        built.cost[task] = c = tables.cost(ctx.per, ctx.runs, task, ctx.order)
+        blocks += [Heading(task, 3), Table(_cost_text(c))]
+        if c["train_tokens_per_s_rel"].notna().any():
+            blocks.append(Image(figures.save(figures.cost_chart(c), ctx.fig_dir, f"cost_{task}",
+                                             f"{task}: training tokens/s relative to none")))
+    return blocks
+
+
+def _published_section(ctx: Context, built: Built) -> list:
+    blocks: list = [Para(
+        "Published results beside ours. **same setting** only where our arm has every "
+        "parameter the paper fixes; otherwise the row is labelled **different setting** with "
+        "what differs, and the numbers are context, not a replication.")]
+    settings = ctx.runs.drop_duplicates("arm").set_index("arm")["setting"].to_dict()
+    for task in ctx.tasks:
+        frame, notes = published.table(task, built.summaries[task], settings)
+        if len(frame):
+            blocks += [Heading(task, 3), Table(frame, kind="wide")]
+            if notes:
+                blocks.append(Bullets([f"[{k}] {v}" for v, k in notes.items()]))
+    others = sorted({p.task for p in published.PUBLISHED} - set(ctx.tasks))
+    if others:
+        blocks.append(Para(f"Published numbers for {', '.join(others)} are omitted: no runs "
+                           "of that task are in this report."))
+    return blocks
 
 
 def _labels(runs: pd.DataFrame, order: list[str]) -> list[str]:

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from reports import arms, compare, fmt, health, published, render, tables
-from reports.load import Filters, _filter_string
+from reports.load import Filters, StoreData, _filter_string
 
 
 def _runs(rows: list[dict]) -> pd.DataFrame:
@@ -223,3 +223,35 @@ def test_holm_family_per_question():
     q = question[question["question"] == "naive"]
     assert q["p_holm"].iloc[0] == pytest.approx(q["p"].iloc[0])  # a family of one
     assert np.all(task["p_holm"] >= question["p_holm"] - 1e-15)
+
+
+def _store_runs(rows: list[dict]) -> StoreData:
+    base = {"experiment": "rt", "run_name": "", "status": "FINISHED", "end_time": 0,
+            "task": "rt", "framework": "torch", "variant": "naive", "completed": True,
+            "failure_reason": None, "superseded_by": None, "sweep_id": None,
+            "parent_run_id": None, "is_sweep_parent": False, "tags": {},
+            "params": {"train.epochs": "1"},
+            "metrics": {k: 0.5 for k in ("best_epoch", "test_accuracy_std", "test_accuracy_mc",
+                                         "test_log_loss_std", "test_log_loss_mc")}}
+    runs = pd.DataFrame([{**base, **r} for r in rows])
+    runs["seed"] = runs["seed"].astype("Int64")
+    keys = ["train_loss", "epoch_seconds", "train_tokens_per_s", "valid_accuracy_std",
+            "valid_accuracy_mc", "valid_log_loss_std", "valid_log_loss_mc"]
+    hist = pd.DataFrame([(r["run_id"], k, 1, 0.5, 0) for r in rows for k in keys],
+                        columns=["run_id", "key", "step", "value", "timestamp"])
+    return StoreData("sqlite:///x", {"0": "rt"}, runs, hist, runs.iloc[:0])
+
+
+def test_health_keeps_the_newest_duplicate_and_flags_missing_tags():
+    data = _store_runs([
+        {"run_id": "old", "seed": 0, "config_hash": "h", "start_time": 1},
+        {"run_id": "new", "seed": 0, "config_hash": "h", "start_time": 2},
+        {"run_id": "other", "seed": 1, "config_hash": "g", "start_time": 3},
+        {"run_id": "noseed", "seed": None, "config_hash": "k", "start_time": 4},
+        {"run_id": "nodone", "seed": 2, "config_hash": "m", "start_time": 5,
+         "completed": False},
+    ])
+    checked = health.check(data)
+    assert sorted(checked.usable["run_id"]) == ["new", "other"]
+    flagged = checked.flagged.set_index("run_id")["category"].to_dict()
+    assert flagged == {"old": "duplicate", "noseed": "missing tags", "nodone": "unfinished"}
