@@ -1,4 +1,7 @@
-"""Gal-style variational LSTM layers (the Keras family) as explicit time loops.
+"""Gal-style variational LSTM layers (the Keras family) as explicit time loops, plain autograd.
+
+The readable version: selected by RDS_TORCH_GAL=eager and what RDS_TORCH_COMPILE=1 compiles. The
+default training path is gal_bptt.py (same forward, hand-written backward); the tests check both.
 
 Masks are constant over time and per sample (Bm = B) or per minibatch (Bm = 1); recurrent masks
 touch only the h_{t-1} entering the recurrent matmul, never c_t or the output h_t. All three
