@@ -116,8 +116,9 @@ def test_stochastic_outputs_match_numpy(variant, task, knobs):
     assert [(n, s) for n, s, _ in source.calls] == expected * len(batches)
     assert runner.sampler.calls == source.calls
     masks = split_calls(source, len(expected))
-    for name, _ in expected:  # a fresh draw for every forward call
-        assert not np.array_equal(masks[0][name], masks[1][name]), name
+    for name, shape in expected:  # a fresh draw for every forward call
+        if np.prod(shape) >= 15:  # small masks repeat by chance (a (1, 5) one: 4%)
+            assert not np.array_equal(masks[0][name], masks[1][name]), name
     weights = runner.export_weights()
     want = reference_predictions(spec, weights, batches, masks)
     np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)

@@ -90,7 +90,7 @@ def bench(shape: str, repeats: int) -> dict[str, float]:
                 loss = tf.reduce_sum(call(x, h, h))
             return tape.gradient(loss, variables)
 
-        return tf.function(step)
+        return tf.function(step, autograph=False)
 
     fns = {name: make_step(*layer) for name, layer in _layers(batch, d, hid).items()}
     for fn in fns.values():

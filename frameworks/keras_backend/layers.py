@@ -67,10 +67,12 @@ class VariantLSTM(_Weights):
         )
         self.bias = self.add_weight(shape=(h4,), initializer="zeros", name="bias")
 
-    def weight_vars(self):
+    def weight_vars(self) -> tuple[keras.Variable, keras.Variable, keras.Variable]:
         return self.kernel, self.recurrent_kernel, self.bias
 
-    def forward(self, xs, h, c, in_mask=None, rec_mask=None, weight_mask=None, training=False):
+    def forward(self, xs: tf.Tensor, h: tf.Tensor, c: tf.Tensor, in_mask: tf.Tensor | None = None,
+                rec_mask: tf.Tensor | None = None, weight_mask: tf.Tensor | None = None,
+                training: bool = False) -> recurrence.Loop:
         """xs (T, B, D) -> (outputs (T, B, H), h_T, c_T). Gal masks: in_mask/rec_mask; weight-drop:
         weight_mask. Without masks every variant runs the same fused loop as `none`, so a zero
         rate gives exactly the no-dropout numbers."""
@@ -113,14 +115,16 @@ class BuiltinLSTM(_Weights):
         )
         self.lstm.build((None, None, input_size))
 
-    def weight_vars(self):
+    def weight_vars(self) -> tuple[keras.Variable, keras.Variable, keras.Variable]:
         cell = self.lstm.cell
         return cell.kernel, cell.recurrent_kernel, cell.bias
 
     def seed_generators(self) -> list[keras.random.SeedGenerator]:
         return [self.lstm.cell.seed_generator]
 
-    def forward(self, xs, h, c, in_mask=None, rec_mask=None, weight_mask=None, training=False):
+    def forward(self, xs: tf.Tensor, h: tf.Tensor, c: tf.Tensor, in_mask: tf.Tensor | None = None,
+                rec_mask: tf.Tensor | None = None, weight_mask: tf.Tensor | None = None,
+                training: bool = False) -> recurrence.Loop:
         if in_mask is not None or rec_mask is not None or weight_mask is not None:
             raise ValueError("keras3_builtin draws its own masks; none can be passed in")
         seq, h, c = self.lstm(tf.transpose(xs, (1, 0, 2)), initial_state=[h, c],

@@ -19,11 +19,13 @@ from collections.abc import Callable, Sequence
 
 import tensorflow as tf
 
-State = tuple[tf.Tensor, tf.Tensor]
-Step = Callable[[Sequence[tf.Tensor], tf.Tensor, tf.Tensor], State]
+Tensor = tf.Tensor
+State = tuple[Tensor, Tensor]
+Step = Callable[[Sequence[Tensor], Tensor, Tensor], State]
+Loop = tuple[Tensor, Tensor, Tensor]  # outputs (T, B, H), h_T, c_T
 
 
-def cell_update(i: tf.Tensor, f: tf.Tensor, g: tf.Tensor, o: tf.Tensor, c: tf.Tensor) -> State:
+def cell_update(i: Tensor, f: Tensor, g: Tensor, o: Tensor, c: Tensor) -> State:
     """c = f*c + i*g; h = o*tanh(c), from pre-activations."""
     c = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g)
     return tf.sigmoid(o) * tf.tanh(c), c
@@ -32,7 +34,7 @@ def cell_update(i: tf.Tensor, f: tf.Tensor, g: tf.Tensor, o: tf.Tensor, c: tf.Te
 UNROLL = False
 
 
-def time_loop(step: Step, seqs: Sequence[tf.Tensor], h: tf.Tensor, c: tf.Tensor):
+def time_loop(step: Step, seqs: Sequence[Tensor], h: Tensor, c: Tensor) -> Loop:
     """Run `step` over axis 0 of `seqs`; returns (outputs (T, B, H), h_T, c_T)."""
     steps = seqs[0].shape[0]
     if steps is not None and UNROLL:
@@ -53,13 +55,14 @@ def time_loop(step: Step, seqs: Sequence[tf.Tensor], h: tf.Tensor, c: tf.Tensor)
     return out.stack(), h, c
 
 
-def _per_gate(w: tf.Tensor) -> tf.Tensor:
+def _per_gate(w: Tensor) -> Tensor:
     """(X, 4H) fused Keras kernel -> (4, X, H) per-gate kernels."""
     rows, four_h = w.shape
     return tf.transpose(tf.reshape(w, (rows, 4, four_h // 4)), (1, 0, 2))
 
 
-def run_fused(xs, h, c, kernel, recurrent_kernel, bias):
+def run_fused(xs: Tensor, h: Tensor, c: Tensor, kernel: Tensor, recurrent_kernel: Tensor,
+              bias: Tensor) -> Loop:
     """No per-gate mask: input projection for all steps in one matmul, then h @ U per step."""
     t, b, d = tf.unstack(tf.shape(xs))
     xz = tf.matmul(tf.reshape(xs, (-1, xs.shape[-1])), kernel) + bias
@@ -73,7 +76,8 @@ def run_fused(xs, h, c, kernel, recurrent_kernel, bias):
     return time_loop(step, [xz], h, c)
 
 
-def run_impl0(xs, h, c, kernel, recurrent_kernel, bias, in_mask, rec_mask):
+def run_impl0(xs: Tensor, h: Tensor, c: Tensor, kernel: Tensor, recurrent_kernel: Tensor,
+              bias: Tensor, in_mask: Tensor | None, rec_mask: Tensor | None) -> Loop:
     """Keras 2.0 implementation 0: per-gate masked input projections precomputed for all t."""
     t, b, d = xs.shape[0], tf.shape(xs)[1], xs.shape[-1]
     hid = recurrent_kernel.shape[0]
@@ -95,7 +99,8 @@ def run_impl0(xs, h, c, kernel, recurrent_kernel, bias, in_mask, rec_mask):
     return time_loop(step, [xz], h, c)
 
 
-def run_impl1(xs, h, c, kernel, recurrent_kernel, bias, in_mask, rec_mask):
+def run_impl1(xs: Tensor, h: Tensor, c: Tensor, kernel: Tensor, recurrent_kernel: Tensor,
+              bias: Tensor, in_mask: Tensor | None, rec_mask: Tensor | None) -> Loop:
     """Keras 2.0 implementation 1: per-gate masked matmuls inside the step (batched over gates)."""
     hid = recurrent_kernel.shape[0]
     w4, u4 = _per_gate(kernel), _per_gate(recurrent_kernel)
@@ -113,7 +118,8 @@ def run_impl1(xs, h, c, kernel, recurrent_kernel, bias, in_mask, rec_mask):
     return time_loop(step, [xs], h, c)
 
 
-def run_impl2(xs, h, c, kernel, recurrent_kernel, bias, in_mask, rec_mask):
+def run_impl2(xs: Tensor, h: Tensor, c: Tensor, kernel: Tensor, recurrent_kernel: Tensor,
+              bias: Tensor, in_mask: Tensor | None, rec_mask: Tensor | None) -> Loop:
     """Gal tied: one mask per side shared by all gates, fused over gates inside the step."""
 
     def step(x, h, c):

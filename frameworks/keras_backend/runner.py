@@ -83,7 +83,8 @@ class Runner:
         labels = tf.reshape(tf.cast(y, tf.int32), (-1,))
         return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
 
-    def _train_step_fn(self, x, y, states, masks, lr):
+    def _train_step_fn(self, x: tf.Tensor, y: tf.Tensor, states: States,
+                       masks: dict[str, tf.Tensor], lr: tf.Tensor) -> tuple[tf.Tensor, States]:
         with tf.GradientTape() as tape:
             logits, new_states = self.net.forward(x, states, masks, training=True)
             loss = tf.reduce_mean(self._loss_terms(logits, y))
@@ -97,7 +98,8 @@ class Runner:
         tf.cond(tf.math.is_finite(loss), update, lambda: tf.constant(False))
         return loss, new_states
 
-    def _predict_step_fn(self, x, y, states, masks, training):
+    def _predict_step_fn(self, x: tf.Tensor, y: tf.Tensor, states: States,
+                         masks: dict[str, tf.Tensor], training: bool) -> tuple[tf.Tensor, States]:
         logits, new_states = self.net.forward(x, states, masks, training=training)
         if self.spec.task_kind is TaskKind.CLASSIFIER:
             return tf.nn.softmax(logits), new_states
