@@ -71,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
               + "; nothing to report", file=sys.stderr)
         return 1
     checked = health.check(data)
+    _remove_old_figures(args.out / "figures")
     built = report.build(data, checked, args.out, described, args.compare_on, args.title,
                          args.family)
     md, page = render.write(built.doc, args.out)
@@ -79,6 +80,15 @@ def main(argv: list[str] | None = None) -> int:
           f"flagged), {len(data.history)} history points; read {loaded - start:.1f} s, "
           f"total {total:.1f} s\n  {md}\n  {page}")
     return 0
+
+
+def _remove_old_figures(folder: Path) -> None:
+    """Figures of an earlier report (e.g. of a task now filtered out) must not linger beside
+    the new report; only files this tool writes are removed."""
+    for prefix in ("curves_", "mc_minus_std_", "cost_"):
+        for path in folder.glob(f"{prefix}*"):
+            if path.suffix in (".png", ".svg"):
+                path.unlink()
 
 
 def _describe(f) -> str:

@@ -172,13 +172,21 @@ def verdict(r) -> str:
         return "no detectable difference" + (" (identical)" if _identical(r) else "")
     higher = HIGHER_IS_BETTER.get(r.metric, True)
     better = (r.diff > 0) == higher
-    return f"{r.a} {'better' if better else 'worse'}"
+    return f"{_names(r)[1]} {'better' if better else 'worse'}"
+
+
+def _names(r) -> tuple[str, str, str]:
+    """(who, name of A, name of B): a framework comparison names the frameworks."""
+    if getattr(r, "question", "") == "framework":
+        fa, fb = r.framework.split(" vs ")
+        return f"{r.a}, {fa} vs {fb}", fa, fb
+    return f"{r.a} vs {r.b} ({r.framework})", r.a, r.b
 
 
 def sentence(r) -> str:
     """One comparison in words, with the numbers that back it."""
     m = r.metric
-    who = f"{r.a} vs {r.b} ({r.framework})"
+    who, name_a, name_b = _names(r)
     values = (f"{fmt.metric_name(m)} {fmt.num(m, r.mean_a)} vs {fmt.num(m, r.mean_b)} "
               f"({r.mode}, test)")
     if r.n < 2 or not fmt.finite(r.p_holm):
@@ -196,7 +204,7 @@ def sentence(r) -> str:
         return (f"{who}: no detectable difference after correction{before} ({values}; "
                 f"{stats}); differences up to {fmt.with_unit(m, bound)} are not ruled out.")
     word = "better" if (r.diff > 0) == HIGHER_IS_BETTER.get(m, True) else "worse"
-    return f"{who}: {r.a} is {word} than {r.b} ({values}; {stats})."
+    return f"{who}: {name_a} is {word} than {name_b} ({values}; {stats})."
 
 
 def _identical(r) -> bool:

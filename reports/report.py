@@ -132,8 +132,10 @@ def _comparison_section(ctx: Context, built: Built, mode: str, family: str) -> l
         "plausible.")]
     for task in ctx.tasks:
         mine = ctx.task_runs(task)
-        arm_list = [compare.Arm(r.arm, r.label, r.task, r.framework, r.variant, r.setting)
-                    for r in mine.drop_duplicates("arm").itertuples()]
+        arm_list = sorted(
+            (compare.Arm(r.arm, r.label, r.task, r.framework, r.variant, r.setting)
+             for r in mine.drop_duplicates("arm").itertuples()),
+            key=lambda a: (*A.order_key(a.label, ctx.order), a.framework))
         built.comparisons[task] = c = compare.compare(
             ctx.per[ctx.per["task"] == task], arm_list, ctx.metric(task), mode, family)
         blocks += [Heading(task, 3), *_comparison_blocks(c)]

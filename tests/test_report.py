@@ -389,3 +389,13 @@ def test_html_renders_in_headless_chromium(sweep, tmp_path):
     # table body below the header: alternating row shading of the summary table
     below = rgb[rows.max() + 1 : rows.max() + 200, cols.min() : cols.max()]
     assert (below == np.array([246, 247, 249])).all(axis=-1).sum() > 1000
+
+
+def test_stale_figures_of_an_earlier_report_are_removed(sweep, tmp_path):
+    out = tmp_path / "r"
+    (out / "figures").mkdir(parents=True)
+    (out / "figures" / "curves_ptb.png").write_bytes(b"old")
+    (out / "figures" / "notes.txt").write_text("mine")
+    assert cli.main(["--tracking-uri", sweep["store"], "--out", str(out)]) == 0
+    assert not (out / "figures" / "curves_ptb.png").exists()
+    assert (out / "figures" / "notes.txt").exists() and (out / "figures" / "curves_rt.png").exists()
