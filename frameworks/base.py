@@ -10,7 +10,8 @@ Weight naming scheme (numpy float32, shared by both backends and by `initial_wei
     embedding           (V, E)
     lstm.{k}.w_ih       (4H, D_k)  row blocks in gate order i, f, g(candidate), o
     lstm.{k}.w_hh       (4H, H)    same row blocks; a column is one unit of h_{t-1}
-    lstm.{k}.bias       (4H,)      one bias (PyTorch's b_ih + b_hh)
+    lstm.{k}.bias       (4H,)      one bias: PyTorch trains b_ih and keeps b_hh frozen at 0, so
+                                   optimisers, weight decay and clipping see it once, as in Keras
     decoder.weight      (C, H)     absent when the decoder is tied to the embedding
     decoder.bias        (C,)
 
@@ -24,7 +25,7 @@ values are 0 or 1/(1-p); Bm is B for per-sample masks and 1 for per-minibatch ma
     weight.{k}   weightdrop (4H, H); weightdrop_variational (4H, 1); weightdrop_column (1, H);
                  weightdrop_column_untied (4, 1, H) -> gate block g of weight_hh uses mask[g]
     output       LM: naive (B, T, H), variational/locked (Bm, 1, H); classifier: (Bm, H) on the
-                 last hidden state
+                 last hidden state, (B, H) whatever the granularity when naive
 
 Masks are drawn once per forward call (one training batch, or one batch of one MC pass) in the
 order embedding, then per layer input.k, recurrent.k, weight.k, then output.
@@ -54,7 +55,9 @@ class Runner(Protocol):
 
     spec: ModelSpec
 
-    def __init__(self, spec: ModelSpec, optim: OptimSpec, seed: int, device: str = "cpu"): ...
+    def __init__(self, spec: ModelSpec, optim: OptimSpec, seed: int, device: str = "cpu"):
+        """Builds the model from `initial_weights(spec, seed)` and seeds its sampler."""
+        ...
 
     def load_weights(self, weights: dict[str, np.ndarray]) -> None: ...
 
