@@ -89,9 +89,12 @@ def load(uri: str, filters: Filters | None = None) -> StoreData:
     parents = _frame(_search(client, ids, "tags.is_sweep_parent = 'true'") if ids else [],
                      experiments)
     runs = _apply_filters(runs, parents, filters).reset_index(drop=True)
-    parents = parents[parents["run_id"].isin(runs["parent_run_id"])
-                      | parents["sweep_id"].isin(runs["sweep_id"].dropna())
-                      | _is_sweep(parents, filters.sweep)].reset_index(drop=True)
+    narrowed = filters.sweep or filters.tasks or filters.frameworks or filters.variants
+    if narrowed:  # the sweeps of the selected runs; unfiltered, every sweep (even run-less)
+        parents = parents[parents["run_id"].isin(runs["parent_run_id"])
+                          | parents["sweep_id"].isin(runs["sweep_id"].dropna())
+                          | _is_sweep(parents, filters.sweep)]
+    parents = parents.reset_index(drop=True)
     keys = sorted({k for t in runs["task"].unique()
                    for k in history_keys(task_metrics(t, _metric_keys(runs, t)))})
     history = read_histories(client, list(runs["run_id"]), keys)
