@@ -145,11 +145,19 @@ def same(want, have: str | None) -> bool:
     return str(want) == have
 
 
+def effective(key: str, have: str | None, task: str) -> str | None:
+    """A logged null that the config resolves later (model.num_layers: 2 for the language
+    model, 1 for classifiers), so it is compared as what the run actually used."""
+    if key == "model.num_layers" and have in (None, "None", "null"):
+        return "2" if task == "ptb" else "1"
+    return have
+
+
 def mismatches(row: Published, setting: dict[str, str]) -> list[str]:
     """`key ours≠theirs` for every required parameter our arm does not share."""
     out = []
     for key, want in row.requires.items():
-        have = setting.get(key)
+        have = effective(key, setting.get(key), row.task)
         if not same(want, have):
             theirs = f"{want:.4g}" if isinstance(want, float) else str(want)
             out.append(f"{key.rsplit('.', 1)[-1]} {have}≠{theirs}")
@@ -181,13 +189,18 @@ def table(task: str, summary: pd.DataFrame, settings: dict[str, dict[str, str]]
         if p.metric not in present:
             ours = f"n/a (no {fmt.metric_name(p.metric)} logged)"
         elif len(cand):
-            scored = sorted((len(mismatches(p, settings[r.arm])), -r.n, r.Index)
+            # the closest arm of each framework (fewest mismatches, then most seeds)
+            scored = sorted((len(mismatches(p, settings[r.arm])), -r.n, r.framework, r.Index)
                             for r in cand.itertuples())
-            r = cand.loc[scored[0][2]]
-            miss = mismatches(p, settings[r["arm"]])
+            best = {}
+            for _, _, framework, idx in scored:
+                best.setdefault(framework, idx)
             col = f"{p.metric}_{mode}"
-            ours = (f"{fmt.pm(p.metric, r[col + '_mean'], r[col + '_half'])} [{mode}] "
-                    f"({r['label']}, {r['framework']}, n={r['n']})")
+            ours = "; ".join(
+                f"{fmt.pm(p.metric, r[col + '_mean'], r[col + '_half'])} [{mode}] "
+                f"({r['label']}, {r['framework']}, n={r['n']})"
+                for r in (cand.loc[i] for i in sorted(best.values(), key=list(cand.index).index)))
+            miss = mismatches(p, settings[cand.loc[scored[0][3], "arm"]])
             reasons += miss[:6] + ([f"+{len(miss) - 6} more"] if len(miss) > 6 else [])
         else:
             reasons.append("no run of this variant")

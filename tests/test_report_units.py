@@ -126,6 +126,8 @@ def test_published_matching():
     row = next(r for r in published.PUBLISHED if r.setting == "small, no dropout")
     params = {k: str(v) for k, v in row.requires.items()}
     assert published.mismatches(row, params) == []
+    params["model.num_layers"] = "None"  # resolved to 2 for the language model
+    assert published.mismatches(row, params) == []
     params["task.bptt"] = "35"
     assert published.mismatches(row, params) == ["bptt 35≠20"]
     summary = pd.DataFrame([{"arm": "x", "label": "none", "framework": "torch", "n": 3,
