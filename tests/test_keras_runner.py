@@ -209,5 +209,10 @@ def test_bad_arguments_are_refused():
         Runner(spec_(), OptimSpec(), seed=0, device="tpu")
     with pytest.raises(ValueError, match="optim.name"):
         Runner(spec_(), OptimSpec("rmsprop"), seed=0)
+    runner = Runner(spec_(), OptimSpec(), seed=0)
+    with pytest.raises(ValueError, match="no batches"):
+        runner.predict([], stochastic=False)
+    with pytest.raises(ValueError, match="no batches"):
+        runner.train_epoch([], lr=0.1)
     with pytest.raises(RuntimeError, match="configure_threads"):
         kb.configure_threads(37)  # TensorFlow is running by now: its pools are fixed

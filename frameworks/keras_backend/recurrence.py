@@ -61,13 +61,18 @@ def _per_gate(w: Tensor) -> Tensor:
     return tf.transpose(tf.reshape(w, (rows, 4, four_h // 4)), (1, 0, 2))
 
 
+def _dims(x: Tensor) -> list[int | Tensor]:
+    """Static sizes where known, dynamic otherwise: static shapes keep the gradient of a batched
+    matmul free of per-step broadcast reductions."""
+    dynamic = tf.shape(x)
+    return [dynamic[i] if s is None else s for i, s in enumerate(x.shape)]
+
+
 def run_fused(xs: Tensor, h: Tensor, c: Tensor, kernel: Tensor, recurrent_kernel: Tensor,
               bias: Tensor) -> Loop:
     """No per-gate mask: input projection for all steps in one matmul, then h @ U per step."""
-    t, b, d = tf.unstack(tf.shape(xs))
-    xz = tf.matmul(tf.reshape(xs, (-1, xs.shape[-1])), kernel) + bias
-    xz = tf.reshape(xz, tf.stack([t, b, tf.shape(xz)[-1]]))
-    xz = tf.ensure_shape(xz, (xs.shape[0], xs.shape[1], kernel.shape[-1]))
+    t, b, d = _dims(xs)
+    xz = tf.reshape(tf.matmul(tf.reshape(xs, (-1, d)), kernel) + bias, [t, b, kernel.shape[-1]])
 
     def step(x, h, c):
         z = x[0] + tf.matmul(h, recurrent_kernel)
@@ -79,21 +84,20 @@ def run_fused(xs: Tensor, h: Tensor, c: Tensor, kernel: Tensor, recurrent_kernel
 def run_impl0(xs: Tensor, h: Tensor, c: Tensor, kernel: Tensor, recurrent_kernel: Tensor,
               bias: Tensor, in_mask: Tensor | None, rec_mask: Tensor | None) -> Loop:
     """Keras 2.0 implementation 0: per-gate masked input projections precomputed for all t."""
-    t, b, d = xs.shape[0], tf.shape(xs)[1], xs.shape[-1]
+    t, b, d = _dims(xs)
     hid = recurrent_kernel.shape[0]
     w4, u4 = _per_gate(kernel), _per_gate(recurrent_kernel)
     b4 = tf.reshape(bias, (4, 1, hid))
     if in_mask is None:
-        xm = tf.broadcast_to(tf.reshape(xs, (1, -1, d)), tf.stack([4, tf.shape(xs)[0] * b, d]))
+        xm = tf.broadcast_to(tf.reshape(xs, (1, -1, d)), [4, t * b, d])
     else:  # (4, T, B, D): x * m_g for every gate and step
         xm = tf.reshape(xs[None] * in_mask[:, None], (4, -1, d))
     xz = tf.matmul(xm, w4) + b4  # (4, T*B, H)
-    xz = tf.transpose(tf.reshape(xz, tf.stack([4, tf.shape(xs)[0], b, hid])), (1, 0, 2, 3))
-    xz = tf.ensure_shape(xz, (t, 4, xs.shape[1], hid))
+    xz = tf.transpose(tf.reshape(xz, [4, t, b, hid]), (1, 0, 2, 3))  # (T, 4, B, H)
 
     def step(x, h, c):
-        hr = tf.broadcast_to(h[None], tf.shape(x[0])) if rec_mask is None else h[None] * rec_mask
-        z = x[0] + tf.matmul(hr, u4)
+        h4 = h[None] if rec_mask is None else h[None] * rec_mask
+        z = x[0] + tf.matmul(tf.broadcast_to(h4, [4, *_dims(h)]), u4)
         return cell_update(*tf.unstack(z), c)
 
     return time_loop(step, [xz], h, c)
@@ -107,11 +111,10 @@ def run_impl1(xs: Tensor, h: Tensor, c: Tensor, kernel: Tensor, recurrent_kernel
     b4 = tf.reshape(bias, (4, 1, hid))
 
     def step(x, h, c):
-        b = tf.shape(h)[0]
         x4 = x[0][None] if in_mask is None else x[0][None] * in_mask
         h4 = h[None] if rec_mask is None else h[None] * rec_mask
-        x4 = tf.broadcast_to(x4, tf.stack([4, b, x4.shape[-1]]))
-        h4 = tf.broadcast_to(h4, tf.stack([4, b, hid]))
+        x4 = tf.broadcast_to(x4, [4, *_dims(x[0])])
+        h4 = tf.broadcast_to(h4, [4, *_dims(h)])
         z = tf.matmul(x4, w4) + tf.matmul(h4, u4) + b4
         return cell_update(*tf.unstack(z), c)
 
