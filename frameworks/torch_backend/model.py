@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from frameworks.masks import EVAL, TRAIN, mask_plan
 from frameworks.spec import ModelSpec, TaskKind, Variant
 from frameworks.torch_backend.layer import LSTMLayer
-from frameworks.torch_backend.masks import EVAL, TRAIN, plan_masks
 from frameworks.torch_backend.sampler import MaskSampler
 
 State = tuple[Tensor, Tensor]  # (h, c), each (num_layers, B, H)
@@ -65,7 +65,7 @@ class DropoutLSTMModel(nn.Module):
         dtype = self.embedding.weight.dtype
         return {
             r.name: self.sampler.draw(r.name, r.shape, r.rate, dtype=dtype)
-            for r in plan_masks(self.spec, batch, steps, mode)
+            for r in mask_plan(self.spec, batch, steps, mode)
         }
 
     def forward(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:

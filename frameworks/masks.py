@@ -1,13 +1,14 @@
 """Which masks a forward call draws: names, shapes and rates, per the contract in base.py.
 
-A pure function of the spec and the batch shape, so the draw order (embedding, then per layer
-input.k, recurrent.k, weight.k, then output) and every shape are decided in one place and can be
-checked without running a model.
+Framework-neutral and shared by both backends: a pure function of the spec and the batch shape,
+so the draw order (embedding, then per layer input.k, recurrent.k, weight.k, then output) and
+every shape are decided in one place and can be checked without running a model. Masks a library
+draws itself (torch_builtin's nn.LSTM dropout, keras3_builtin's LSTM and Dropout) are not planned.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 from frameworks.spec import (
     GAL_FAMILY,
@@ -20,7 +21,9 @@ from frameworks.spec import (
     Variant,
 )
 
-TRAIN, EVAL = "train", "eval"
+Phase = Literal["train", "mc", "eval"]  # mc: one stochastic evaluation pass, masks as in train
+TRAIN, MC, EVAL = "train", "mc", "eval"
+LIBRARY_DROPOUT = frozenset({Variant.TORCH_BUILTIN, Variant.KERAS3_BUILTIN})
 
 
 class MaskRequest(NamedTuple):
@@ -46,13 +49,13 @@ def naive_output(spec: ModelSpec) -> bool:
     return spec.variant in GAL_FAMILY and spec.output_mode is OutputMode.NAIVE
 
 
-def plan_masks(spec: ModelSpec, batch: int, steps: int, mode: str) -> list[MaskRequest]:
-    """Masks of one forward call in draw order. mode: `train` (training or one MC pass) or
-    `eval` (deterministic evaluation: nothing, except the `eval_active` row mask)."""
-    if mode not in (TRAIN, EVAL):
-        raise ValueError(f"mode={mode!r} is not one of: {TRAIN}, {EVAL}")
+def mask_plan(spec: ModelSpec, batch: int, steps: int, phase: Phase) -> list[MaskRequest]:
+    """Masks of one forward call in draw order. phase: `train` or `mc` (training, or one MC
+    pass) or `eval` (deterministic evaluation: nothing, except the `eval_active` row mask)."""
+    if phase not in (TRAIN, MC, EVAL):
+        raise ValueError(f"phase={phase!r} is not one of: {TRAIN}, {MC}, {EVAL}")
     v, h = spec.variant, spec.hidden_size
-    if mode == EVAL:
+    if phase == EVAL:
         if not spec.eval_active:
             return []
         return [
@@ -69,7 +72,7 @@ def plan_masks(spec: ModelSpec, batch: int, steps: int, mode: str) -> list[MaskR
     for k in range(spec.num_layers):
         d = spec.embed_size if k == 0 else h
         plan += _layer_masks(spec, k, d, batch, steps, bm)
-    if spec.output_dropout > 0:
+    if spec.output_dropout > 0 and v is not Variant.KERAS3_BUILTIN:
         shape = _output_shape(spec, batch, steps, bm)
         plan.append(MaskRequest("output", shape, spec.output_dropout))
     return plan
@@ -81,7 +84,7 @@ def _layer_masks(
     v, h = spec.variant, spec.hidden_size
     out: list[MaskRequest] = []
     p_in, p_rec, p_w = spec.input_dropout, spec.recurrent_dropout, spec.weight_dropout
-    if p_in > 0 and v is not Variant.TORCH_BUILTIN:  # torch_builtin: nn.LSTM's own dropout
+    if p_in > 0 and v not in LIBRARY_DROPOUT:
         if v is Variant.NAIVE:
             shape: tuple[int, ...] = (batch, steps, d)
         elif v in LOCKED_FAMILY:
