@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from functools import partial
 
 import keras
 import numpy as np
@@ -63,12 +64,12 @@ class Runner:
             for i, _ in enumerate(self.net.seed_generators())
         ]
         self.load_weights(initial_weights(spec, self.seed))
-        # Fresh closures per runner: TensorFlow counts retraces per Python function, and many
-        # runners in one process (tests, sweeps) would otherwise warn about each other.
-        # autograph off: the loops are explicit tf.while_loops, and converting every called
-        # function costs more tracing time than the whole graph build.
-        self._train_step = tf.function(lambda *a: self._train_step_fn(*a), autograph=False)
-        self._predict_step = tf.function(lambda *a: self._predict_step_fn(*a), autograph=False)
+        # partials, not methods: TensorFlow counts retraces per code object, so the runners of
+        # one process (tests, sweeps) would warn about each other's traces. autograph off: the
+        # loops are explicit tf.while_loops, and converting every called function costs more
+        # tracing time than building the graph.
+        self._train_step = tf.function(partial(Runner._train_step_fn, self), autograph=False)
+        self._predict_step = tf.function(partial(Runner._predict_step_fn, self), autograph=False)
 
     # -- weights -------------------------------------------------------------------------------
     def load_weights(self, weights: dict[str, np.ndarray]) -> None:
