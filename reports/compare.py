@@ -202,7 +202,8 @@ def sentence(r) -> str:
         if fmt.finite(r.low) and (r.low > 0 or r.high < 0):
             before = " (the unadjusted interval excludes zero: suggestive, not established)"
         return (f"{who}: no detectable difference after correction{before} ({values}; "
-                f"{stats}); differences up to {fmt.with_unit(m, bound)} are not ruled out.")
+                f"{stats}); differences up to {fmt.num(m, bound)}{fmt.unit(m, diff=True)} are "
+                "not ruled out.")
     word = "better" if (r.diff > 0) == HIGHER_IS_BETTER.get(m, True) else "worse"
     return f"{who}: {name_a} is {word} than {name_b} ({values}; {stats})."
 
