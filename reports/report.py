@@ -39,9 +39,17 @@ class Context:
     tasks: list[str]
     order: list[str]
     fig_dir: Path
+    pool: object = None  # a figures.pool() executor
+
+    def figure(self, kind: str, name: str, title: str, *args):
+        """Submit a figure; the section holds the future and resolves it when rendering."""
+        return self.pool.submit(figures.render, kind, self.fig_dir, name, title, *args)
 
     def task_runs(self, task: str) -> pd.DataFrame:
         return self.runs[self.runs["task"] == task]
+
+    def task_wide(self, task: str) -> pd.DataFrame:
+        return self.wide[self.wide["run_id"].isin(self.task_runs(task)["run_id"])]
 
     def metric(self, task: str) -> str:
         """The task's selection metric (perplexity, accuracy)."""
@@ -58,23 +66,29 @@ def build(data: StoreData, health: Health, out: Path, filters: str = "",
         columns=["task", "arm", "label", "framework", "seed"])
     tasks = sorted(runs["task"].unique(), key=lambda t: (
         TASK_ORDER.index(t) if t in TASK_ORDER else len(TASK_ORDER), t))
-    ctx = Context(runs, per, tables.wide_history(data.history), tasks, A.variant_order(),
-                  out / "figures")
     doc = Document(title)
     built = Built(doc, per, {}, {}, {}, {})
-    doc.add(*_intro(data, health, runs, filters, compare_mode))
-    doc.add(Heading("1. Summary"), *_summary_section(ctx, health, built))
-    doc.add(Heading("2. Learning curves"), *_curves_section(ctx))
-    doc.add(Heading("3. MC dropout minus standard evaluation"), *_mc_section(ctx, built))
-    doc.add(Heading("4. Paired comparisons"),
-            *_comparison_section(ctx, built, compare_mode, family))
-    doc.add(Heading("5. Cost"), *_cost_section(ctx, built))
-    doc.add(Heading("6. Published numbers"), *_published_section(ctx, built))
-    doc.add(Heading("7. Run health"), *_health_blocks(data, health))
-    items = provenance.rows(data.runs, health.usable, health.flagged, data.parents, data.uri,
-                            filters, provenance.git_commit_or_unknown())
-    doc.add(Heading("8. Provenance"),
-            Table(pd.DataFrame(items, columns=["item", "value"]), kind="wide"))
+    with figures.pool() as pool:
+        ctx = Context(runs, per, tables.wide_history(data.history), tasks, A.variant_order(),
+                      out / "figures", pool)
+        # figures first: workers draw them while this process computes the tables
+        curves, mc_figs = _curves_section(ctx), _mc_figures(ctx)
+        doc.add(*_intro(data, health, runs, filters, compare_mode))
+        doc.add(Heading("1. Summary"), *_summary_section(ctx, health, built))
+        doc.add(Heading("2. Learning curves"), *curves)
+        doc.add(Heading("3. MC dropout minus standard evaluation"),
+                *_mc_section(ctx, built, mc_figs))
+        doc.add(Heading("4. Paired comparisons"),
+                *_comparison_section(ctx, built, compare_mode, family))
+        doc.add(Heading("5. Cost"), *_cost_section(ctx, built))
+        doc.add(Heading("6. Published numbers"), *_published_section(ctx, built))
+        doc.add(Heading("7. Run health"), *_health_blocks(data, health))
+        items = provenance.rows(data.runs, health.usable, health.flagged, data.parents,
+                                data.uri, filters, provenance.git_commit_or_unknown())
+        doc.add(Heading("8. Provenance"),
+                Table(pd.DataFrame(items, columns=["item", "value"]), kind="wide"))
+        doc.blocks = [Image(b.figure.result()) if isinstance(b, Image) and
+                      hasattr(b.figure, "result") else b for b in doc.blocks]
     return built
 
 
@@ -95,30 +109,41 @@ def _curves_section(ctx: Context) -> list:
     blocks = []
     for task in ctx.tasks:
         mine, metric = ctx.task_runs(task), ctx.metric(task)
-        fig = figures.learning_curves(ctx.wide, mine, _labels(mine, ctx.order), metric,
-                                      sorted(mine["framework"].unique()))
-        blocks += [Heading(task, 3), Image(figures.save(
-            fig, ctx.fig_dir, f"curves_{task}", f"{task}: training loss and validation "
+        blocks += [Heading(task, 3), Image(ctx.figure(
+            "curves", f"curves_{task}", f"{task}: training loss and validation "
             f"{fmt.metric_name(metric)} (MC) per epoch; line = mean over seeds, band = lowest "
-            "to highest seed"))]
+            "to highest seed", ctx.task_wide(task), _plot_runs(mine), _labels(mine, ctx.order),
+            metric, sorted(mine["framework"].unique())))]
     return blocks
 
 
-def _mc_section(ctx: Context, built: Built) -> list:
+def _mc_figures(ctx: Context) -> dict:
+    out = {}
+    for task in ctx.tasks:
+        mine, metric = ctx.task_runs(task), ctx.metric(task)
+        out[task] = ctx.figure(
+            "mc", f"mc_minus_std_{task}", f"{task}: MC minus standard validation "
+            f"{fmt.metric_name(metric)}, every epoch of every seed", ctx.task_wide(task),
+            _plot_runs(mine),
+            _labels(mine, ctx.order), metric, sorted(mine["framework"].unique()))
+    return out
+
+
+def _mc_section(ctx: Context, built: Built, figs: dict) -> list:
     blocks: list = [Para(
         "Per-epoch validation differences (Part 3's histogram) and, per arm, the mean "
         "difference with a 95% t interval over seeds: on the test set at the best epoch, and "
         "averaged over all validation epochs of a run.")]
     for task in ctx.tasks:
-        mine, metric = ctx.task_runs(task), ctx.metric(task)
-        fig = figures.mc_histograms(ctx.wide, mine, _labels(mine, ctx.order), metric,
-                                    sorted(mine["framework"].unique()))
         built.mc[task] = m = tables.mc_minus_std(ctx.per, task, ctx.order)
-        blocks += [Heading(task, 3), Image(figures.save(
-            fig, ctx.fig_dir, f"mc_minus_std_{task}",
-            f"{task}: MC minus standard validation {fmt.metric_name(metric)}, every epoch of "
-            "every seed")), Table(_mc_text(m), "MC − standard (positive = MC higher)")]
+        blocks += [Heading(task, 3), Image(figs[task]),
+                   Table(_mc_text(m), "MC − standard (positive = MC higher)")]
     return blocks
+
+
+def _plot_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """Only the columns a figure needs: less to send to a worker process."""
+    return runs[["run_id", "label", "framework"]]
 
 
 def _comparison_section(ctx: Context, built: Built, mode: str, family: str) -> list:
@@ -152,8 +177,8 @@ def _cost_section(ctx: Context, built: Built) -> list:
         built.cost[task] = c = tables.cost(ctx.per, ctx.runs, task, ctx.order)
         blocks += [Heading(task, 3), Table(_cost_text(c))]
         if c["train_tokens_per_s_rel"].notna().any():
-            blocks.append(Image(figures.save(figures.cost_chart(c), ctx.fig_dir, f"cost_{task}",
-                                             f"{task}: training tokens/s relative to none")))
+            blocks.append(Image(ctx.figure("cost", f"cost_{task}",
+                                           f"{task}: training tokens/s relative to none", c)))
     return blocks
 
 

@@ -405,3 +405,20 @@ def test_stale_figures_of_an_earlier_report_are_removed(sweep, tmp_path):
     assert cli.main(["--tracking-uri", sweep["store"], "--out", str(out)]) == 0
     assert not (out / "figures" / "curves_ptb.png").exists()
     assert (out / "figures" / "notes.txt").exists() and (out / "figures" / "curves_rt.png").exists()
+
+
+def test_figures_rendered_in_workers_equal_inline_ones(sweep, tmp_path, monkeypatch):
+    outs = {}
+    for workers in ("1", "2"):
+        monkeypatch.setenv("REPORT_WORKERS", workers)
+        out = tmp_path / workers
+        assert cli.main(["--tracking-uri", sweep["store"], "--out", str(out)]) == 0
+        outs[workers] = out
+    for path in sorted((outs["1"] / "figures").iterdir()):
+        assert path.read_bytes() == (outs["2"] / "figures" / path.name).read_bytes(), path.name
+
+    def body(out):  # without the provenance line that holds the generation time
+        return [x for x in (out / "report.md").read_text().splitlines()
+                if not x.startswith("| report |")]
+
+    assert body(outs["1"]) == body(outs["2"])
