@@ -98,3 +98,15 @@ def test_runner_draws_one_set_per_training_batch():
     plan = [tuple(r) for r in mask_plan(spec, 2, 5, "train")]
     assert runner.sampler.calls == plan * 3
     assert runner.sampler.stream == TRAIN
+
+
+def test_the_keras_backend_never_imports_torch():
+    import pathlib
+    import re
+
+    package = pathlib.Path(kb.__file__).parent
+    sources = sorted(package.glob("*.py"))
+    assert len(sources) >= 8
+    for path in sources:
+        text = path.read_text()
+        assert not re.search(r"^\s*(import|from)\s+torch\b", text, re.M), path.name

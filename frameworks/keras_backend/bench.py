@@ -99,7 +99,7 @@ def bench(shape: str, repeats: int) -> dict[str, float]:
     for _ in range(repeats):
         for name, fn in fns.items():
             t0 = time.perf_counter()
-            for g in fn():  # tf.function calls may return before the work is done
+            for g in fn():  # fetch the values: the timing must include the work
                 g.numpy()
             times[name].append(time.perf_counter() - t0)
     stat = min if STAT == "min" else statistics.median

@@ -10,7 +10,8 @@ naive custom Keras cell slow. The loop is a `tf.while_loop` (as Keras' own); unr
               used with no Gal mask (none, naive, locked, weight-drop with U already masked)
     impl0     xz_g = (x * m_g) @ W_g + b_g precomputed for all t per gate; (h * r_g) @ U_g per step
     impl1     (x_t * m_g) @ W_g + (h * r_g) @ U_g + b_g per gate inside the step
-    impl2     (x_t * m) @ W + (h * r) @ U + b, each side one matmul fused over the gates
+    impl2     xz = (x * m) @ W + b precomputed for all t, (h * r) @ U per step: one mask per side
+              shared by the gates, each side one matmul fused over the gates
 """
 
 from __future__ import annotations
@@ -123,12 +124,19 @@ def run_impl1(xs: Tensor, h: Tensor, c: Tensor, kernel: Tensor, recurrent_kernel
 
 def run_impl2(xs: Tensor, h: Tensor, c: Tensor, kernel: Tensor, recurrent_kernel: Tensor,
               bias: Tensor, in_mask: Tensor | None, rec_mask: Tensor | None) -> Loop:
-    """Gal tied: one mask per side shared by all gates, fused over gates inside the step."""
+    """Gal tied: one mask per side shared by all gates; one fused (h * r) @ U matmul per step.
+
+    The input side (x_t * m) @ W + b is hoisted out of the loop, one matmul for all t: the mask
+    is constant over time, so the numbers are those of Keras 2.0's in-step order, while the
+    in-step order measured only 0.93-1.0x the stock no-dropout LSTM (it is the same work) and
+    the hoisted one 1.1-1.2x (batch 20, T 35, hidden 200 and 650)."""
+    t, b, d = _dims(xs)
+    xm = xs if in_mask is None else xs * in_mask
+    xz = tf.reshape(tf.matmul(tf.reshape(xm, (-1, d)), kernel) + bias, [t, b, kernel.shape[-1]])
 
     def step(x, h, c):
-        xt = x[0] if in_mask is None else x[0] * in_mask
         ht = h if rec_mask is None else h * rec_mask
-        z = tf.matmul(xt, kernel) + tf.matmul(ht, recurrent_kernel) + bias
+        z = x[0] + tf.matmul(ht, recurrent_kernel)
         return cell_update(*tf.split(z, 4, axis=1), c)
 
-    return time_loop(step, [xs], h, c)
+    return time_loop(step, [xz], h, c)

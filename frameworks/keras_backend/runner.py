@@ -50,6 +50,7 @@ class Runner:
                 "package; the Keras runner needs KERAS_BACKEND=tensorflow"
             )
         self.spec = spec
+        self.optim = optim
         self.seed = int(seed)
         self.device = _tf_device(device)
         keras.utils.set_random_seed(self.seed)
@@ -81,7 +82,7 @@ class Runner:
 
     # -- compiled steps ------------------------------------------------------------------------
     def _loss_terms(self, logits: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
-        labels = tf.reshape(tf.cast(y, tf.int32), (-1,))
+        labels = tf.reshape(y, (-1,))
         return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
 
     def _train_step_fn(self, x: tf.Tensor, y: tf.Tensor, states: States,
