@@ -15,7 +15,7 @@ HOST ?= 127.0.0.1
 MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/results/mlflow.db
 export MLFLOW_TRACKING_URI
 
-.PHONY: setup smoke sweep report ui test test-fast bench lint clean distclean
+.PHONY: setup smoke sweep report ui test test-fast bench bench-report lint clean distclean
 
 setup: $(STAMP)
 
@@ -45,6 +45,9 @@ test-fast: setup
 
 bench: setup
 	$(PY) -m experiments.bench $(ARGS)
+
+bench-report: setup
+	$(PY) -m reports.perf $(ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check .
