@@ -7,7 +7,6 @@ refused in seconds and a failed or killed run never looks like a result.
 from __future__ import annotations
 
 import os
-import platform
 import signal
 import sys
 import tempfile
@@ -146,7 +145,7 @@ def execute(cfg: DictConfig) -> RunResult:
     tags = {
         "task": task, "framework": framework, "variant": variant, "seed": str(cfg.seed),
         "config_hash": prep.config_hash, tracking.COMPLETED: "false",
-        "git_commit": tracking.git_commit(), "host": platform.node(), "pid": str(os.getpid()),
+        "git_commit": tracking.git_commit(), "pid": str(os.getpid()), **tracking.machine_tags(),
         "mlflow.runName": f"{framework}/{variant}/{task}/s{cfg.seed}",
         **{f"{k}_version": v for k, v in tracking.package_versions(framework).items()},
     }

@@ -116,6 +116,19 @@ def package_versions(framework: str) -> dict[str, str]:
     return out
 
 
+def machine_tags() -> dict[str, str]:
+    """Where a run ran, so the report can tell timings from different machines apart."""
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"host": platform.node(), "cpu_model": model, "cpu_count": str(os.cpu_count())}
+
+
 def git_commit() -> str:
     try:
         out = subprocess.run(
