@@ -10,8 +10,8 @@ from frameworks.spec import Batch, ModelSpec, OptimSpec
 
 pytestmark = pytest.mark.keras
 kb = pytest.importorskip("frameworks.keras_backend")
-from frameworks.keras_backend.masks import mask_plan  # noqa: E402
 from frameworks.keras_backend.sampler import EVAL, TRAIN, MaskSampler  # noqa: E402
+from frameworks.masks import mask_plan  # noqa: E402
 
 
 @pytest.mark.parametrize("rate", [0.1, 0.3, 0.5, 0.65])

@@ -18,10 +18,10 @@ import numpy as np
 import tensorflow as tf
 
 from frameworks.base import DivergenceError, check_weights, initial_weights
-from frameworks.keras_backend.masks import Phase, mask_plan
 from frameworks.keras_backend.model import Net, States
 from frameworks.keras_backend.optim import Optimizer
 from frameworks.keras_backend.sampler import EVAL, TRAIN, MaskSampler
+from frameworks.masks import Phase, mask_plan
 from frameworks.spec import Batch, ModelSpec, OptimSpec, TaskKind, check_framework_variant
 
 _EVAL_SEED_OFFSET = 0x5EED_0E7A
