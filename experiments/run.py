@@ -12,6 +12,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,7 +138,10 @@ def execute(cfg: DictConfig) -> RunResult:
             return RunResult(done.info.run_id, "SKIPPED", {})
 
     backend = load_backend(framework)
-    backend.configure_threads(thread_count(cfg))
+    try:
+        backend.configure_threads(thread_count(cfg))
+    except RuntimeError as e:  # a second run in one process: TensorFlow's pools are fixed
+        warnings.warn(f"{e}; this run keeps the running thread pools", stacklevel=2)
     runner = backend.Runner(prep.spec, C.to_optim(cfg), cfg.seed, cfg.train.device)
     runner.load_weights(prep.weights)
 
