@@ -64,7 +64,10 @@ class Runner(Protocol):
     def export_weights(self) -> dict[str, np.ndarray]: ...
 
     def train_epoch(self, batches: Iterable[Batch], lr: float) -> float:
-        """One pass with updates; returns the mean loss per token (LM) or per example."""
+        """One pass with updates; returns the mean loss per token (LM) or per example.
+        Each step: global-norm clip, then coupled L2 (weight_decay), then SGD or Adam (PyTorch
+        form, eps 1e-8). No batches is a ValueError; the LM state resets if the batch size
+        changes within a call."""
         ...
 
     def predict(self, batches: Iterable[Batch], stochastic: bool) -> np.ndarray:
