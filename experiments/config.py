@@ -13,6 +13,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
+from experiments.metrics import METRICS
 from experiments.tasks import TASK_KINDS
 from frameworks.spec import (
     Granularity,
@@ -96,6 +97,9 @@ class TrainConfig:
     device: str = "cpu"
     threads: int = 0  # 0: the machine's cores divided by the parallel jobs
     init_from: str | None = None  # run id or .npz of initial weights
+    patience: int = 0  # stop after this many epochs without a better selection metric; 0: off
+    select_on: str | None = None  # validation metric that picks the best epoch; null: the task's
+    mc_every: int = 1  # MC-validate every N epochs; 0: only the selected epoch, after training
 
 
 @dataclass
@@ -107,6 +111,30 @@ class TrackingConfig:
 
 
 @dataclass
+class PublishedConfig:
+    """A published result this configuration reproduces (presets only). Logged as params, so
+    the report sets our runs beside the number without a second copy of it."""
+
+    source: str = ""
+    setting: str = ""
+    test: dict[str, float] = field(default_factory=dict)  # e.g. accuracy_std, accuracy_mc,
+    # or accuracy when the source does not say which evaluation it used
+    note: str = ""
+
+
+@dataclass
+class StudyConfig:
+    """What a sweep preset asks: its primary comparisons ("A vs B", each side a preset name or
+    framework/variant), Holm-corrected as one family by the report (every other pair is
+    exploratory), and which arms of its grid it runs."""
+
+    primary: list[str] = field(default_factory=list)
+    # the framework/variant pairs a grid runs (empty: every pair both the grid and the framework
+    # have); the others are skipped, as pairs a framework lacks are
+    arms: list[str] = field(default_factory=list)
+
+
+@dataclass
 class Config:
     task: TaskConfig = field(default_factory=TaskConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -114,6 +142,8 @@ class Config:
     framework: FrameworkConfig = field(default_factory=FrameworkConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    published: PublishedConfig = field(default_factory=PublishedConfig)
+    study: StudyConfig = field(default_factory=StudyConfig)
     seed: int = 0
 
 
@@ -134,18 +164,31 @@ def parallel_jobs() -> int:
 
 # Settings that change neither the model nor the numbers: left out of the config hash so that a
 # rerun with another tracking store or thread count still finds its completed twin.
-NON_SEMANTIC = ("tracking", "train.threads", "train.device")
+NON_SEMANTIC = ("tracking", "train.threads", "train.device", "published", "study")
+# Keys added after runs were logged, with the value that reproduces the behaviour from before
+# they existed: left out of the hash at that value, so older completed runs still resume.
+ADDED_LATER = {"train.patience": 0, "train.select_on": None, "train.mc_every": 1}
 
 
 def config_hash(cfg: DictConfig) -> str:
     plain = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     for dotted in NON_SEMANTIC:
-        *parents, leaf = dotted.split(".")
-        node = plain
-        for p in parents:
-            node = node.get(p, {})
-        node.pop(leaf, None)
+        _pop(plain, dotted)
+    for dotted, neutral in ADDED_LATER.items():
+        _pop(plain, dotted, only_if=neutral)
     return hashlib.sha256(json.dumps(plain, sort_keys=True).encode()).hexdigest()[:16]
+
+
+_ANY = object()
+
+
+def _pop(plain: dict, dotted: str, only_if: Any = _ANY) -> None:
+    *parents, leaf = dotted.split(".")
+    node = plain
+    for p in parents:
+        node = node.get(p, {})
+    if leaf in node and (only_if is _ANY or node[leaf] == only_if):
+        del node[leaf]
 
 
 def flatten(cfg: DictConfig) -> dict[str, Any]:
@@ -172,6 +215,8 @@ def validate(cfg: DictConfig) -> None:
         ("task.bptt", t.bptt, 1),
         ("train.epochs", tr.epochs, 1),
         ("train.mc_samples", tr.mc_samples, 1),
+        ("train.patience", tr.patience, 0),
+        ("train.mc_every", tr.mc_every, 0),
     ):
         if value < low:
             raise SpecError(f"{key}={value} must be >= {low}")
@@ -181,6 +226,18 @@ def validate(cfg: DictConfig) -> None:
     if not 0 < tr.lr_decay <= 1:
         raise SpecError(f"train.lr_decay={tr.lr_decay} must be in (0, 1]")
     check_framework_variant(cfg.framework.name.value, cfg.dropout.variant)
+    selection(cfg)
+
+
+def selection(cfg: DictConfig) -> tuple[str, bool]:
+    """(metric, higher_is_better) that picks the best epoch: `train.select_on` or the task's
+    first metric."""
+    metrics = METRICS[TASK_KINDS[cfg.task.name.value]]
+    name = cfg.train.select_on or next(iter(metrics))
+    if name not in metrics:
+        raise SpecError(f"train.select_on={name!r} is not a metric of task "
+                        f"{cfg.task.name.value}; allowed: {', '.join(metrics)}")
+    return name, metrics[name]
 
 
 def to_spec(cfg: DictConfig, vocab_size: int, num_outputs: int) -> ModelSpec:

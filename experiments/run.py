@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from experiments import config as C
 from experiments import tracking
 from experiments.batching import batches, num_batches
-from experiments.metrics import compute, selection_metric
+from experiments.metrics import compute
 from experiments.sweep import ENV_SWEEP_ID
 from experiments.sweep import parent_run_id as sweep_parent
 from experiments.tasks import DataError, TaskData, load_task
@@ -83,9 +83,9 @@ def has_dropout(spec: ModelSpec) -> bool:
     return spec.variant is not Variant.NONE and any(r > 0 for r in rates)
 
 
-def evaluate(runner, prep: Prepared, split: str) -> dict[str, float]:
-    """Standard (deterministic) and MC-dropout metrics of one split. MC averages the
-    probabilities of `mc_samples` stochastic passes; a model without dropout gets one pass,
+def evaluate(runner, prep: Prepared, split: str, mc: bool = True) -> dict[str, float]:
+    """Standard (deterministic) and, with `mc`, MC-dropout metrics of one split. MC averages
+    the probabilities of `mc_samples` stochastic passes; a model without dropout gets one pass,
     which equals the standard one."""
     cfg, data, kind = prep.cfg, prep.data, prep.spec.task_kind
     labels = None if kind is TaskKind.LANGUAGE_MODEL else data.splits[split][1]
@@ -95,6 +95,8 @@ def evaluate(runner, prep: Prepared, split: str) -> dict[str, float]:
 
     out = {f"{k}_std": v for k, v in compute(kind, runner.predict(split_batches(), False),
                                              labels).items()}
+    if not mc:
+        return out
     samples = cfg.train.mc_samples if has_dropout(prep.spec) else 1
     mean = runner.predict(split_batches(), True).astype(np.float64)
     for _ in range(samples - 1):
@@ -149,6 +151,7 @@ def execute(cfg: DictConfig) -> RunResult:
     tags = {
         "task": task, "framework": framework, "variant": variant, "seed": str(cfg.seed),
         "config_hash": prep.config_hash, tracking.COMPLETED: "false",
+        tracking.SELECT_ON: C.selection(cfg)[0], **tracking.preset_tag(),
         "git_commit": tracking.git_commit(), "pid": str(os.getpid()), **tracking.machine_tags(),
         "mlflow.runName": f"{framework}/{variant}/{task}/s{cfg.seed}",
         **{f"{k}_version": v for k, v in tracking.package_versions(framework).items()},
@@ -200,14 +203,18 @@ def _log_params(client, run_id: str, cfg: DictConfig, runner) -> None:
 
 
 def _train(client, run_id: str, prep: Prepared, runner) -> dict[str, float]:
-    from mlflow.entities import Metric
-
+    """Train epoch by epoch, validate each epoch, keep the weights of the best validation
+    score (`train.select_on`), stop after `train.patience` epochs without improvement, and
+    evaluate the test split once with the kept weights. MC validation runs every
+    `train.mc_every` epochs (it draws from the evaluation stream only, so skipping it changes
+    no training step) and always at the selected epoch."""
     cfg, data = prep.cfg, prep.data
-    t = cfg.task
-    name, higher = selection_metric(prep.spec.task_kind)
-    best: tuple[float, int, dict[str, np.ndarray]] | None = None
+    t, tr = cfg.task, cfg.train
+    name, higher = C.selection(cfg)
+    best: tuple[float, int, dict[str, np.ndarray], bool] | None = None
+    stale = 0
     n_train = num_batches(data, "train", t.batch_size, t.bptt)
-    for epoch in tqdm(range(1, cfg.train.epochs + 1), desc="epochs", disable=None):
+    for epoch in tqdm(range(1, tr.epochs + 1), desc="epochs", disable=None):
         lr = C.epoch_lr(cfg, epoch)
         counter = _Counter(batches(data, "train", t.batch_size, t.bptt, (cfg.seed, epoch)))
         bar = tqdm(counter, total=n_train, desc=f"epoch {epoch}", leave=False, disable=None)
@@ -220,28 +227,43 @@ def _train(client, run_id: str, prep: Prepared, runner) -> dict[str, float]:
         if not np.isfinite(loss):
             raise FloatingPointError(f"non-finite training loss {loss} in epoch {epoch}")
         start = time.perf_counter()
-        valid = evaluate(runner, prep, "valid")
+        with_mc = tr.mc_every > 0 and epoch % tr.mc_every == 0
+        valid = evaluate(runner, prep, "valid", mc=with_mc)
         values = {
             "train_loss": loss, "lr": lr, "epoch_seconds": seconds,
             "train_tokens_per_s": counter.tokens / max(seconds, 1e-9),
             "eval_seconds": time.perf_counter() - start,
             **{f"valid_{k}": v for k, v in valid.items()},
         }
-        now = int(time.time() * 1000)
-        client.log_batch(
-            run_id, metrics=[Metric(k, float(v), now, epoch) for k, v in values.items()]
-        )
+        _log(client, run_id, values, epoch)
         if not sys.stderr.isatty():  # logs of background runs and sweep jobs get a line per epoch
             shown = ", ".join(f"{k} {v:.4g}" for k, v in valid.items())
-            print(f"epoch {epoch}/{cfg.train.epochs}: train_loss {loss:.4f}, {shown} "
+            print(f"epoch {epoch}/{tr.epochs}: train_loss {loss:.4f}, {shown} "
                   f"({seconds:.0f}s)", file=sys.stderr, flush=True)
         score = valid[f"{name}_std"]
         if best is None or (score > best[0] if higher else score < best[0]):
-            best = (score, epoch, runner.export_weights())
+            best, stale = (score, epoch, runner.export_weights(), with_mc), 0
+        else:
+            stale += 1
+            if tr.patience and stale >= tr.patience:
+                print(f"early stop after epoch {epoch}: no better valid {name} for {stale} "
+                      f"epochs (best epoch {best[1]})", file=sys.stderr, flush=True)
+                break
     assert best is not None
-    runner.load_weights(best[2])
+    _, best_epoch, weights, has_mc = best
+    runner.load_weights(weights)
+    if not has_mc:
+        valid = evaluate(runner, prep, "valid")
+        _log(client, run_id, {f"valid_{k}": v for k, v in valid.items() if k.endswith("_mc")},
+             best_epoch)
     test = {f"test_{k}": v for k, v in evaluate(runner, prep, "test").items()}
-    final = {"best_epoch": float(best[1]), **test}
-    now = int(time.time() * 1000)
-    client.log_batch(run_id, metrics=[Metric(k, v, now, best[1]) for k, v in final.items()])
+    final = {"best_epoch": float(best_epoch), "epochs_run": float(epoch), **test}
+    _log(client, run_id, final, best_epoch)
     return final
+
+
+def _log(client, run_id: str, values: dict[str, float], step: int) -> None:
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    client.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in values.items()])

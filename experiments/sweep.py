@@ -74,6 +74,7 @@ class SweepCallback(Callback):
                     "sweep_id": sweep_id, "sweep_preset": preset, "is_sweep_parent": "true",
                     "sweep_jobs": str(total), "git_commit": tracking.git_commit(),
                     "sweep_overrides": " ".join(sweep_overrides(config))[:5000],
+                    tracking.PRIMARY: "\n".join(config.study.primary)[:5000],
                 })
                 parents[name] = run.info.run_id
         os.environ.update({

@@ -1,9 +1,14 @@
 """A thin layer over MLflow with the one naming scheme the report depends on.
 
 Metrics: `train_loss`, `lr`, `epoch_seconds`, `train_tokens_per_s`, `eval_seconds`,
-`valid_<metric>_std|mc` per epoch (step = epoch), and once at the end `best_epoch`,
-`test_<metric>_std|mc`. Tags: `task`, `framework`, `variant`, `seed`, `config_hash`,
-`completed` ("true" only after everything was logged), `failure_reason`, `<package>_version`.
+`valid_<metric>_std` per epoch (step = epoch), `valid_<metric>_mc` every `train.mc_every`
+epochs and always at the best epoch, and once at the end (step = best epoch) `best_epoch`,
+`epochs_run` (fewer than `train.epochs` after an early stop), `test_<metric>_std|mc`.
+Tags: `task`, `framework`, `variant`, `seed`, `config_hash`, `select_on` (the validation metric
+that picked the best epoch), `preset` (when one was chosen), `completed` ("true" only after
+everything was logged), `failure_reason`, `<package>_version`. Sweep parents: `sweep_id`,
+`sweep_preset`, `is_sweep_parent`, `primary_comparisons` (the preset's `study.primary`, one
+per line).
 """
 
 from __future__ import annotations
@@ -19,6 +24,19 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 COMPLETED = "completed"
+SELECT_ON = "select_on"
+PRESET = "preset"
+PRIMARY = "primary_comparisons"
+
+
+def preset_tag() -> dict[str, str]:
+    """{"preset": name} when the run composed a `preset=...` (Hydra runs and sweep jobs)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return {}
+    name = HydraConfig.get().runtime.choices.get("preset")
+    return {PRESET: name} if name and name != "null" else {}
 
 
 class TrackingError(ValueError):

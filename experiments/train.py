@@ -23,9 +23,9 @@ def main(cfg: DictConfig) -> str:
     from experiments.sweep import write_result
 
     in_sweep = HydraConfig.get().mode == RunMode.MULTIRUN
-    if in_sweep and not implemented(cfg):
-        # grids are products: a pair one framework lacks is skipped, not failed
-        write_result("SKIPPED", None, "framework does not implement this variant")
+    if in_sweep and skip_reason(cfg):
+        # grids are products: a pair one framework lacks, or the study leaves out, is skipped
+        write_result("SKIPPED", None, skip_reason(cfg))
         return "SKIPPED"
     try:
         result = execute(cfg)
@@ -42,8 +42,14 @@ def main(cfg: DictConfig) -> str:
     return result.status
 
 
-def implemented(cfg: DictConfig) -> bool:
-    return cfg.dropout.variant in FRAMEWORK_VARIANTS[cfg.framework.name.value]
+def skip_reason(cfg: DictConfig) -> str:
+    """Why a grid point is not run ("" when it is)."""
+    framework, variant = cfg.framework.name.value, cfg.dropout.variant
+    if variant not in FRAMEWORK_VARIANTS[framework]:
+        return "framework does not implement this variant"
+    if cfg.study.arms and f"{framework}/{variant.value}" not in cfg.study.arms:
+        return "not an arm of this study (study.arms)"
+    return ""
 
 
 if __name__ == "__main__":
