@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import experiments.offline  # noqa: F401  (MLflow telemetry off before mlflow is imported)
 from frameworks.spec import (
     FRAMEWORK_VARIANTS,
     ModelSpec,

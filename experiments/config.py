@@ -6,7 +6,9 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
+import math
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -206,27 +208,58 @@ def flatten(cfg: DictConfig) -> dict[str, Any]:
     return out
 
 
+DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
+
+
 def validate(cfg: DictConfig) -> None:
-    """Cross-field checks Hydra's schema cannot express; raise ValueError naming the key."""
-    t, tr = cfg.task, cfg.train
+    """Cross-field checks Hydra's schema cannot express; raise SpecError naming the key."""
+    unknown_keys(cfg, OmegaConf.structured(Config))
+    t, tr, m = cfg.task, cfg.train, cfg.model
     for key, value, low in (
         ("task.batch_size", t.batch_size, 1),
         ("task.maxlen", t.maxlen, 1),
         ("task.bptt", t.bptt, 1),
+        ("model.num_layers", m.num_layers, 1),
         ("train.epochs", tr.epochs, 1),
         ("train.mc_samples", tr.mc_samples, 1),
         ("train.patience", tr.patience, 0),
         ("train.mc_every", tr.mc_every, 0),
+        ("train.threads", tr.threads, 0),
+        ("train.decay_start", tr.decay_start, 0),
+        ("seed", cfg.seed, 0),
     ):
-        if value < low:
+        if value is not None and value < low:
             raise SpecError(f"{key}={value} must be >= {low}")
+    if cfg.seed >= 2**32:
+        raise SpecError(f"seed={cfg.seed} must be < 2**32 (a numpy seed)")
+    for key in ("lr", "clip_norm", "weight_decay", "lr_decay"):
+        if not math.isfinite(tr[key]):
+            raise SpecError(f"train.{key}={tr[key]} must be a finite number")
     for key in ("lr", "clip_norm", "weight_decay"):
         if tr[key] < 0:
             raise SpecError(f"train.{key}={tr[key]} must be >= 0")
     if not 0 < tr.lr_decay <= 1:
         raise SpecError(f"train.lr_decay={tr.lr_decay} must be in (0, 1]")
+    if not DEVICE.match(tr.device):
+        raise SpecError(f"train.device={tr.device!r} is not one of: cpu, cuda, cuda:N")
     check_framework_variant(cfg.framework.name.value, cfg.dropout.variant)
     selection(cfg)
+
+
+def unknown_keys(cfg: DictConfig, schema: DictConfig, prefix: str = "") -> None:
+    """Refuse keys the schema lacks. Hydra refuses `train.epoch=3`, but `+train.epoch=3` (the
+    fix its own error message suggests) would add the typo and train with the default."""
+    for key in cfg:
+        if key == "hydra":
+            continue
+        if key not in schema:
+            allowed = ", ".join(str(k) for k in schema)
+            raise SpecError(f"{prefix}{key} is not a config key; keys here: {allowed}")
+        child, expected = cfg[key], OmegaConf.select(schema, str(key), throw_on_missing=False)
+        is_dataclass_node = isinstance(expected, DictConfig) and \
+            OmegaConf.get_type(expected) is not dict
+        if isinstance(child, DictConfig) and is_dataclass_node:
+            unknown_keys(child, expected, f"{prefix}{key}.")
 
 
 def selection(cfg: DictConfig) -> tuple[str, bool]:

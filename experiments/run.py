@@ -30,7 +30,7 @@ from experiments.sweep import parent_run_id as sweep_parent
 from experiments.tasks import DataError, TaskData, load_task
 from experiments.weights import load_initial_weights
 from frameworks.base import DivergenceError, load_backend
-from frameworks.spec import Batch, ModelSpec, TaskKind, Variant
+from frameworks.spec import Batch, ModelSpec, SpecError, TaskKind, Variant
 
 
 @dataclass
@@ -132,7 +132,8 @@ def execute(cfg: DictConfig) -> RunResult:
     tracking.ensure_store(prep.uri)
     client = MlflowClient(prep.uri)
     task, framework = cfg.task.name.value, cfg.framework.name.value
-    exp_id = tracking.experiment_id(client, cfg.tracking.experiment or task, prep.uri)
+    with tracking.store_errors(prep.uri):
+        exp_id = tracking.experiment_id(client, cfg.tracking.experiment or task, prep.uri)
     if not cfg.tracking.force:
         done = tracking.find_completed(client, exp_id, prep.config_hash)
         if done is not None:
@@ -144,6 +145,9 @@ def execute(cfg: DictConfig) -> RunResult:
         backend.configure_threads(thread_count(cfg))
     except RuntimeError as e:  # a second run in one process: TensorFlow's pools are fixed
         warnings.warn(f"{e}; this run keeps the running thread pools", stacklevel=2)
+    if not backend.device_available(cfg.train.device):
+        raise SpecError(f"train.device={cfg.train.device}: {framework} sees no such device on "
+                        "this machine; use train.device=cpu")
     runner = backend.Runner(prep.spec, C.to_optim(cfg), cfg.seed, cfg.train.device)
     runner.load_weights(prep.weights)
 
@@ -161,7 +165,8 @@ def execute(cfg: DictConfig) -> RunResult:
         tags["mlflow.parentRunId"] = parent
     if os.environ.get(ENV_SWEEP_ID):
         tags["sweep_id"] = os.environ[ENV_SWEEP_ID]
-    run = client.create_run(exp_id, tags=tags)
+    with tracking.store_errors(prep.uri):
+        run = client.create_run(exp_id, tags=tags)
     tracking.supersede_unfinished(client, exp_id, prep.config_hash, run.info.run_id)
     run_id = run.info.run_id
     try:

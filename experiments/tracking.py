@@ -13,12 +13,14 @@ per line).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import subprocess
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -56,7 +58,7 @@ def resolve_uri(uri: str | None) -> str:
         path = uri.removeprefix("sqlite:///")
         if not path or path == uri:
             raise TrackingError(f"tracking.uri={uri!r} is malformed; use sqlite:////abs/path.db")
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        _make_store_folder(uri, Path(path).parent)
     elif scheme in ("http", "https"):
         try:
             urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=5).close()
@@ -73,12 +75,45 @@ def resolve_uri(uri: str | None) -> str:
     return uri
 
 
+def _make_store_folder(uri: str, folder: Path) -> None:
+    """Create a store's folder only under results/; elsewhere the folder must exist (a typo
+    in an absolute path must not build a tree at /)."""
+    folder = folder.resolve()
+    results = (REPO / "results").resolve()
+    if folder.is_dir():
+        return
+    if folder.is_relative_to(results):
+        folder.mkdir(parents=True, exist_ok=True)
+        return
+    raise TrackingError(f"tracking.uri={uri!r}: folder {folder} does not exist; create it "
+                        "first (only folders under results/ are created for you)")
+
+
 def ensure_store(uri: str) -> None:
     """Create the store's schema once; a fresh SQLite file crashes under parallel first writes,
-    so sweeps call this in the launching process before any job starts."""
+    so sweeps call this in the launching process before any job starts. A store that cannot be
+    opened or written (corrupt, read-only) is one line naming it, not three chained tracebacks."""
     from mlflow.tracking import MlflowClient
 
-    MlflowClient(uri).search_experiments(max_results=1)
+    with store_errors(uri):
+        MlflowClient(uri).search_experiments(max_results=1)
+
+
+@contextlib.contextmanager
+def store_errors(uri: str) -> Iterator[None]:
+    """Turn a store that cannot be opened or written (corrupt, read-only, locked) into one
+    line naming it, instead of three chained SQLAlchemy tracebacks."""
+    try:
+        yield
+    except Exception as e:  # noqa: BLE001 - SQLAlchemy/alembic/MLflow errors alike
+        raise TrackingError(f"tracking store {uri!r} cannot be used: {_root_cause(e)}") from None
+
+
+def _root_cause(error: BaseException) -> str:
+    while error.__cause__ is not None or error.__context__ is not None:
+        error = error.__cause__ or error.__context__
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}"
 
 
 def experiment_id(client, name: str, uri: str) -> str:

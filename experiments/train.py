@@ -11,6 +11,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+import experiments.offline  # noqa: F401  (MLflow telemetry off before mlflow is imported)
 from experiments.config import register
 from frameworks.spec import FRAMEWORK_VARIANTS
 

@@ -80,7 +80,7 @@ class Runner(Protocol):
 
 def load_backend(framework: str) -> ModuleType:
     """Import only the requested backend (the two frameworks fight over threads). The module
-    exports `Runner` and `configure_threads(n)`."""
+    exports `Runner`, `configure_threads(n)` and `device_available(device)`."""
     try:
         module_name = FRAMEWORKS[framework]
     except KeyError:

@@ -1,4 +1,4 @@
-"""The one model specification both backends build from (see shared docs SEMANTICS.md).
+"""The one model specification both backends build from (see docs/SEMANTICS.md).
 
 Everything here is framework-neutral: no torch, no tensorflow. A `ModelSpec` is validated once,
 when it is made, so a bad combination of variant and knobs fails before any training starts.
@@ -160,6 +160,13 @@ class ModelSpec:
                     f"dropout.{name}={p} has no effect for variant '{self.variant.value}'; "
                     f"rates it uses: {allowed}"
                 )
+        if self.variant is Variant.TORCH_BUILTIN and self.num_layers == 1 and \
+                self.input_dropout > 0:
+            raise SpecError(
+                f"dropout.input={self.input_dropout} has no effect for variant 'torch_builtin' "
+                "on a 1-layer model: nn.LSTM's dropout acts only between layers "
+                "(use model.num_layers >= 2, or variant naive for dropout on the input)"
+            )
         if self.granularity is Granularity.BATCH and self.variant not in GRANULARITY_VARIANTS:
             raise SpecError(
                 f"dropout.granularity=batch is not supported by variant '{self.variant.value}'; "

@@ -5,11 +5,14 @@ where there is a choice, the allowed ones."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from experiments.run import prepare
+from experiments.tracking import TrackingError
+from frameworks.spec import SpecError
 from tests.conftest import TINY_RT, compose_cfg
 
 
@@ -59,7 +62,29 @@ CATALOGUE = [
     (["train.mc_samples=0"], ["train.mc_samples=0", ">= 1"]),
     (["train.epochs=0"], ["train.epochs=0"]),
     (["model.hidden_size=0"], ["hidden_size=0"]),
+    # typos the `+` prefix (Hydra's own suggestion) would otherwise add silently
+    (["+train.epoch=3"], ["train.epoch", "not a config key", "epochs"]),
+    (["+dropout.inptu=0.3"], ["dropout.inptu", "not a config key", "input"]),
+    (["+lr=0.1"], ["lr is not a config key", "train"]),
+    # values that were accepted and logged without effect, or with nonsense
+    (["model.num_layers=0"], ["model.num_layers=0", ">= 1"]),
+    (["train.threads=-1"], ["train.threads=-1", ">= 0"]),
+    (["train.decay_start=-5"], ["train.decay_start=-5", ">= 0"]),
+    (["variant=torch_builtin", "dropout.input=0.25"], ["dropout.input=0.25", "1-layer",
+                                                        "between layers"]),
+    (["train.patience=-1"], ["train.patience=-1", ">= 0"]),
+    (["train.mc_every=-2"], ["train.mc_every=-2", ">= 0"]),
+    (["train.select_on=perplexity"], ["train.select_on='perplexity'", "accuracy, log_loss"]),
+    # refused before loading, naming the key (were numpy/torch errors or FAILED runs)
+    (["seed=-1"], ["seed=-1", ">= 0"]),
+    (["seed=4294967296"], ["seed=4294967296", "2**32"]),
+    (["train.lr=nan"], ["train.lr=nan", "finite"]),
+    (["train.lr=inf"], ["train.lr=inf", "finite"]),
+    (["train.weight_decay=nan"], ["train.weight_decay=nan", "finite"]),
+    (["train.device=tpu"], ["train.device='tpu'", "cpu, cuda"]),
     # tracking
+    (["tracking.uri=sqlite:////nonexistent_rds_dir/x.db"], ["tracking.uri", "/nonexistent_rds_dir",
+                                                           "does not exist"]),
     (["tracking.uri=sqlite:/relative.db"], ["tracking.uri", "malformed"]),
     (["tracking.uri=ftp://host/x"], ["tracking.uri", "unsupported scheme", "sqlite"]),
     (["tracking.uri=http://127.0.0.1:9"], ["tracking.uri", "unreachable"]),
@@ -77,6 +102,36 @@ def test_bad_input_is_refused_with_a_useful_message(overrides, needles):
 
 def test_catalogue_is_large_enough():
     assert len(CATALOGUE) >= 20
+
+
+def test_a_typo_store_path_builds_no_folder_tree():
+    refusal(["tracking.uri=sqlite:////nonexistent_rds_dir/deeper/x.db"])
+    assert not Path("/nonexistent_rds_dir").exists()
+
+
+def test_a_corrupt_store_is_one_line_naming_it(tmp_path):
+    from experiments.run import execute
+
+    bad = tmp_path / "bad.db"
+    bad.write_text("not a database")
+    with pytest.raises(TrackingError) as e:
+        execute(compose_cfg([*TINY_RT, f"tracking.uri=sqlite:///{bad}"]))
+    assert str(bad) in str(e.value) and "file is not a database" in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_cuda_on_a_machine_without_it_is_refused_before_a_run_is_logged(store):
+    import torch
+    from mlflow.tracking import MlflowClient
+
+    from experiments.run import execute
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the refusal cannot happen here")
+    with pytest.raises(SpecError, match="train.device=cuda: torch sees no such device"):
+        execute(compose_cfg([*TINY_RT, "train.device=cuda", f"tracking.uri={store}"]))
+    client = MlflowClient(store)
+    assert client.search_runs([e.experiment_id for e in client.search_experiments()]) == []
 
 
 def test_init_from_with_mismatched_shapes(tmp_path):

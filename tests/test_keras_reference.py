@@ -1,5 +1,5 @@
 """An independent numpy model (float64, explicit per-gate step loop) that the Keras tests compare
-against, written from SEMANTICS.md and the naming schemes of frameworks/base.py only; plus
+against, written from docs/SEMANTICS.md and the naming schemes of frameworks/base.py only; plus
 tests of the reference itself, so a wrong reference cannot make every comparison pass."""
 
 from __future__ import annotations

@@ -195,11 +195,62 @@ def test_keras3_builtin_is_the_stock_layer_with_its_documented_behaviour():
     assert [c[:2] for c in r.sampler.calls] == [("embedding", (V, 1))] * 4
 
 
-def test_keras_315_implementation1_input_dropout_crash_is_why_use_cudnn_is_off():
-    x = np.ones((2, 3, 4), np.float32)
-    with pytest.raises(Exception, match="(?i)rank|shape"):
-        keras.layers.LSTM(5, dropout=0.5, implementation=1)(x, training=True)
-    keras.layers.LSTM(5, dropout=0.5, implementation=1, use_cudnn=False)(x, training=True)
+def _builtin_kept_units(recurrent: float, p: float, n: int = 16, batch: int = 64, steps: int = 6):
+    """Which input units of the stock layer survive its masks, read off its output.
+
+    Weights make h_t[b, d] ~ 0.64 iff unit d of x_t survived both the i-gate and the g-gate input
+    mask of sample b, and ~0 otherwise: W_i = 40*I with b_i = -20 (i ~ 1 iff kept), W_g = I
+    (g = 0 iff dropped), forget gate closed, output gate open, W_hh = 0 (recurrent masks have
+    nothing to act on). Returns a function training -> kept (steps, batch, n) as booleans."""
+    import tensorflow as tf
+
+    spec = ModelSpec(task_kind="lm", vocab_size=V, num_outputs=V, embed_size=n, hidden_size=n,
+                     num_layers=1, variant="keras3_builtin", input_dropout=p,
+                     recurrent_dropout=recurrent)
+    layer = Runner(spec, OptimSpec(), seed=1).net.lstms[0]
+    eye, big = np.eye(n, dtype=np.float32), np.float32(40.0)
+    w_ih = np.zeros((4 * n, n), np.float32)
+    w_ih[:n], w_ih[2 * n:3 * n] = big * eye, eye
+    bias = np.zeros(4 * n, np.float32)
+    bias[:n], bias[n:2 * n], bias[3 * n:] = -big / 2, -big, big
+    layer.set_numpy(w_ih, np.zeros((4 * n, n), np.float32), bias)
+    xs = tf.fill((steps, batch, n), np.float32(1 - p))  # a kept unit enters as exactly 1
+    zero = tf.zeros((batch, n))
+    call = tf.function(lambda training: layer.forward(xs, zero, zero, training=training)[0],
+                       autograph=False)  # compiled, as the runner calls it
+    return lambda training: np.abs(call(training).numpy()) > 1e-3
+
+
+@pytest.mark.parametrize("recurrent", [0.0, 0.3], ids=["tied_input_only", "untied_recurrent"])
+def test_keras3_builtin_with_input_dropout_trains_evaluates_and_draws_its_documented_masks(
+        recurrent):
+    """The stock-layer reference row with input dropout (where stock Keras' cuDNN attempt under
+    use_cudnn="auto" is fragile), with and without recurrent dropout: it trains, its standard
+    evaluation is deterministic, its MC passes differ, and its masks are those layers.BuiltinLSTM
+    and docs/SEMANTICS.md promise: per sample and constant over time, one input mask shared by
+    the gates without recurrent dropout, independent per-gate masks with it, none at inference."""
+    spec = spec_(variant="keras3_builtin", layers=2, input_dropout=0.5,
+                 recurrent_dropout=recurrent, output_dropout=0.3)
+    r = Runner(spec, OptimSpec("sgd"), seed=0)
+    before = r.export_weights()
+    assert np.isfinite(r.train_epoch(lm_batches(), lr=0.5))
+    assert max(np.abs(v - before[k]).max() for k, v in r.export_weights().items()) > 0
+    std = r.predict(lm_batches(), stochastic=False)
+    np.testing.assert_array_equal(std, r.predict(lm_batches(), stochastic=False))
+    mc1, mc2 = r.predict(lm_batches(), True), r.predict(lm_batches(), True)
+    assert np.isfinite(mc1).all() and np.abs(mc1 - mc2).max() > 1e-4
+
+    p = 0.5
+    kept = _builtin_kept_units(recurrent, p)
+    first = kept(True)
+    assert (first == first[:1]).all(), "the input mask must be the same at every time step"
+    assert len({row.tobytes() for row in first[0]}) > first.shape[1] // 2, "one mask per sample"
+    # a unit survives iff the i-gate and the g-gate mask both keep it: one shared mask keeps it
+    # with probability 1-p, two independent per-gate masks with (1-p)^2
+    want = (1 - p) ** 2 if recurrent > 0 else 1 - p
+    assert abs(first.mean() - want) < 0.08, (first.mean(), want)
+    assert not np.array_equal(kept(True), first), "each call draws new masks"
+    assert kept(False).all(), "no input dropout at inference"
 
 
 def test_bad_arguments_are_refused():

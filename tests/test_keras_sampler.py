@@ -100,13 +100,32 @@ def test_runner_draws_one_set_per_training_batch():
     assert runner.sampler.stream == TRAIN
 
 
-def test_the_keras_backend_never_imports_torch():
-    import pathlib
-    import re
+def test_training_and_evaluating_with_the_keras_backend_never_imports_torch():
+    """In a fresh interpreter: load the Keras backend, train and evaluate (standard and MC) a
+    model with masks; torch must not have been imported (the two frameworks fight over threads,
+    and the Keras runs of a sweep must not pay for loading PyTorch)."""
+    import subprocess
+    import sys
+    from pathlib import Path
 
-    package = pathlib.Path(kb.__file__).parent
-    sources = sorted(package.glob("*.py"))
-    assert len(sources) >= 8
-    for path in sources:
-        text = path.read_text()
-        assert not re.search(r"^\s*(import|from)\s+torch\b", text, re.M), path.name
+    code = (
+        "import sys, numpy as np\n"
+        "from frameworks.base import load_backend\n"
+        "from frameworks.spec import Batch, ModelSpec, OptimSpec\n"
+        "kb = load_backend('keras')\n"
+        "spec = ModelSpec(task_kind='lm', vocab_size=9, num_outputs=9, embed_size=3,\n"
+        "                 hidden_size=3, num_layers=1, variant='keras_impl1', input_dropout=0.2,\n"
+        "                 recurrent_dropout=0.2, output_dropout=0.2)\n"
+        "r = kb.Runner(spec, OptimSpec(), seed=0)\n"
+        "x = np.random.default_rng(0).integers(0, 9, (2, 4))\n"
+        "r.train_epoch([Batch(x, x)], lr=0.1)\n"
+        "r.predict([Batch(x, x)], stochastic=False)\n"
+        "r.predict([Batch(x, x)], stochastic=True)\n"
+        "assert 'tensorflow' in sys.modules\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] == 'torch')\n"
+        "assert not bad, bad[:5]\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-c", code], cwd=str(root), capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[proc.stderr.rfind("Traceback"):][-2000:]

@@ -1,8 +1,8 @@
 """An independent reference for the PyTorch backend tests, and the checks that make it trustworthy.
 
 `ref_forward` is a plain-torch, float64, step-by-step, gate-by-gate LSTM model written straight
-from SEMANTICS.md and the contract in frameworks/base.py (weights by their numpy names, masks by
-their contract names). It shares no code with frameworks/torch_backend. Its own tests pin it to
+from docs/SEMANTICS.md and the contract in frameworks/base.py (weights by their numpy names, masks
+by their contract names). It shares no code with frameworks/torch_backend. Its own tests pin it to
 torch.nn.LSTM without masks and to hand-unrolled algebra with masks.
 """
 

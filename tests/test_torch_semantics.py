@@ -1,7 +1,7 @@
 """Every PyTorch variant against the independent reference (tests/test_torch_reference.py).
 
 With injected masks each variant's logits, final state and gradients must equal the plain
-step-by-step LSTM of SEMANTICS.md in float64; the masks must have the contract's names, shapes,
+step-by-step LSTM of docs/SEMANTICS.md in float64; the masks must have the contract's names, shapes,
 order and values; evaluation and zero rates must be exactly the no-dropout model.
 """
 

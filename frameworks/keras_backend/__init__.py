@@ -14,7 +14,18 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from frameworks.keras_backend.threads import configure_threads  # noqa: E402
 
-__all__ = ["Runner", "configure_threads"]
+__all__ = ["Runner", "configure_threads", "device_available"]
+
+
+def device_available(device: str) -> bool:
+    """Whether `train.device` (cpu, cuda, cuda:N) exists here; checked before a run is logged
+    (after `configure_threads`: it imports TensorFlow)."""
+    kind, _, index = device.partition(":")
+    if kind == "cpu":
+        return True
+    import tensorflow as tf
+
+    return int(index or 0) < len(tf.config.list_physical_devices("GPU"))
 
 
 def __getattr__(name: str) -> object:

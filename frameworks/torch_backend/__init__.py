@@ -24,4 +24,12 @@ def configure_threads(n: int) -> None:
         torch.set_num_interop_threads(n)
 
 
-__all__ = ["MaskSampler", "Runner", "configure_threads"]
+def device_available(device: str) -> bool:
+    """Whether `train.device` (cpu, cuda, cuda:N) exists here; checked before a run is logged."""
+    kind, _, index = device.partition(":")
+    if kind == "cpu":
+        return True
+    return torch.cuda.is_available() and int(index or 0) < torch.cuda.device_count()
+
+
+__all__ = ["MaskSampler", "Runner", "configure_threads", "device_available"]
