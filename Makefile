@@ -14,6 +14,9 @@ PORT ?= 5000
 HOST ?= 127.0.0.1
 MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/results/mlflow.db
 export MLFLOW_TRACKING_URI
+# Offline: no MLflow telemetry (the Python entry points also set these, experiments/offline.py).
+export MLFLOW_DISABLE_TELEMETRY := true
+export DO_NOT_TRACK := true
 
 .PHONY: setup smoke sweep report ui test test-fast bench bench-report lint clean distclean
 
@@ -35,7 +38,7 @@ report: setup
 	$(PY) -m reports.build $(ARGS)
 
 ui: setup
-	$(PY) -m mlflow ui --backend-store-uri "$(MLFLOW_TRACKING_URI)" --host $(HOST) --port $(PORT)
+	$(PY) -m experiments.ui --tracking-uri "$(MLFLOW_TRACKING_URI)" --host $(HOST) --port $(PORT)
 
 test: setup
 	$(PY) -m pytest $(ARGS)

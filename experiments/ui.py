@@ -1,0 +1,173 @@
+"""`make ui`: the MLflow UI, opened on the run table of the task experiments.
+
+    python -m experiments.ui [--tracking-uri URI] [--host 127.0.0.1] [--port 5000]
+
+Started bare, MLflow 3.17 lands on its GenAI overview ("Traces: 0"), with the runs behind the
+"Model training" switch, sweep jobs collapsed under their parent run and no metric columns.
+What its UI honours (read from mlflow/server/js/build/static/js, main.*.js and chunk 3878.*.js):
+
+- URL parameter `workflowType=machine_learning`: the GenAI / Model training switch (otherwise
+  read from the browser's localStorage `mlflow.workflowType`, default `genai`).
+- URL parameter `viewStateShareKey=KEY`: the run table takes its state from the experiment tag
+  `mlflow.sharedViewState.KEY` (plain JSON): search facets (`searchFilter`, `orderByKey`,
+  `orderByAsc`, ...) and table state (`selectedColumns`, `columnOrder`, `columnWidths`,
+  `groupBy`, ...; never `runsExpanded`). The browser's own saved view is kept ("Exit shared view").
+- Child runs are nested, collapsed, under their parent only while the table is sorted by start
+  time without a search filter: this view sorts by run name and shows training runs only.
+- Experiment tag `mlflow.experimentKind` (`custom_model_development` = "Machine learning"): set for
+  MLflow versions that read it; 3.17 derives the kind from the switch above instead.
+
+Every task experiment (one holding training runs) gets both tags when it is created
+(experiments/tracking.py `experiment_id`) and, for older stores, when this launcher starts. The
+launcher starts `mlflow ui` (one worker, GenAI job execution off, telemetry off), waits until it
+answers and prints the URL of the run table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+
+from experiments import offline
+
+KIND_TAG = "mlflow.experimentKind"
+KIND = "custom_model_development"
+VIEW_KEY = "runs-table"
+VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
+TRAINING_RUNS = "tags.config_hash LIKE '%'"  # every training run has it; sweep parents do not
+
+
+def _col(kind: str, key: str) -> str:
+    return f"{kind}.`{key}`"  # the UI's column key: attributes|params|metrics|tags.`name`
+
+
+def view_state() -> dict:
+    """The run table: training runs sorted by name (framework/variant/task/seed), flat, with
+    the framework, variant and seed tags and every test metric (standard and MC) as columns."""
+    from experiments.metrics import METRICS
+
+    names = list(dict.fromkeys(m for kind in METRICS.values() for m in kind))
+    tags = [("framework", 90), ("variant", 180), ("seed", 60)]
+    metrics = [(f"test_{m}_{s}", 150) for m in names for s in ("std", "mc")] + [("best_epoch", 100)]
+    columns = [(_col("tags", k), w) for k, w in tags]
+    columns += [(_col("metrics", k), w) for k, w in metrics]
+    return {
+        "searchFilter": "tags.variant LIKE '%'",
+        "orderByKey": _col("tags", "mlflow.runName"),
+        "orderByAsc": True,
+        "selectedColumns": [c for c, _ in columns],
+        "columnOrder": [c for c, _ in columns],
+        "columnWidths": dict(columns),
+    }
+
+
+def experiment_tags() -> dict[str, str]:
+    return {KIND_TAG: KIND, VIEW_TAG: json.dumps(view_state(), separators=(",", ":"))}
+
+
+def prepare_store(uri: str) -> list[str]:
+    """Give every task experiment of the store the UI tags it lacks; return their ids."""
+    from mlflow.tracking import MlflowClient
+
+    from experiments import tracking
+
+    tracking.ensure_store(uri)
+    client = MlflowClient(uri)
+    wanted = experiment_tags()
+    ids = []
+    for exp in client.search_experiments(max_results=1000):
+        if not client.search_runs([exp.experiment_id], TRAINING_RUNS, max_results=1):
+            continue
+        ids.append(exp.experiment_id)
+        for key, value in wanted.items():
+            if exp.tags.get(key) != value:
+                client.set_experiment_tag(exp.experiment_id, key, value)
+    return sorted(ids, key=int) if all(i.isdigit() for i in ids) else sorted(ids)
+
+
+def runs_url(base: str, experiment_ids: list[str]) -> str:
+    """The run table of one experiment, of several side by side, or the experiment list."""
+    query = {"workflowType": "machine_learning"}
+    if not experiment_ids:
+        return f"{base}/#/experiments?{urllib.parse.urlencode(query)}"
+    query["viewStateShareKey"] = VIEW_KEY
+    if len(experiment_ids) == 1:
+        return f"{base}/#/experiments/{experiment_ids[0]}/runs?{urllib.parse.urlencode(query)}"
+    query = {"experiments": json.dumps(experiment_ids, separators=(",", ":")), **query}
+    return f"{base}/#/compare-experiments/s?{urllib.parse.urlencode(query)}"
+
+
+def _answers(url: str) -> bool:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback, no proxy
+    try:
+        with opener.open(f"{url}/health", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def serve(uri: str, host: str, port: int, workers: int, wait_s: float) -> int:
+    if urllib.parse.urlparse(uri).scheme in ("http", "https"):  # a tracking server serves its UI
+        print(f"MLflow UI (runs): {runs_url(uri.rstrip('/'), prepare_store(uri))}", flush=True)
+        return 0
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    base = f"http://{f'[{shown}]' if ':' in shown else shown}:{port}"
+    url = runs_url(base, prepare_store(uri))
+    env = offline.apply(dict(os.environ))
+    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"  # GenAI jobs; saves a process per UI
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host,
+           "--port", str(port), "--workers", str(workers)]
+    print(f"starting MLflow UI for {uri} on {base} ...", file=sys.stderr, flush=True)
+    proc = subprocess.Popen(cmd, env=env)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    try:
+        deadline = time.monotonic() + wait_s
+        while not _answers(base):
+            if proc.poll() is not None:
+                return proc.returncode
+            if time.monotonic() > deadline:
+                print(f"MLflow UI did not answer within {wait_s:.0f} s", file=sys.stderr)
+                return 1
+            time.sleep(0.5)
+        print(f"MLflow UI (runs): {url}", flush=True)
+        return proc.wait()
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        if proc.poll() is None:
+            proc.terminate()  # `mlflow ui` forwards it to its uvicorn workers
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def main(argv: list[str] | None = None) -> int:
+    from experiments import tracking
+
+    p = argparse.ArgumentParser(prog="python -m experiments.ui", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--tracking-uri", default=None,
+                   help="store (default $MLFLOW_TRACKING_URI or sqlite:///<repo>/results/mlflow.db)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--wait", type=float, default=300.0, help="seconds to wait for the server")
+    args = p.parse_args(argv)
+    try:
+        uri = tracking.resolve_uri(args.tracking_uri)
+        return serve(uri, args.host, args.port, args.workers, args.wait)
+    except tracking.TrackingError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
