@@ -3,7 +3,10 @@
 Runs are averaged only within an arm (task, framework, variant and every semantic parameter
 equal), so a sweep over, say, mask granularity or model size never mixes settings. An arm's label
 is its variant plus the parameters that distinguish it from other runs of the same task, e.g.
-`keras_impl2 [granularity=batch]`.
+`keras_impl2 [granularity=batch]`. Runs of a preset (tag `preset`) are labelled by the preset:
+`naive [part3_imdb_torch_naive]`, since a preset fixes many settings at once (Part 3's arms
+differ in learning rate, weight decay and rates) and its name is what the sweep's primary
+comparisons refer to; qualifiers are then computed among runs of the same preset only.
 """
 
 from __future__ import annotations
@@ -11,28 +14,40 @@ from __future__ import annotations
 import pandas as pd
 
 # Never part of an arm: the replication unit, the compared framework, and settings that change
-# neither the model nor the numbers (see experiments/config.py NON_SEMANTIC).
+# neither the model nor the numbers (experiments/config.py NON_SEMANTIC; importing it would cost
+# the report a second for Hydra, so tests/test_report_units.py checks these copies against it).
 IGNORED = ("seed", "framework.name", "task.name", "dropout.variant", "train.threads",
            "train.device", "threads")
-IGNORED_PREFIXES = ("tracking.",)
+IGNORED_PREFIXES = ("tracking.", "published.", "study.")
+# Keys added after runs were logged, as logged by a run that sets the value reproducing the
+# older behaviour (experiments/config.py ADDED_LATER): an older run lacks the param, and must
+# land in the same arm as a newer run at that value.
+ADDED_LATER = {"train.patience": "0", "train.select_on": "None", "train.mc_every": "1"}
 
 
 def semantic(params: dict[str, str]) -> dict[str, str]:
-    return {k: v for k, v in params.items()
-            if k not in IGNORED and not k.startswith(IGNORED_PREFIXES)}
+    out = {k: v for k, v in params.items()
+           if k not in IGNORED and not k.startswith(IGNORED_PREFIXES)}
+    return {**ADDED_LATER, **out}
+
+
+def preset_of(tags: object) -> str:
+    """The preset a run was composed from ('' when none: a plain grid run)."""
+    return tags.get("preset", "") if isinstance(tags, dict) else ""
 
 
 def assign(runs: pd.DataFrame) -> pd.DataFrame:
-    """Add `arm` (unique id), `label` (variant + qualifier), `qualifier` and `setting` (the
-    semantic params as a dict) to a copy of `runs`."""
+    """Add `arm` (unique id), `label` (variant + qualifier), `qualifier`, `preset` and `setting`
+    (the semantic params as a dict) to a copy of `runs`."""
     out = runs.copy()
     out["setting"] = [semantic(p) for p in out["params"]]
+    out["preset"] = [preset_of(t) for t in out["tags"]] if "tags" in out else ""
     labels: dict[int, str] = {}
-    for _, group in out.groupby("task", sort=False):
+    for (_, preset), group in out.groupby(["task", "preset"], sort=False):
         keys = _distinguishing(group)
         for idx, row in group.iterrows():
-            qual = ", ".join(f"{short(k)}={row.setting.get(k, '∅')}" for k in keys(row.variant))
-            labels[idx] = qual
+            quals = [f"{short(k)}={row.setting.get(k, '∅')}" for k in keys(row.variant)]
+            labels[idx] = ", ".join([preset, *quals] if preset else quals)
     out["qualifier"] = pd.Series(labels)
     out["label"] = [f"{v} [{q}]" if q else v for v, q in zip(out["variant"], out["qualifier"],
                                                                strict=True)]

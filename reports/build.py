@@ -1,7 +1,9 @@
 """`make report` / `python -m reports.build`: the comparison report from an MLflow store alone.
 
 Reads runs and metric histories from the store (never from Hydra folders), writes
-`report.md`, a self-contained `report.html` and the figures (PNG + SVG) to the output folder.
+`report.md`, a self-contained `report.html` and the figures (PNG + SVG) to the output folder,
+and logs them as artifacts (`report/`) of every sweep parent run the report covers, so the
+MLflow UI shows the report next to the runs (`--no-log-artifacts` to leave the store alone).
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import os
 import sys
 import time
 from pathlib import Path
+
+import experiments.offline  # noqa: F401  (MLflow telemetry off before mlflow is imported)
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO / "results" / "report"
@@ -41,21 +45,30 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--compare-on", choices=["std", "mc"], default="std",
                    help="evaluation mode of the paired comparisons (default std)")
     p.add_argument("--family", choices=["task", "question"], default="task",
-                   help="Holm family: every comparison of a task (default), or each question")
+                   help="Holm family of the automatic comparisons when no sweep declared "
+                        "primary ones: every comparison of a task (default), or each "
+                        "question; declared primary comparisons are always one family")
     p.add_argument("--title", default="Recurrent dropout: comparison report")
+    p.add_argument("--no-log-artifacts", action="store_true",
+                   help="do not log the report to the sweeps' parent runs (a read-only store)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    return run(parser().parse_args(argv))[0]
+
+
+def run(args: argparse.Namespace):
+    """Build (and log) the report; returns (exit status, the `report.Built` or None), so tests
+    check the numbers behind the very files they read."""
     start = time.perf_counter()
-    from reports import health, load, render, report
+    from reports import attach, health, load, render, report
 
     uri = args.tracking_uri or default_uri()
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
         print(f"error: no MLflow store at {uri} (run `make sweep` first, or pass "
               "--tracking-uri)", file=sys.stderr)
-        return 2
+        return 2, None
     filters = load.Filters(experiments=_list(args.experiment), tasks=_list(args.task),
                            frameworks=_list(args.framework), variants=_list(args.variants),
                            sweep=args.sweep)
@@ -64,28 +77,37 @@ def main(argv: list[str] | None = None) -> int:
         data = load.load(uri, filters)
     except load.StoreError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return 2, None
     loaded = time.perf_counter()
     if data.runs.empty:
         print(f"error: no training runs in {uri}" + (f" match {described}" if described else "")
               + "; nothing to report", file=sys.stderr)
-        return 1
+        return 1, None
     checked = health.check(data)
     _remove_old_figures(args.out / "figures")
     built = report.build(data, checked, args.out, described, args.compare_on, args.title,
                          args.family)
     md, page = render.write(built.doc, args.out)
+    logged = ""
+    if not args.no_log_artifacts:
+        figs = [p for f in built.figures for p in (f.png, f.svg)]
+        try:
+            parents = attach.log_report(uri, data.runs, data.parents, [md, page], figs)
+            logged = f"\n  logged as artifacts ({attach.ARTIFACT_DIR}/) of {len(parents)} " \
+                     f"sweep parent run(s): {', '.join(p[:8] for p in parents) or 'none'}"
+        except Exception as e:  # the report is written; a read-only store only loses the copy
+            print(f"warning: report not logged to the sweep parent runs: {e}", file=sys.stderr)
     total = time.perf_counter() - start
     print(f"report: {len(data.runs)} runs ({len(checked.usable)} used, {len(checked.flagged)} "
           f"flagged), {len(data.history)} history points; read {loaded - start:.1f} s, "
-          f"total {total:.1f} s\n  {md}\n  {page}")
-    return 0
+          f"total {total:.1f} s\n  {md}\n  {page}{logged}")
+    return 0, built
 
 
 def _remove_old_figures(folder: Path) -> None:
     """Figures of an earlier report (e.g. of a task now filtered out) must not linger beside
     the new report; only files this tool writes are removed."""
-    for prefix in ("curves_", "mc_minus_std_", "cost_"):
+    for prefix in ("forest_", "curves_", "mc_minus_std_", "cost_"):
         for path in folder.glob(f"{prefix}*"):
             if path.suffix in (".png", ".svg"):
                 path.unlink()

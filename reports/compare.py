@@ -1,10 +1,13 @@
-"""Paired comparisons that answer the seed's questions, each stated in words.
+"""Paired comparisons: the primary ones a sweep declared, and the pairs found automatically.
 
-Two arms are compared only when they differ in the one factor asked about (variant, framework,
-or one dropout knob) and agree on everything else that applies to both; runs are paired by seed
-(same seed = same initial weights and batches in both frameworks). Per comparison: mean
-difference A - B with its 95% t interval, Cohen's d_z, a paired t-test, and Holm's correction
-over every comparison of the task (the family).
+Automatically, two arms are compared only when they differ in the one factor asked about
+(variant, framework, or one dropout knob) and agree on everything else that applies to both;
+declared (primary) pairs are compared whatever else differs, and the differences are listed.
+Runs are paired by seed (same seed = same initial weights and batches in both frameworks). Per
+comparison: mean difference A - B with its 95% t interval, Cohen's d_z, a paired t-test, the
+minimum difference the design detects with 80% power, and Holm's correction within the primary
+family only; the automatic pairs are then exploratory and uncorrected, and only when a sweep
+declared nothing are they Holm-corrected as one family (the behaviour before primary families).
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ import numpy as np
 import pandas as pd
 
 from reports import fmt
+from reports.arms import short
 from reports.load import HIGHER_IS_BETTER
-from reports.stats import ALPHA, holm, paired
+from reports.stats import ALPHA, holm, minimum_detectable, paired
 
 KNOBS = ("granularity", "output_mode", "eval_active")
 UNTIED_TIED = [("keras_impl0", "keras_impl2"), ("keras_impl1", "keras_impl2"),
@@ -47,6 +51,7 @@ class Arm:
     framework: str
     variant: str
     setting: dict
+    preset: str = ""
 
 
 def applicable(key: str, variant: str) -> bool:
@@ -131,32 +136,33 @@ def _one_knob(a: Arm, b: Arm) -> str | None:
 
 
 def compare(per: pd.DataFrame, arms: list[Arm], metric: str, mode: str,
-            family: str = "task") -> pd.DataFrame:
-    """All comparisons of one task on `test_<metric>_<mode>`, Holm-adjusted as one family
-    (`family="task"`) or per question (`family="question"`)."""
+            family: str = "task", primary: list | None = None) -> pd.DataFrame:
+    """Every comparison of one task on `test_<metric>_<mode>`.
+
+    With declared primary comparisons (`reports.primary.Resolved`), those are the primary
+    family, Holm-adjusted over the declared family (one that cannot be tested counts as not
+    rejected), and every other automatic pair is exploratory with its unadjusted p. Without,
+    the automatic pairs are Holm-adjusted as before: as one family (`family="task"`) or per
+    question (`family="question"`). Every row carries the minimum detectable difference."""
     column = f"test_{metric}_{mode}"
     values = {arm: dict(zip(g["seed"], g[column], strict=True))
               for arm, g in per.groupby("arm")}
-    rows = []
-    for question, a, b in pairs(arms):
-        va, vb = values.get(a.arm, {}), values.get(b.arm, {})
-        seeds = sorted(set(va) & set(vb))
-        res = paired([va[s] for s in seeds], [vb[s] for s in seeds])
-        rows.append({
-            "question": question, "a": a.label, "b": b.label, "a_arm": a.arm, "b_arm": b.arm,
-            "framework": a.framework if a.framework == b.framework
-            else f"{a.framework} vs {b.framework}",
-            "metric": metric, "mode": mode, "n": res.n, "seeds": ",".join(map(str, seeds)),
-            "mean_a": res.mean_a, "mean_b": res.mean_b, "diff": res.diff.mean,
-            "low": res.diff.low, "high": res.diff.high, "sd": res.diff.sd,
-            "effect": res.effect, "p": res.p,
-        })
-    frame = pd.DataFrame(rows, columns=[
-        "question", "a", "b", "a_arm", "b_arm", "framework", "metric", "mode", "n", "seeds",
-        "mean_a", "mean_b", "diff", "low", "high", "sd", "effect", "p"])
+    rows = [_row("primary", "declared", p.a, p.b, values, metric, mode, p.text, p.problem,
+                 p.differs) for p in primary or []]
+    taken = {frozenset((p.a.arm, p.b.arm)) for p in primary or [] if p.a and p.b}
+    rest = "exploratory" if primary else "all"
+    rows += [_row(rest, question, a, b, values, metric, mode, "", "", differing(a, b))
+             for question, a, b in pairs(arms) if frozenset((a.arm, b.arm)) not in taken]
+    frame = pd.DataFrame(rows, columns=COLUMNS)
     frame["p_holm"] = np.nan
-    groups = [frame.index] if family == "task" else \
-        [g.index for _, g in frame.groupby("question", sort=False)]
+    first = frame[frame["family"] == "primary"].index
+    if len(first):  # untestable members count as p = 1: the declared family keeps its size
+        padded = frame.loc[first, "p"].fillna(1.0).tolist()
+        frame.loc[first, "p_holm"] = holm(padded)
+        frame.loc[frame.index.isin(first) & frame["p"].isna(), "p_holm"] = np.nan
+    every = frame[frame["family"] == "all"]
+    groups = [every.index] if family == "task" else \
+        [g.index for _, g in every.groupby("question", sort=False)]
     for idx in groups:
         if len(idx):
             frame.loc[idx, "p_holm"] = holm(frame.loc[idx, "p"].tolist())
@@ -165,18 +171,73 @@ def compare(per: pd.DataFrame, arms: list[Arm], metric: str, mode: str,
     return frame
 
 
+COLUMNS = ["family", "question", "declared", "problem", "differs", "a", "b", "a_arm", "b_arm",
+           "framework", "metric", "mode", "n", "seeds", "mean_a", "mean_b", "diff", "low",
+           "high", "sd", "effect", "p", "mde"]
+
+
+def _row(family: str, question: str, a: Arm | None, b: Arm | None, values: dict, metric: str,
+         mode: str, declared: str, problem: str, differs: list[str]) -> dict:
+    va = values.get(a.arm, {}) if a else {}
+    vb = values.get(b.arm, {}) if b else {}
+    seeds = sorted(set(va) & set(vb))
+    res = paired([va[s] for s in seeds], [vb[s] for s in seeds])
+    names = declared.split(" vs ", 1) + [""] if declared else ["", ""]
+    fa = a.framework if a else (b.framework if b else "?")
+    fb = b.framework if b else fa
+    return {
+        "family": family, "question": question, "declared": declared, "problem": problem,
+        "differs": "; ".join(differs), "a": a.label if a else names[0],
+        "b": b.label if b else names[1], "a_arm": a.arm if a else "", "b_arm": b.arm if b else "",
+        "framework": fa if fa == fb else f"{fa} vs {fb}",
+        "metric": metric, "mode": mode, "n": res.n, "seeds": ",".join(map(str, seeds)),
+        "mean_a": res.mean_a, "mean_b": res.mean_b, "diff": res.diff.mean,
+        "low": res.diff.low, "high": res.diff.high, "sd": res.diff.sd,
+        "effect": res.effect, "p": res.p, "mde": minimum_detectable(res.diff.sd, res.n),
+    }
+
+
+def differing(a: Arm, b: Arm) -> list[str]:
+    """What besides the seed differs between two arms: framework, variant, and every setting
+    that matters to both (`differences`), as "key A vs B"."""
+    out = []
+    if a.framework != b.framework:
+        out.append(f"framework {a.framework} vs {b.framework}")
+    if a.variant != b.variant:
+        out.append(f"variant {a.variant} vs {b.variant}")
+    for key in differences(a, b):
+        out.append(f"{short(key)} {a.setting.get(key, '∅')} vs {b.setting.get(key, '∅')}")
+    return out
+
+
+def corrected(r) -> bool:
+    """Whether a row's test is adjusted for multiplicity (exploratory rows are not)."""
+    return getattr(r, "family", "all") != "exploratory"
+
+
+def p_used(r) -> float:
+    return r.p_holm if corrected(r) else r.p
+
+
 def verdict(r) -> str:
-    if r.n < 2 or not fmt.finite(r.p_holm):
+    p, tag = p_used(r), "" if corrected(r) else " (uncorrected)"
+    if getattr(r, "problem", ""):
+        return f"not testable: {r.problem}"
+    if r.n < 2 or not fmt.finite(p):
         return f"not testable ({r.n} paired seed{'s' if r.n != 1 else ''})"
-    if r.p_holm >= ALPHA:
-        return "no detectable difference" + (" (identical)" if _identical(r) else "")
+    if p >= ALPHA:
+        return "no detectable difference" + (" (identical)" if _identical(r) else "") + tag
     higher = HIGHER_IS_BETTER.get(r.metric, True)
     better = (r.diff > 0) == higher
-    return f"{_names(r)[1]} {'better' if better else 'worse'}"
+    return f"{_names(r)[1]} {'better' if better else 'worse'}{tag}"
 
 
 def _names(r) -> tuple[str, str, str]:
-    """(who, name of A, name of B): a framework comparison names the frameworks."""
+    """(who, name of A, name of B): a declared comparison goes by the names the sweep used, a
+    framework comparison names the frameworks."""
+    if getattr(r, "declared", ""):
+        a, _, b = r.declared.partition(" vs ")
+        return r.declared + (f" ({r.framework})" if r.framework != "?" else ""), a, b
     if getattr(r, "question", "") == "framework":
         fa, fb = r.framework.split(" vs ")
         return f"{r.a}, {fa} vs {fb}", fa, fb
@@ -187,23 +248,31 @@ def sentence(r) -> str:
     """One comparison in words, with the numbers that back it."""
     m = r.metric
     who, name_a, name_b = _names(r)
+    if getattr(r, "problem", ""):
+        return f"{who}: not testable ({r.problem})."
     values = (f"{fmt.metric_name(m)} {fmt.num(m, r.mean_a)} vs {fmt.num(m, r.mean_b)} "
               f"({r.mode}, test)")
-    if r.n < 2 or not fmt.finite(r.p_holm):
+    p = p_used(r)
+    if r.n < 2 or not fmt.finite(p):
         return f"{who}: {values}; not testable with {r.n} paired seed(s)."
     if _identical(r):
         return f"{who}: identical results in all {r.n} paired seeds ({values})."
+    adjusted = f"Holm p {fmt.pvalue(r.p_holm)}" if corrected(r) else "uncorrected"
     stats = (f"difference {fmt.with_unit(m, r.diff, True)}, 95% CI "
              f"{fmt.interval(m, r.low, r.high)}, d_z {fmt.effect(r.effect)}, "
-             f"p {fmt.pvalue(r.p)}, Holm p {fmt.pvalue(r.p_holm)}, n={r.n}")
-    if r.p_holm >= ALPHA:
+             f"p {fmt.pvalue(r.p)}, {adjusted}, n={r.n}")
+    mde = getattr(r, "mde", float("nan"))
+    power = (f"; with {r.n} seeds and this spread, a difference of {fmt.diff_size(m, mde)} "
+             "would be detected with 80% power" if fmt.finite(mde) else "")
+    if p >= ALPHA:
         bound = max(abs(r.low), abs(r.high)) if fmt.finite(r.low) else abs(r.diff)
         before = ""
-        if fmt.finite(r.low) and (r.low > 0 or r.high < 0):
+        if fmt.finite(r.low) and (r.low > 0 or r.high < 0) and corrected(r):
             before = " (the unadjusted interval excludes zero: suggestive, not established)"
-        return (f"{who}: no detectable difference after correction{before} ({values}; "
-                f"{stats}); differences up to {fmt.num(m, bound)}{fmt.unit(m, diff=True)} are "
-                "not ruled out.")
+        after = " after correction" if corrected(r) else ""
+        return (f"{who}: no detectable difference{after}{before} ({values}; {stats}); "
+                f"differences up to {fmt.num(m, bound)}{fmt.unit(m, diff=True)} are not ruled "
+                f"out{power}.")
     word = "better" if (r.diff > 0) == HIGHER_IS_BETTER.get(m, True) else "worse"
     return f"{who}: {name_a} is {word} than {name_b} ({values}; {stats})."
 

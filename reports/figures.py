@@ -1,5 +1,6 @@
 """Matplotlib figures (Agg, no pyplot state): Part 3's learning curves and MC - standard
-histograms, with seed bands, plus the cost chart. Each is saved as PNG and SVG."""
+histograms, with seed bands, the cost chart and the forest plot (`reports.forest`). Each is
+saved as PNG and SVG; margins come from measured text (`reports.layout.fit`)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from reports import fmt  # noqa: E402
+from reports.forest import forest_plot  # noqa: E402
+from reports.layout import fit  # noqa: E402
 from reports.load import HIGHER_IS_BETTER  # noqa: E402
 
 FRAMEWORK_COLORS = {"torch": "#d62728", "keras": "#1f77b4"}
@@ -54,19 +57,22 @@ def colors(labels: list[str]) -> dict[str, tuple]:
 
 def learning_curves(wide: pd.DataFrame, runs: pd.DataFrame, labels: list[str], metric: str,
                     frameworks: list[str]) -> Figure:
-    """Rows: training loss and validation metric (MC) per epoch; one column per framework;
-    one line per arm (mean over seeds) with a band from the lowest to the highest seed."""
+    """Rows: training loss and validation metric per epoch; one column per framework; one line
+    per arm (mean over seeds) with a band from the lowest to the highest seed. The validation
+    row shows MC where every epoch has it; runs that MC-validated only some epochs
+    (`train.mc_every`) show the standard metric as lines and their MC values as dots."""
     palette = colors(labels)
-    keys = [("train_loss", "training loss"),
-            (f"valid_{metric}_mc", f"validation {fmt.metric_name(metric)}, MC")]
-    scale = fmt.SCALE.get(metric, 1.0)
-    width = 5.0 * len(frameworks) + 2.8
-    fig = Figure(figsize=(width, 7.4))
-    axes = fig.subplots(2, len(frameworks), squeeze=False, sharex=True)
-    # fixed margins, not tight_layout: layout passes cost as much as drawing (report budget)
-    fig.subplots_adjust(left=0.75 / width, right=1 - 2.7 / width, top=0.95, bottom=0.07,
-                        wspace=0.25, hspace=0.08)
+    std, mc = f"valid_{metric}_std", f"valid_{metric}_mc"
     merged = wide.merge(runs[["run_id", "label", "framework"]], on="run_id")
+    dense = mc in merged and (std not in merged or merged[mc].notna().sum()
+                              >= merged[std].notna().sum())
+    valid = mc if dense else std
+    keys = [("train_loss", "training loss"),
+            (valid, f"validation {fmt.metric_name(metric)}, {'MC' if dense else 'standard'}")]
+    scale = fmt.SCALE.get(metric, 1.0)
+    fig = Figure(figsize=(4.6 * len(frameworks), 6.4))
+    axes = fig.subplots(2, len(frameworks), squeeze=False, sharex=True)
+    fig.subplots_adjust(left=0, right=1, bottom=0, top=1, wspace=0, hspace=0)
     present = [k for k, _ in keys if k in merged]
     stats = merged.groupby(["framework", "label", "step"])[present].agg(["mean", "min", "max"])
     for col, framework in enumerate(frameworks):
@@ -82,7 +88,13 @@ def learning_curves(wide: pd.DataFrame, runs: pd.DataFrame, labels: list[str], m
                 ax.plot(s.index, s["mean"] * factor, color=palette[label], lw=1.5, label=label)
                 ax.fill_between(s.index, s["min"] * factor, s["max"] * factor,
                                 color=palette[label], alpha=0.15, lw=0)
-            ax.set_ylabel(ylabel)
+                if row == 1 and not dense and mc in merged:
+                    dots = merged[(merged["framework"] == framework)
+                                  & (merged["label"] == label)].dropna(subset=[mc])
+                    ax.plot(dots["step"], dots[mc] * factor, "o", ms=3.5, mfc="none",
+                            color=palette[label])
+            ax.set_ylabel(ylabel + ("\n(dots: MC at the evaluated epochs)"
+                                    if row == 1 and not dense else ""))
             ax.grid(alpha=0.3)
             low, high = ax.get_ylim()
             if metric == "perplexity" and row == 1 and low > 0 and high / low > 3:
@@ -98,24 +110,23 @@ def learning_curves(wide: pd.DataFrame, runs: pd.DataFrame, labels: list[str], m
             if n not in names:
                 handles.append(h)
                 names.append(n)
-    fig.legend(handles, names, loc="center left", bbox_to_anchor=(1 - 2.6 / width, 0.5),
-               fontsize=8, frameon=False)
+    legend = fig.legend(handles, names, loc="center left", fontsize=8, frameon=False)
+    fit(fig, axes, legend, "right")
     return fig
 
 
 def mc_histograms(wide: pd.DataFrame, runs: pd.DataFrame, labels: list[str], metric: str,
                   frameworks: list[str]) -> Figure:
     """Part 3's plot: per arm, the histogram of (MC - standard) validation metric over every
-    epoch of every seed, one colour per framework."""
+    epoch with an MC evaluation, of every seed, one colour per framework."""
     std, mc = f"valid_{metric}_std", f"valid_{metric}_mc"
     merged = wide.merge(runs[["run_id", "label", "framework"]], on="run_id")
     ncols = min(4, max(1, len(labels)))
     nrows = -(-len(labels) // ncols)
-    height = 2.5 * nrows + 0.6
-    fig = Figure(figsize=(3.4 * ncols, height))
-    axes = np.ravel(fig.subplots(nrows, ncols, squeeze=False))
-    fig.subplots_adjust(left=0.05, right=0.98, top=1 - 0.55 / height, bottom=0.35 / height,
-                        wspace=0.25, hspace=0.45)
+    fig = Figure(figsize=(3.0 * ncols, 1.9 * nrows))
+    grid = fig.subplots(nrows, ncols, squeeze=False)
+    fig.subplots_adjust(left=0, right=1, bottom=0, top=1, wspace=0, hspace=0)
+    axes = np.ravel(grid)
     scale = fmt.SCALE.get(metric, 1.0)
     for ax, label in zip(axes, labels, strict=False):
         g = merged[merged["label"] == label]
@@ -135,11 +146,13 @@ def mc_histograms(wide: pd.DataFrame, runs: pd.DataFrame, labels: list[str], met
     for ax in axes[len(labels):]:
         ax.set_visible(False)
     better = "higher" if HIGHER_IS_BETTER.get(metric, True) else "lower"
-    fig.suptitle(f"MC minus standard, validation {fmt.metric_name(metric)} per epoch of every "
-                 f"seed ({better} = MC better)", fontsize=10)
+    title = fig.suptitle(f"MC minus standard, validation {fmt.metric_name(metric)} per "
+                         f"MC-evaluated epoch of every seed ({better} = MC better)", fontsize=10)
     handles = [matplotlib.patches.Patch(color=FRAMEWORK_COLORS.get(f), alpha=0.45, label=f)
                for f in frameworks]
-    fig.legend(handles=handles, loc="upper right", fontsize=8, frameon=False, ncols=2)
+    legend = fig.legend(handles=handles, loc="upper center", fontsize=8, frameon=False,
+                        ncols=max(1, len(frameworks)))
+    fit(fig, grid, legend, "top", title)
     return fig
 
 
@@ -151,15 +164,13 @@ def _edges(values: np.ndarray) -> np.ndarray:
 
 
 def cost_chart(table: pd.DataFrame) -> Figure:
-    """Training throughput relative to `none` of the same framework, per arm."""
+    """Training throughput relative to `none` of the same framework, per arm; the legend sits
+    above the bars, never on them."""
     labels = list(dict.fromkeys(table["label"]))
     frameworks = list(dict.fromkeys(table["framework"]))
-    height = 0.32 * len(labels) * max(1, len(frameworks)) + 1.2
-    fig = Figure(figsize=(8.5, height))
+    fig = Figure(figsize=(6.0, 0.3 * len(labels) * max(1, len(frameworks)) + 0.2))
     ax = fig.subplots()
-    longest = max((len(lab) for lab in labels), default=10)
-    fig.subplots_adjust(left=min(0.6, 0.02 + 0.075 * longest * 0.85 / 8.5 * 1.6),
-                        right=0.97, top=1 - 0.2 / height, bottom=0.6 / height)
+    fig.subplots_adjust(left=0, right=1, bottom=0, top=1)
     height = 0.8 / max(1, len(frameworks))
     y = np.arange(len(labels))
     for i, f in enumerate(frameworks):
@@ -170,12 +181,15 @@ def cost_chart(table: pd.DataFrame) -> Figure:
     ax.set_yticks(y + height * (len(frameworks) - 1) / 2, labels, fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("training tokens/s relative to variant none of the same framework")
-    ax.legend(fontsize=8, frameon=False)
     ax.grid(axis="x", alpha=0.3)
+    legend = fig.legend(*ax.get_legend_handles_labels(), loc="upper center", fontsize=8,
+                        frameon=False, ncols=max(1, len(frameworks)))
+    fit(fig, np.array([[ax]]), legend, "top")
     return fig
 
 
-MAKERS = {"curves": learning_curves, "mc": mc_histograms, "cost": cost_chart}
+MAKERS = {"curves": learning_curves, "mc": mc_histograms, "cost": cost_chart,
+          "forest": forest_plot}
 
 
 def render(kind: str, out: Path, name: str, title: str, *args) -> Saved:

@@ -40,6 +40,11 @@ def with_unit(metric: str, x: float, signed: bool = False) -> str:
     return text if text == DASH else text + unit(metric, diff=signed)
 
 
+def diff_size(metric: str, x: float) -> str:
+    """The size of a difference (unsigned, in the unit of differences: pp for accuracy)."""
+    return DASH if not finite(x) else num(metric, x) + unit(metric, diff=True)
+
+
 def pm(metric: str, mean: float, half: float, signed: bool = False) -> str:
     """`mean ± half-width of the 95% CI`; a single seed shows the value alone."""
     if not finite(mean):

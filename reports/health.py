@@ -1,9 +1,11 @@
 """Which runs are results, and what is wrong with the others.
 
 A run enters the tables only if it finished, carries `completed=true`, and has every final metric
-and every epoch of its history. Everything else is listed in the report's "Run health" section
-with the reason, never silently dropped or averaged: failed, killed, unfinished, superseded,
-incomplete, and older duplicates of a configuration that was rerun with `tracking.force`.
+and every epoch of its history (up to `epochs_run` after an early stop; MC validation only where
+`train.mc_every` asked for it, and always at the selected epoch). Everything else is listed in
+the report's "Run health" section with the reason, never silently dropped or averaged: failed,
+killed, unfinished, superseded, incomplete, and older duplicates of a configuration that was
+rerun with `tracking.force`.
 """
 
 from __future__ import annotations
@@ -81,25 +83,50 @@ def _problem(row, steps: dict[str, set[int]]) -> tuple[str, str] | None:
 
 
 def missing_metrics(row, steps: dict[str, set[int]]) -> str:
-    """Describe what a completed run lacks ('' when nothing): final metrics, and history epochs
-    1..train.epochs of every per-epoch key the report uses."""
+    """Describe what a completed run lacks ('' when nothing): final metrics, and the history
+    epochs the run should have logged (`expected_steps`) of every per-epoch key."""
     metrics = task_metrics(row.task, row.metrics)
     if not metrics:
         return "no test_<metric>_std|mc metric logged"
     lacks = [k for k in ("best_epoch", *(f"test_{m}_{s}" for m in metrics for s in ("std", "mc")))
              if not _finite(row.metrics.get(k))]
+    epochs = _epochs_run(row, steps)
+    every = set(range(1, epochs + 1))
+    mc = _mc_steps(row, epochs)
+    for key in (*REQUIRED_HISTORY, *(f"valid_{m}_{s}" for m in metrics for s in ("std", "mc"))):
+        gap = sorted((mc if key.endswith("_mc") else every) - steps.get(key, set()))
+        if gap:
+            lacks.append(f"{key} epochs {_ranges(gap)}")
+    return ("missing " + ", ".join(lacks)) if lacks else ""
+
+
+def _epochs_run(row, steps: dict[str, set[int]]) -> int:
+    """Epochs the run trained: metric `epochs_run` (fewer than train.epochs after an early
+    stop), else param train.epochs (runs logged before early stopping existed), else the
+    history's last step."""
+    logged = row.metrics.get("epochs_run")
+    if _finite(logged):
+        return int(logged)
     try:
         epochs = int(row.params.get("train.epochs", "0"))
     except ValueError:
         epochs = 0
-    if epochs < 1:
-        epochs = max((max(s) for s in steps.values() if s), default=0)
-    want = set(range(1, epochs + 1))
-    for key in (*REQUIRED_HISTORY, *(f"valid_{m}_{s}" for m in metrics for s in ("std", "mc"))):
-        gap = sorted(want - steps.get(key, set()))
-        if gap:
-            lacks.append(f"{key} epochs {_ranges(gap)}")
-    return ("missing " + ", ".join(lacks)) if lacks else ""
+    return epochs if epochs >= 1 else max((max(s) for s in steps.values() if s), default=0)
+
+
+def _mc_steps(row, epochs: int) -> set[int]:
+    """Epochs with an MC validation: every `train.mc_every`-th epoch (param absent: every epoch,
+    as before the setting existed) and always the selected one; with mc_every = 0 only the
+    selected epoch (`best_epoch`), which the run logs after training."""
+    try:
+        every = int(row.params.get("train.mc_every", "1"))
+    except ValueError:
+        every = 1
+    steps = set(range(every, epochs + 1, every)) if every > 0 else set()
+    best = row.metrics.get("best_epoch")
+    if _finite(best) and 1 <= int(best) <= epochs:
+        steps.add(int(best))
+    return steps
 
 
 def _finite(value) -> bool:
@@ -160,7 +187,11 @@ def sweep_health(data: StoreData) -> pd.DataFrame:
         })
     cols = ["sweep_id", "parent_run", "experiment", "preset", "status", "jobs", "finished",
             "skipped", "failed", "runs_here", "runs_completed", "verdict"]
-    return pd.DataFrame(rows, columns=cols)
+    frame = pd.DataFrame(rows, columns=cols)
+    # counts stay integers where one is missing (a column with None would turn 4 into 4.0)
+    counted = ["jobs", "finished", "skipped", "failed", "runs_here", "runs_completed"]
+    frame[counted] = frame[counted].astype("Int64")
+    return frame
 
 
 def _int(value) -> int | None:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+import experiments.offline  # noqa: F401  (MLflow telemetry off before mlflow is imported)
 from experiments import config as C
 
 VARIANTS = ["none", "naive", "locked", "keras_impl0", "keras_impl1", "keras_impl2",

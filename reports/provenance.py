@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
 import urllib.parse
 from collections import Counter
+from pathlib import Path
 
 import pandas as pd
 
+REPO = Path(__file__).resolve().parent.parent
 # Tags a future tracking layer may log to describe the machine; shown when present.
 MACHINE_TAGS = ("host", "hostname", "machine", "cpu", "cpu_model", "gpu", "gpu_name",
                 "accelerator", "platform")
@@ -23,6 +26,29 @@ def redact(uri: str) -> str:
             netloc += f":{parts.port}"
         return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
     return uri
+
+
+def store_name(uri: str, repo: Path = REPO) -> str:
+    """The store as a reader of the report should see it: never an absolute path of the machine
+    that built it (the report is shared). A file store inside the repository is named relative
+    to it (`sqlite:///results/mlflow.db`), one elsewhere by its file name only; a server by its
+    URL without credentials."""
+    uri = redact(uri)
+    scheme = urllib.parse.urlsplit(uri).scheme
+    if scheme in ("http", "https"):
+        return uri
+    if scheme == "sqlite" and uri.startswith("sqlite:///"):
+        prefix, path = "sqlite:///", uri.removeprefix("sqlite:///")
+    elif scheme in ("file", ""):  # a file store: shown as a plain path
+        prefix, path = "", urllib.parse.urlsplit(uri).path if scheme else uri
+    else:
+        return uri
+    if not os.path.isabs(path):
+        return uri
+    real, root = os.path.realpath(path), os.path.realpath(repo)
+    if os.path.commonpath([real, root]) == root:
+        return prefix + Path(os.path.relpath(real, root)).as_posix()
+    return f"{prefix}<outside the repository>/{Path(path).name}"
 
 
 def _counts(values) -> str:
@@ -43,8 +69,8 @@ def rows(runs: pd.DataFrame, usable: pd.DataFrame, flagged: pd.DataFrame, parent
     """(item, value) pairs for the provenance table."""
     import mlflow
 
-    out = [("store", redact(uri)), ("experiments", ", ".join(sorted(runs["experiment"].unique()))
-                                     or "none"),
+    experiments = ", ".join(sorted(runs["experiment"].unique())) or "none"
+    out = [("store", store_name(uri)), ("experiments", experiments),
            ("filters", filters or "none")]
     out.append(("runs", f"{len(runs)} training runs read: {len(usable)} used, {len(flagged)} "
                         f"flagged (see Run health); {len(parents)} sweep parent run(s)"))

@@ -14,8 +14,6 @@ import pandas as pd
 
 from reports.figures import Saved
 
-SUMMARY_HEADER_RGB = (31, 78, 121)  # the summary tables' header colour (tests look for it)
-
 
 @dataclass
 class Heading:
@@ -37,7 +35,7 @@ class Bullets:
 class Table:
     frame: pd.DataFrame  # cells already formatted as text
     caption: str = ""
-    kind: str = "plain"  # css class; "summary" gets the distinctive header colour
+    kind: str = "plain"  # css class ("wide": left-aligned text columns)
 
 
 @dataclass
@@ -101,12 +99,11 @@ table{border-collapse:collapse;margin:8px 0 18px;font-size:13px}
 th,td{border:1px solid #c8ccd4;padding:3px 8px;text-align:right;vertical-align:top}
 th{background:#e8ebf0}td:first-child,th:first-child{text-align:left}
 tr:nth-child(even) td{background:#f6f7f9}
-table.summary th{background:rgb(RGB);color:#fff}
 table.wide td,table.wide th{text-align:left}
 caption{caption-side:top;text-align:left;font-style:italic;padding-bottom:4px}
 img{max-width:100%;border:1px solid #eee}code{background:#f1f2f4;padding:0 3px}
 .toc{font-size:14px}.figcap{font-style:italic;font-size:13px;margin-top:-4px}
-""".replace("RGB", ",".join(map(str, SUMMARY_HEADER_RGB)))
+"""
 
 
 def _inline(text: str) -> str:

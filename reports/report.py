@@ -1,22 +1,28 @@
-"""Assemble the report's sections from the loaded store: tables, figures and sentences."""
+"""Assemble the report's sections from the loaded store: tables, figures and sentences.
+
+Order: the answer first (per task a forest plot, then the summary table), the primary questions
+in words, the published numbers the runs carry beside ours with the verdict on them, then the
+supporting sections (curves, MC minus standard, cost, other published numbers, run health,
+provenance) and, last, the appendix table of every pairwise comparison."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from reports import arms as A
-from reports import compare, figures, fmt, provenance, published, tables, text
+from reports import figures, fmt, part3, provenance, published, sections, tables, text
 from reports.health import Health
 from reports.load import StoreData, task_metrics
-from reports.render import Bullets, Document, Heading, Image, Para, Table
+from reports.render import Bullets, Document, Heading, Image, Para, Table, slug
 
 TASK_ORDER = ["ptb", "imdb", "rt"]
 TASK_NAMES = {"ptb": "Penn Treebank (word-level language model)",
               "imdb": "IMDB (sentiment classification)",
               "rt": "Rotten Tomatoes (sentence polarity)"}
+HEALTH = "8. Run health"
 
 
 @dataclass
@@ -29,6 +35,9 @@ class Built:
     comparisons: dict[str, pd.DataFrame]
     mc: dict[str, pd.DataFrame]
     cost: dict[str, pd.DataFrame]
+    part3: dict[str, pd.DataFrame] = field(default_factory=dict)
+    forest: dict[str, tuple[pd.DataFrame, pd.DataFrame]] = field(default_factory=dict)
+    figures: list = field(default_factory=list)  # every figures.Saved of the report
 
 
 @dataclass
@@ -63,7 +72,7 @@ def build(data: StoreData, health: Health, out: Path, filters: str = "",
           family: str = "task") -> Built:
     """The whole report as a Document, plus the numeric tables behind it (for tests)."""
     runs = A.assign(health.usable) if len(health.usable) else health.usable.assign(
-        arm=[], label=[], qualifier=[], setting=[])
+        arm=[], label=[], qualifier=[], setting=[], preset=[])
     per = tables.per_run(runs, data.history) if len(runs) else pd.DataFrame(
         columns=["task", "arm", "label", "framework", "seed"])
     tasks = sorted(runs["task"].unique(), key=lambda t: (
@@ -75,36 +84,80 @@ def build(data: StoreData, health: Health, out: Path, filters: str = "",
                       out / "figures", pool)
         # figures first: workers draw them while this process computes the tables
         curves, mc_figs = _curves_section(ctx), _mc_figures(ctx)
-        doc.add(*_intro(data, health, runs, filters, compare_mode))
-        doc.add(Heading("1. Summary"), *_summary_section(ctx, health, built))
-        doc.add(Heading("2. Learning curves"), *curves)
-        doc.add(Heading("3. MC dropout minus standard evaluation"),
+        forests = _numbers(ctx, data, built, compare_mode, family)
+        doc.add(*_intro(data, health, filters))
+        doc.add(Heading("1. Summary"), *_summary_section(ctx, health, built, forests),
+                *_notes(runs, tasks, compare_mode))
+        doc.add(Heading("2. Primary questions"), *_primary_section(ctx, built))
+        doc.add(Heading("3. Part 3 beside us"), *_part3_section(ctx, built))
+        doc.add(Heading("4. Learning curves"), *curves)
+        doc.add(Heading("5. MC dropout minus standard evaluation"),
                 *_mc_section(ctx, built, mc_figs))
-        doc.add(Heading("4. Paired comparisons"),
-                *_comparison_section(ctx, built, compare_mode, family))
-        doc.add(Heading("5. Cost"), *_cost_section(ctx, built))
-        doc.add(Heading("6. Published numbers"), *_published_section(ctx, built))
-        doc.add(Heading("7. Run health"), *text.health_blocks(data, health))
+        doc.add(Heading("6. Cost"), *_cost_section(ctx, built))
+        doc.add(Heading("7. Other published numbers"), *_published_section(ctx, built))
+        doc.add(Heading(HEALTH), *text.health_blocks(data, health))
         items = provenance.rows(data.runs, health.usable, health.flagged, data.parents,
                                 data.uri, filters, provenance.git_commit_or_unknown())
-        doc.add(Heading("8. Provenance"),
+        doc.add(Heading("9. Provenance"),
                 Table(pd.DataFrame(items, columns=["item", "value"]), kind="wide"))
+        doc.add(Heading(text.APPENDIX), *sections.appendix(tasks, built.comparisons))
         doc.blocks = [Image(b.figure.result()) if isinstance(b, Image) and
                       hasattr(b.figure, "result") else b for b in doc.blocks]
+    built.figures = [b.figure for b in doc.blocks if isinstance(b, Image)]
     return built
 
 
-def _summary_section(ctx: Context, health: Health, built: Built) -> list:
+def _numbers(ctx: Context, data: StoreData, built: Built, mode: str, family: str) -> dict:
+    """Summaries and comparisons of every task, and their forest plots (submitted at once: the
+    first figure of the report)."""
+    out = {}
+    for task in ctx.tasks:
+        metric = ctx.metric(task)
+        built.summaries[task] = s = tables.summary(ctx.per, task, ctx.order)
+        built.comparisons[task] = c = sections.comparisons(
+            data, ctx.runs, ctx.per, task, metric, ctx.order, mode, family)
+        claims = part3.claims(ctx.task_runs(task))
+        built.forest[task] = arms, diffs = sections.forest_data(s, claims, c, metric, mode)
+        marks = "; × = published single run" if arms["published"].notna().any() else ""
+        below = (f" and, below, the paired difference A − B of each primary comparison "
+                 f"({mode}; filled = survives Holm)" if len(diffs) else
+                 " (no testable primary comparison)")
+        out[task] = ctx.figure(
+            "forest", f"forest_{task}", f"{task}: test {fmt.metric_name(metric)} per arm "
+            f"(mean, 95% CI over seeds, standard and MC{marks}){below}", arms, diffs, metric,
+            mode)
+    return out
+
+
+def _summary_section(ctx: Context, health: Health, built: Built, forests: dict) -> list:
     if not ctx.tasks:
-        return [Para("**No usable runs**: every selected run is listed under "
-                     "[Run health](#7-run-health) with the reason.")]
+        return [Para(f"**No usable runs**: every selected run is listed under "
+                     f"[Run health](#{slug(HEALTH)}) with the reason.")]
     blocks = []
     for task in ctx.tasks:
-        built.summaries[task] = s = tables.summary(ctx.per, task, ctx.order)
-        blocks += [Heading(f"{task}: {TASK_NAMES.get(task, task)}", 3),
+        s = built.summaries[task]
+        blocks += [Heading(f"{task}: {TASK_NAMES.get(task, task)}", 3), Image(forests[task]),
                    Table(text.summary_text(s, task, health.flagged),
                          text.summary_caption(task, ctx.runs), "summary")]
     return blocks
+
+
+def _primary_section(ctx: Context, built: Built) -> list:
+    blocks: list = []
+    for task in ctx.tasks:
+        blocks += [Heading(task, 3), *text.primary_blocks(built.comparisons[task])]
+    return blocks or [Para("No usable runs.")]
+
+
+def _part3_section(ctx: Context, built: Built) -> list:
+    blocks: list = []
+    for task in ctx.tasks:
+        found, frame = sections.part3_blocks(task, ctx.runs, built.summaries[task],
+                                             built.comparisons[task], ctx.metric(task))
+        if len(frame):
+            built.part3[task] = frame
+        blocks += found
+    return blocks or sections.no_part3(list(built.part3))
 
 
 def _curves_section(ctx: Context) -> list:
@@ -113,8 +166,9 @@ def _curves_section(ctx: Context) -> list:
         mine, metric = ctx.task_runs(task), ctx.metric(task)
         blocks += [Heading(task, 3), Image(ctx.figure(
             "curves", f"curves_{task}", f"{task}: training loss and validation "
-            f"{fmt.metric_name(metric)} (MC) per epoch; line = mean over seeds, band = lowest "
-            "to highest seed", ctx.task_wide(task), _plot_runs(mine), _labels(mine, ctx.order),
+            f"{fmt.metric_name(metric)} per epoch (MC where every epoch has it, else standard "
+            "with the MC evaluations as dots); line = mean over seeds, band = lowest to highest "
+            "seed", ctx.task_wide(task), _plot_runs(mine), _labels(mine, ctx.order),
             metric, sorted(mine["framework"].unique())))]
     return blocks
 
@@ -125,7 +179,8 @@ def _mc_figures(ctx: Context) -> dict:
         mine, metric = ctx.task_runs(task), ctx.metric(task)
         out[task] = ctx.figure(
             "mc", f"mc_minus_std_{task}", f"{task}: MC minus standard validation "
-            f"{fmt.metric_name(metric)}, every epoch of every seed", ctx.task_wide(task),
+            f"{fmt.metric_name(metric)}, every MC-evaluated epoch of every seed",
+            ctx.task_wide(task),
             _plot_runs(mine),
             _labels(mine, ctx.order), metric, sorted(mine["framework"].unique()))
     return out
@@ -135,7 +190,8 @@ def _mc_section(ctx: Context, built: Built, figs: dict) -> list:
     blocks: list = [Para(
         "Per-epoch validation differences (Part 3's histogram) and, per arm, the mean "
         "difference with a 95% t interval over seeds: on the test set at the best epoch, and "
-        "averaged over all validation epochs of a run.")]
+        "averaged over the validation epochs of a run that have an MC evaluation (every epoch, "
+        "or with `train.mc_every` = 0 only the selected one).")]
     for task in ctx.tasks:
         built.mc[task] = m = tables.mc_minus_std(ctx.per, task, ctx.order)
         blocks += [Heading(task, 3), Image(figs[task]),
@@ -146,27 +202,6 @@ def _mc_section(ctx: Context, built: Built, figs: dict) -> list:
 def _plot_runs(runs: pd.DataFrame) -> pd.DataFrame:
     """Only the columns a figure needs: less to send to a worker process."""
     return runs[["run_id", "label", "framework"]]
-
-
-def _comparison_section(ctx: Context, built: Built, mode: str, family: str) -> list:
-    blocks: list = [Para(
-        f"Test {('MC' if mode == 'mc' else 'standard-evaluation')} metric at the "
-        "best-validation epoch; runs paired by seed; difference = A − B with a 95% t interval; "
-        "d_z = mean difference / SD of the differences; paired t-test, Holm-corrected over all "
-        f"comparisons of the {family} (α = 0.05; the intervals are not adjusted). \"No "
-        "detectable difference\" means the corrected test does not reject at this number of "
-        "seeds, not that the variants are equal: the interval shows which differences remain "
-        "plausible.")]
-    for task in ctx.tasks:
-        mine = ctx.task_runs(task)
-        arm_list = sorted(
-            (compare.Arm(r.arm, r.label, r.task, r.framework, r.variant, r.setting)
-             for r in mine.drop_duplicates("arm").itertuples()),
-            key=lambda a: (*A.order_key(a.label, ctx.order), a.framework))
-        built.comparisons[task] = c = compare.compare(
-            ctx.per[ctx.per["task"] == task], arm_list, ctx.metric(task), mode, family)
-        blocks += [Heading(task, 3), *text.comparison_blocks(c)]
-    return blocks
 
 
 def _cost_section(ctx: Context, built: Built) -> list:
@@ -207,34 +242,43 @@ def _labels(runs: pd.DataFrame, order: list[str]) -> list[str]:
     return sorted(runs["label"].unique(), key=lambda lab: A.order_key(lab, order))
 
 
-def _intro(data: StoreData, health: Health, runs: pd.DataFrame, filters: str, mode: str) -> list:
-    blocks = [Para(f"Generated from the MLflow store `{provenance.redact(data.uri)}` alone "
+def _intro(data: StoreData, health: Health, filters: str) -> list:
+    blocks = [Para(f"Generated from the MLflow store `{provenance.store_name(data.uri)}` alone "
                    f"({len(data.runs)} training runs{'; filters: ' + filters if filters else ''}"
                    "). Regenerate with `make report` (options: `python -m reports.build "
                    "--help`).")]
     if len(health.flagged):
         counts = health.flagged["category"].value_counts()
-        text = ", ".join(f"{n} {c}" for c, n in counts.items())
+        text_ = ", ".join(f"{n} {c}" for c, n in counts.items())
         blocks.append(Para(f"**Run health: {len(health.flagged)} run(s) are not in the tables "
-                           f"({text})** — see [Run health](#7-run-health)."))
+                           f"({text_})** — see [Run health](#{slug(HEALTH)})."))
     bad = health.sweeps[health.sweeps["verdict"] != "complete"]
     if len(bad):
         blocks.append(Para(f"**{len(bad)} sweep(s) incomplete** — see "
-                           "[Run health](#7-run-health)."))
+                           f"[Run health](#{slug(HEALTH)})."))
+    return blocks
+
+
+def _notes(runs: pd.DataFrame, tasks: list[str], mode: str) -> list:
+    """How to read the numbers: after the answer, before the details."""
     mc = sorted({p.get("train.mc_samples") for p in runs["params"]} - {None}, key=str)
     active = sorted(set(runs.loc[[p.get("dropout.eval_active") == "True"
                                   for p in runs["params"]], "label"]))
-    blocks.append(Bullets([
+    selected = "; ".join(
+        f"{t}: validation {', '.join(text.selection_metrics(runs[runs['task'] == t]))}"
+        for t in tasks)
+    return [Bullets([
         "Numbers are means over seeds ± the half-width of the 95% Student-t interval "
         "(no interval with one seed).",
-        "Test metrics are measured once, at the epoch with the best standard validation "
-        "selection metric (perplexity for ptb, accuracy for imdb/rt).",
+        "Test metrics are measured once, at the epoch with the best standard-evaluation "
+        f"validation metric named by each run's tag `select_on` ({selected or 'none'}); the "
+        "test set never picks an epoch.",
         f"std = deterministic evaluation; MC = average of {', '.join(mc) or '?'} stochastic "
         f"passes (train.mc_samples). Paired comparisons use the {mode} metric.",
-        "A variant label carries in brackets the settings that distinguish it from other runs "
-        "of the same task (e.g. mask granularity); runs are averaged only within one label.",
+        "A variant label carries in brackets the preset it was run from and the settings that "
+        "distinguish it from other runs of the same task (e.g. mask granularity); runs are "
+        "averaged only within one label.",
         *([f"Standard evaluation is stochastic for {', '.join(active)}: dropout.eval_active="
            "true keeps awd-lstm's row mask on at evaluation, as Part 3's runs did."]
           if active else []),
-    ]))
-    return blocks
+    ])]

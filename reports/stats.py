@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from scipy import special
@@ -110,3 +111,48 @@ def holm(pvalues: Sequence[float]) -> list[float]:
 
 def _mean(x: np.ndarray) -> float:
     return float(x.mean()) if len(x) else math.nan
+
+
+POWER = 0.80
+
+
+def paired_power(effect: float, n: int, alpha: float = ALPHA) -> float:
+    """Power of the two-sided paired t-test (df = n - 1) to reject when the true mean difference
+    is `effect` standard deviations of the differences: P(|T| > t_crit) with T noncentral t,
+    noncentrality effect * sqrt(n). The far tail underflows to NaN for huge effects: it is 0."""
+    if n < 2:
+        return math.nan
+    df, nc = n - 1, effect * math.sqrt(n)
+    crit = float(special.stdtrit(df, 1 - alpha / 2))
+    upper = 1.0 - float(special.nctdtr(df, nc, crit))
+    lower = float(special.nctdtr(df, nc, -crit))
+    return upper + (lower if math.isfinite(lower) else 0.0)
+
+
+@lru_cache(maxsize=64)
+def detectable_effect(n: int, power: float = POWER, alpha: float = ALPHA) -> float:
+    """The smallest standardised difference (d_z = mean / SD of the paired differences) that a
+    two-sided paired t-test on `n` pairs rejects with probability `power`: the effect size a
+    design of n seeds can see at all. Bisection on the exact noncentral-t power (monotone in the
+    effect); NaN below two pairs."""
+    if n < 2:
+        return math.nan
+    low, high = 0.0, 1.0
+    while paired_power(high, n, alpha) < power:
+        low, high = high, high * 2
+    for _ in range(80):  # 2^-80 of the bracket: far below any displayed digit
+        mid = (low + high) / 2
+        if paired_power(mid, n, alpha) < power:
+            low = mid
+        else:
+            high = mid
+    return high
+
+
+def minimum_detectable(sd: float, n: int, power: float = POWER, alpha: float = ALPHA) -> float:
+    """Minimum detectable difference in the metric's own units: detectable_effect x the observed
+    SD of the paired differences. A comparison that finds nothing is only informative about
+    differences larger than this; NaN when untestable."""
+    if n < 2 or not math.isfinite(sd):
+        return math.nan
+    return detectable_effect(n, power, alpha) * sd

@@ -37,7 +37,9 @@ def per_run(runs: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
         steady = h[h["step"] > 1] if (h["step"] > 1).any() else h
         row = {"run_id": r.run_id, "arm": r.arm, "label": r.label, "task": r.task,
                "framework": r.framework, "variant": r.variant, "seed": int(r.seed),
-               "best_epoch": r.metrics.get("best_epoch", np.nan)}
+               "preset": getattr(r, "preset", ""),
+               "best_epoch": r.metrics.get("best_epoch", np.nan),
+               "epochs_run": r.metrics.get("epochs_run", np.nan)}
         for key in COST:
             row[key] = float(steady[key].median()) if key in steady else np.nan
         for m in task_metrics(r.task, r.metrics):
@@ -82,20 +84,21 @@ def arms_of(runs: pd.DataFrame, variant_order: list[str]) -> list[tuple[str, str
 
 def summary(per: pd.DataFrame, task: str, variant_order: list[str]) -> pd.DataFrame:
     """Per arm of `task`: seeds, mean and CI of every test metric (standard and MC), best
-    epoch, tokens/s and epoch time."""
+    epoch, epochs run (early stopping), tokens/s and epoch time."""
     rows = []
     mine = per[per["task"] == task]
     metrics = task_metrics(task, [c for c in mine.columns if c.startswith("test_")])
     for arm, label, framework in arms_of(mine, variant_order):
         g = mine[mine["arm"] == arm]
         row = {"arm": arm, "label": label, "framework": framework, "n": len(g),
+               "variant": g["variant"].iloc[0], "preset": g["preset"].iloc[0],
                "seeds": ",".join(str(s) for s in sorted(g["seed"]))}
         for m in metrics:
             for mode in MODES:
                 row.update(_ci_columns(f"{m}_{mode}", mean_ci(g[f"test_{m}_{mode}"])))
-        row.update({"best_epoch_mean": g["best_epoch"].mean(),
-                    "best_epoch_min": g["best_epoch"].min(),
-                    "best_epoch_max": g["best_epoch"].max()})
+        for key in ("best_epoch", "epochs_run"):
+            row.update({f"{key}_mean": g[key].mean(), f"{key}_min": g[key].min(),
+                        f"{key}_max": g[key].max()})
         row.update(_ci_columns("tokens_per_s", mean_ci(g["train_tokens_per_s"])))
         row.update(_ci_columns("epoch_seconds", mean_ci(g["epoch_seconds"])))
         rows.append(row)

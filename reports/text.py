@@ -5,17 +5,32 @@ from __future__ import annotations
 
 import pandas as pd
 
-from reports import compare, fmt, provenance
+from reports import fmt, provenance
 from reports.health import Health
 from reports.load import HIGHER_IS_BETTER, MODES, StoreData, task_metrics
-from reports.render import Bullets, Para, Table
+from reports.render import Bullets, Para, Table, slug
+from reports.stats import ALPHA
+
+APPENDIX = "Appendix A. All pairwise comparisons"
 
 
 def summary_caption(task: str, runs: pd.DataFrame) -> str:
     mine = runs[runs["task"] == task]
     epochs = sorted({p.get("train.epochs") for p in mine["params"]} - {None}, key=str)
-    return (f"Test metrics at the best-validation epoch, mean ± 95% CI over seeds; epochs per "
-            f"run: {', '.join(epochs)}; best value of each column in bold.")
+    return (f"Test metrics at the epoch with the best validation "
+            f"{' or '.join(selection_metrics(mine))} (standard evaluation), mean ± 95% CI over "
+            f"seeds; at most {', '.join(epochs)} epochs per run; best value of each column in "
+            "bold.")
+
+
+def selection_metrics(runs: pd.DataFrame) -> list[str]:
+    """The validation metrics that picked the runs' best epochs: tag `select_on`, or, for runs
+    logged before it existed, the task's first metric."""
+    found = set()
+    for task, tags, metrics in zip(runs["task"], runs["tags"], runs["metrics"], strict=True):
+        default = task_metrics(task, metrics)
+        found.add(tags.get("select_on") or (default[0] if default else "?"))
+    return sorted(fmt.metric_name(m) for m in found)
 
 
 def bold_best(frame: pd.DataFrame, col: str, metric: str) -> set[int]:
@@ -39,17 +54,28 @@ def summary_text(s: pd.DataFrame, task: str, flagged: pd.DataFrame) -> pd.DataFr
             out[f"{fmt.metric_name(m)} {mode}"] = [
                 (f"**{t}**" if i in best else t) for i, t in
                 ((i, fmt.pm(m, s.at[i, f"{col}_mean"], s.at[i, f"{col}_half"])) for i in s.index)]
-    out["best epoch"] = [f"{r.best_epoch_mean:.1f}" + (f" ({r.best_epoch_min:.0f}–"
-                                                       f"{r.best_epoch_max:.0f})"
-                                                       if r.best_epoch_min != r.best_epoch_max
-                                                       else "") for r in s.itertuples()]
+    out["best epoch"] = [_spread(r, "best_epoch") for r in s.itertuples()]
+    if s["epochs_run_mean"].notna().any():
+        out["epochs run"] = [_spread(r, "epochs_run") for r in s.itertuples()]
     out["tokens/s"] = [fmt.count(x) for x in s["tokens_per_s_mean"]]
     out["epoch s"] = [fmt.seconds(x) for x in s["epoch_seconds_mean"]]
     mine = flagged[flagged["task"] == task] if len(flagged) else flagged
+    presets = [(t or {}).get("preset", "") if isinstance(t, dict) else ""
+               for t in mine.get("tags", [])]
     out["flagged runs"] = [str(int(((mine["framework"] == r.framework)
-                                & (mine["variant"] == r.label.split(" [")[0])).sum()))
-                       if len(mine) else "0" for r in s.itertuples()]
+                                    & (mine["variant"] == r.variant)
+                                    & (pd.Series(presets, index=mine.index, dtype=object)
+                                       == r.preset)).sum()))
+                           if len(mine) else "0" for r in s.itertuples()]
     return out
+
+
+def _spread(r, key: str) -> str:
+    """Mean over seeds, with the range when the seeds differ: `4.2 (3–6)`."""
+    mean, low, high = (getattr(r, f"{key}_{x}") for x in ("mean", "min", "max"))
+    if not fmt.finite(mean):
+        return fmt.DASH
+    return f"{mean:.1f}" + (f" ({low:.0f}–{high:.0f})" if low != high else "")
 
 
 def mc_text(m: pd.DataFrame) -> pd.DataFrame:
@@ -66,31 +92,67 @@ def mc_text(m: pd.DataFrame) -> pd.DataFrame:
     })
 
 
-def comparison_blocks(c: pd.DataFrame) -> list:
-    if c.empty:
-        return [Para("No comparable pairs of arms (comparisons need two arms that differ in one "
-                     "factor only and share seeds).")]
-    blocks = [Para(f"Family: {len(c)} comparisons, {int(c['p'].notna().sum())} testable.")]
-    for key, text in compare.QUESTIONS.items():
-        g = c[c["question"] == key]
-        if len(g):
-            blocks += [Para(f"**{text}**"), Bullets(list(g["sentence"]))]
-    table = comparison_table(c)
-    return [*blocks, table]
+def primary_blocks(c: pd.DataFrame) -> list:
+    """The primary questions of one task in words, then their table; without declared primary
+    comparisons, one paragraph saying so and where the automatic ones are (no prose for them)."""
+    first = c[c["family"] == "primary"]
+    if first.empty:
+        every = c[c["family"] == "all"]
+        if every.empty:
+            return [Para("No primary comparisons declared and no comparable pairs of arms.")]
+        resolved = int((every["p_holm"] < ALPHA).sum())
+        return [Para(
+            f"**No primary comparisons declared** (the selected sweeps carry no "
+            f"`primary_comparisons` tag: run before sweeps declared their questions). As before, "
+            f"all {len(every)} automatic comparisons are Holm-corrected as one screening family; "
+            f"{resolved} survive the correction. They are listed in the appendix, "
+            f"[{APPENDIX}](#{slug(APPENDIX)}), not discussed here: without a question stated in "
+            "advance they are a screen, not an answer.")]
+    testable = int(first["p"].notna().sum())
+    return [
+        Para(f"Family: the {len(first)} comparisons the sweep declared ({testable} testable "
+             "here), Holm-corrected together (α = 0.05; an untestable one counts as not "
+             "rejected). Runs are paired by seed even where the two arms differ in other "
+             "settings, listed under *also differs in*. *MDE*: the smallest difference this "
+             "design (n seeds, the observed SD of the paired differences) detects with 80% "
+             "power in a two-sided paired t-test at α = 0.05 before correction."),
+        Bullets(list(first["sentence"])),
+        Table(comparison_table(first, primary=True), "Primary comparisons"),
+    ]
 
 
-def comparison_table(c: pd.DataFrame) -> Table:
+def comparison_table(c: pd.DataFrame, primary: bool = False) -> pd.DataFrame:
+    """Comparisons as text; the appendix's version also names each row's family."""
     m = c["metric"].iloc[0]
+    cols = {} if primary else {"family": [_FAMILY_WORDS[f] for f in c["family"]],
+                               "question": c["question"]}
     frame = pd.DataFrame({
-        "A": c["a"], "B": c["b"], "framework": c["framework"], "seeds": c["n"].astype(str),
+        **cols, "A": c["a"], "B": c["b"],
+        "also differs in": [d or fmt.DASH for d in c["differs"]], "seeds": c["n"].astype(str),
         f"mean A ({fmt.metric_name(m)})": [fmt.num(m, x) for x in c["mean_a"]],
         "mean B": [fmt.num(m, x) for x in c["mean_b"]],
         "A − B [95% CI]": [f"{fmt.num(m, r.diff, True)} {fmt.interval(m, r.low, r.high)}"
                            for r in c.itertuples()],
         "d_z": [fmt.effect(x) for x in c["effect"]], "p": [fmt.pvalue(x) for x in c["p"]],
-        "Holm p": [fmt.pvalue(x) for x in c["p_holm"]], "verdict": c["verdict"],
+        "Holm p": [fmt.pvalue(x) if f != "exploratory" else "uncorrected"
+                   for x, f in zip(c["p_holm"], c["family"], strict=True)],
+        "MDE (80% power)": [fmt.diff_size(m, x) for x in c["mde"]], "verdict": c["verdict"],
     })
-    return Table(frame, "All comparisons of the family")
+    return frame
+
+
+_FAMILY_WORDS = {"primary": "primary", "exploratory": "exploratory (uncorrected)",
+                 "all": "all (Holm, none declared)"}
+
+
+def appendix_blocks(c: pd.DataFrame) -> list:
+    if c.empty:
+        return [Para("No comparisons (comparisons need two arms that share seeds).")]
+    counts = c["family"].value_counts()
+    words = ", ".join(f"{n} {_FAMILY_WORDS[f]}" for f, n in counts.items())
+    return [Table(comparison_table(c), f"Every pairwise comparison: {words}. Exploratory rows "
+                  "are not corrected for multiplicity: read them as leads, not findings.",
+                  kind="wide")]
 
 
 def cost_text(c: pd.DataFrame) -> pd.DataFrame:
@@ -133,7 +195,8 @@ def health_blocks(data: StoreData, health: Health) -> list:
     s = health.sweeps
     if len(s):
         shown = s.assign(parent_run=[provenance.short_id(r) for r in s["parent_run"]])
-        shown = shown.fillna("–").astype(str).rename(columns={
+        shown = shown.astype(object).map(lambda v: fmt.DASH if pd.isna(v) else str(v))
+        shown = shown.rename(columns={
             "sweep_id": "sweep id", "parent_run": "parent run", "runs_here": "runs in store",
             "runs_completed": "runs completed", "finished": "jobs finished",
             "skipped": "jobs skipped", "failed": "jobs failed"})

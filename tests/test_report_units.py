@@ -9,8 +9,9 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats as sps
 
-from reports import arms, compare, fmt, health, published, render, tables
+from reports import arms, compare, fmt, health, render, tables
 from reports.load import Filters, StoreData, _filter_string
 
 
@@ -118,29 +119,6 @@ def test_verdicts_and_sentences_respect_the_metric_direction():
     assert compare.verdict(one).startswith("not testable")
     same = _row(diff=0.0, sd=0.0, p=1.0, p_holm=1.0, low=0.0, high=0.0)
     assert "identical" in compare.sentence(same)
-
-
-def test_published_matching():
-    assert published.same(None, "None") and published.same(0.8333333333, "0.8333")
-    assert published.same(True, "True") and not published.same(20, "35")
-    row = next(r for r in published.PUBLISHED if r.setting == "small, no dropout")
-    params = {k: str(v) for k, v in row.requires.items()}
-    assert published.mismatches(row, params) == []
-    params["model.num_layers"] = "None"  # resolved to 2 for the language model
-    assert published.mismatches(row, params) == []
-    params["task.bptt"] = "35"
-    assert published.mismatches(row, params) == ["bptt 35≠20"]
-    summary = pd.DataFrame([{"arm": "x", "label": "none", "framework": "torch", "n": 3,
-                             "perplexity_std_mean": 120.0, "perplexity_std_half": 2.0,
-                             "perplexity_mc_mean": 119.0, "perplexity_mc_half": 2.0}])
-    frame, notes = published.table("ptb", summary, {"x": params})
-    first = frame.iloc[0]
-    assert first["ours"].startswith("120.00 ± 2.00 [std]")
-    assert first["setting"] == "different setting: bptt 35≠20"
-    params["task.bptt"] = "20"
-    frame, _ = published.table("ptb", summary, {"x": params})
-    assert frame.iloc[0]["setting"] == "**same setting**"
-    assert all(r.caveat in notes for r in published.for_task("ptb") if r.caveat)
 
 
 class _Row:
@@ -257,3 +235,104 @@ def test_health_keeps_the_newest_duplicate_and_flags_missing_tags():
     assert sorted(checked.usable["run_id"]) == ["new", "other"]
     flagged = checked.flagged.set_index("run_id")["category"].to_dict()
     assert flagged == {"old": "duplicate", "noseed": "missing tags", "nodone": "unfinished"}
+
+
+def test_health_accepts_early_stops_and_mc_only_at_the_selected_epoch():
+    """train.mc_every = 0 logs MC validation once, at the best epoch; an early stop ends the
+    history at epochs_run (< train.epochs). Neither is a missing metric; a missing MC value
+    at the best epoch still is."""
+    final = {"best_epoch": 3.0, "epochs_run": 7.0, "test_accuracy_std": 0.8,
+             "test_accuracy_mc": 0.8, "test_log_loss_std": 0.4, "test_log_loss_mc": 0.4}
+    params = {"train.epochs": "20", "train.mc_every": "0"}
+    every = {k: set(range(1, 8)) for k in ("train_loss", "epoch_seconds", "train_tokens_per_s",
+                                             "valid_accuracy_std", "valid_log_loss_std")}
+    best_only = {**every, "valid_accuracy_mc": {3}, "valid_log_loss_mc": {3}}
+    assert health.missing_metrics(_Row(final, params), best_only) == ""
+    no_mc = {**every, "valid_accuracy_mc": {1}, "valid_log_loss_mc": {3}}
+    assert health.missing_metrics(_Row(final, params), no_mc) == \
+        "missing valid_accuracy_mc epochs 3"
+    every_second = {**params, "train.mc_every": "2"}
+    assert health.missing_metrics(_Row(final, every_second), best_only) == \
+        "missing valid_accuracy_mc epochs 2,4,6, valid_log_loss_mc epochs 2,4,6"
+    older = {k: v for k, v in final.items() if k != "epochs_run"}  # no early stopping then
+    out = health.missing_metrics(_Row(older, params), best_only)
+    assert out.startswith("missing train_loss epochs 8-20")
+
+
+def test_arms_copies_of_the_config_facts_agree_with_experiments_config():
+    """reports.arms keeps copies (importing Hydra would cost the report a second): the values
+    of keys added later, and the settings that never define an arm."""
+    from experiments import config as C
+
+    assert {k: str(v) for k, v in C.ADDED_LATER.items()} == arms.ADDED_LATER
+    for key in C.NON_SEMANTIC:
+        # a section (tracking, published) arrives as dotted leaves; a key as itself
+        params = {(key if "." in key else f"{key}.leaf"): "x", "model.size": "tiny"}
+        assert set(arms.semantic(params)) == {"model.size", *arms.ADDED_LATER}, key
+
+
+def test_preset_runs_are_labelled_by_their_preset_and_published_params_split_nothing():
+    base = _params(train__lr="0.001")
+    runs = _runs([
+        {"variant": "naive", "params": {**base, "published.setting": "a", "study.primary": "[]"},
+         "tags": {"preset": "part3_imdb_torch_naive"}},
+        {"variant": "naive", "params": {**base, "published.setting": "b", "seed": "1"},
+         "tags": {"preset": "part3_imdb_torch_naive"}},
+        {"variant": "naive", "params": _params(train__lr="0.01"), "tags": {}},
+        {"variant": "naive", "params": _params(train__lr="0.1"), "tags": {}},
+    ])
+    out = arms.assign(runs)
+    assert list(out["label"]) == ["naive [part3_imdb_torch_naive]",
+                                  "naive [part3_imdb_torch_naive]", "naive [lr=0.01]",
+                                  "naive [lr=0.1]"]
+    assert out["arm"].nunique() == 3
+    older = arms.semantic({"train.lr": "0.1"})  # logged before train.patience existed
+    newer = arms.semantic({"train.lr": "0.1", "train.patience": "0", "train.mc_every": "1",
+                           "train.select_on": "None"})
+    assert older == newer
+
+
+def test_primary_tag_parsing_and_one_family_per_restarted_sweep():
+    from reports import primary
+
+    assert primary.parse("a vs b\n\n  keras/none vs torch/none  # check\nbroken") == [
+        ("a", "b"), ("keras/none", "torch/none"), ("broken", "")]
+    parents = pd.DataFrame([
+        {"run_id": "p1", "sweep_id": "s1", "start_time": 1,
+         "tags": {"sweep_preset": "part3", "primary_comparisons": "a vs b\nc vs d"}},
+        {"run_id": "p2", "sweep_id": "s2", "start_time": 2,
+         "tags": {"sweep_preset": "part3", "primary_comparisons": "a vs b\nc vs d"}},
+        {"run_id": "p3", "sweep_id": "s3", "start_time": 3, "tags": {"sweep_preset": "cpu"}},
+    ])
+    assert [(d.text, d.sweep_preset) for d in primary.declared(parents)] == [
+        ("a vs b", "part3"), ("c vs d", "part3")]
+
+
+def test_holm_only_within_the_primary_family():
+    """Two declared comparisons (one untestable) and automatic ones: Holm adjusts the declared
+    family of 2 only (the untestable one counts as not rejected); the rest keep their raw p."""
+    from reports.primary import Resolved
+
+    rng = np.random.default_rng(1)
+    seeds = list(range(5))
+    values = {"a": 0.80, "b": 0.79, "c": 0.78}
+    per = pd.DataFrame([{"arm": k, "seed": s, "test_accuracy_std": v + rng.normal(0, 0.004)
+                         + 0.01 * s} for k, v in values.items() for s in seeds])
+    arms_ = {k: compare.Arm(k, k, "rt", "torch", v, {}) for k, v in
+             (("a", "naive"), ("b", "none"), ("c", "keras_impl2"))}
+    declared = [Resolved("A vs B", arms_["a"], arms_["b"]),
+                Resolved("A vs X", arms_["a"], None, "no usable run of X")]
+    c = compare.compare(per, list(arms_.values()), "accuracy", "std", primary=declared)
+    first = c[c["family"] == "primary"]
+    g = per.pivot(index="seed", columns="arm", values="test_accuracy_std")
+    p_ab = sps.ttest_rel(g["a"], g["b"]).pvalue
+    assert first["p"].iloc[0] == pytest.approx(p_ab)
+    assert first["p_holm"].iloc[0] == pytest.approx(min(1.0, 2 * p_ab))  # family of 2
+    assert math.isnan(first["p_holm"].iloc[1]) and "not testable" in first["verdict"].iloc[1]
+    rest = c[c["family"] == "exploratory"]
+    assert len(rest) == 2 and rest["p_holm"].isna().all()  # a-c, c-b: naive/none questions
+    for r in rest.itertuples():
+        assert r.p == pytest.approx(sps.ttest_rel(g[r.a], g[r.b]).pvalue)
+        assert "uncorrected" in r.verdict
+    without = compare.compare(per, list(arms_.values()), "accuracy", "std")
+    assert set(without["family"]) == {"all"} and without["p_holm"].notna().all()

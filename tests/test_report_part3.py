@@ -1,0 +1,333 @@
+"""The report on a store laid out like the part3 sweep (tests/part3_store.py): Part 3 beside us,
+the primary family and its Holm correction, the minimum detectable difference, the forest plot,
+the report logged on the sweeps' parent runs, and the store named without a machine path.
+
+Every expected value is computed from the store (MlflowClient), the preset and sweep files and
+scipy, independently of the report's code (tests/part3_expect.py).
+"""
+
+from __future__ import annotations
+
+import html.parser
+import math
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from reports import build as cli
+from reports.forest import forest_plot
+from reports.provenance import store_name
+from tests import part3_expect as E
+from tests import part3_store
+
+pytestmark = pytest.mark.e2e
+REPO = Path(__file__).resolve().parent.parent
+METRIC = E.METRIC
+
+
+@pytest.fixture(scope="module")
+def p3(tmp_path_factory):
+    root = tmp_path_factory.mktemp("part3")
+    store = part3_store.make(root)
+    out = root / "out"
+    rc, built = cli.run(cli.parser().parse_args(["--tracking-uri", store["uri"], "--out",
+                                                  str(out)]))
+    assert rc == 0
+    md = (out / "report.md").read_text()
+    return {**store, "root": root, "out": out, "built": built, "md": md,
+            "page": (out / "report.html").read_text()}
+
+
+def _section(md: str, start: str, end: str) -> str:
+    return md[md.index(start):md.index(end)]
+
+
+def test_early_stopped_runs_with_mc_only_at_the_best_epoch_are_all_used(p3):
+    runs = E.search(p3, "tags.preset = 'part3_imdb_torch_naive'")
+    for r in runs.values():  # the fixture is what the part3 sweep logs
+        assert r.data.metrics["epochs_run"] < int(r.data.params["train.epochs"])
+        mc = p3["client"].get_metric_history(r.info.run_id, "valid_accuracy_mc")
+        assert [m.step for m in mc] == [int(r.data.metrics["best_epoch"])]
+    md = p3["md"]
+    assert "All 55 runs finished, are tagged completed and have every metric." in md
+    row = next(x for x in md.splitlines()
+               if x.startswith("| naive [part3_imdb_torch_naive] | torch | 5 |"))
+    ran = [r.data.metrics["epochs_run"] for r in runs.values()]
+    assert f"| {np.mean(ran):.1f} ({min(ran):.0f}–{max(ran):.0f}) |" in row
+
+
+def test_arms_are_the_presets_with_all_five_seeds(p3):
+    """A restarted sweep spreads a preset's seeds over two parents, and published.*/study.*
+    params differ between presets: neither splits or merges arms."""
+    s = p3["built"].summaries["imdb"]
+    for preset in part3_store.TRUE:
+        runs = E.search(p3, f"tags.preset = '{preset}'")
+        variant = next(iter(runs.values())).data.tags["variant"]
+        row = s[s["label"] == f"{variant} [{preset}]"]
+        assert len(row) == 1 and row["n"].iloc[0] == 5, preset
+        assert row["accuracy_std_mean"].iloc[0] == pytest.approx(
+            np.mean([r.data.metrics[METRIC] for r in runs.values()]), abs=1e-12)
+    assert set(s.loc[s["preset"] == "", "label"]) == set(part3_store.GRID)
+
+
+def test_part3_table_equals_the_runs_params_and_scipy(p3):
+    frame = p3["built"].part3["imdb"]
+    ours_acc, theirs_acc = {}, {}
+    for preset in part3_store.TRUE:
+        runs = list(E.search(p3, f"tags.preset = '{preset}'").values())
+        params = runs[0].data.params
+        expected = {k.removeprefix("published.test."): float(v) for k, v in params.items()
+                    if k.startswith("published.test.")}
+        rows = frame[frame["label"].str.endswith(f"[{preset}]")]
+        shown = {r.metric + (f"_{r.mode}" if r.mode else ""): r.published
+                 for r in rows.itertuples()}
+        assert shown == expected, preset
+        for r in rows.itertuples():
+            mode = r.mode or "std"  # a number of unstated mode is set against our standard
+            values = [x.data.metrics[f"test_{r.metric}_{mode}"] for x in runs]
+            low, high = sps.t.interval(0.95, len(values) - 1, loc=np.mean(values),
+                                       scale=sps.sem(values))
+            assert (r.ours_mean, r.ours_low, r.ours_high) == (
+                pytest.approx(np.mean(values), abs=1e-12), pytest.approx(low, rel=1e-9),
+                pytest.approx(high, rel=1e-9))
+            assert r.inside == ("below" if r.published < low else
+                                "above" if r.published > high else "inside")
+            assert r.setting == params["published.setting"] and r.note == params[
+                "published.note"]
+            assert r.select_on == runs[0].data.tags["select_on"] == "log_loss"
+        ours_acc[preset] = np.mean([x.data.metrics[METRIC] for x in runs])
+        theirs_acc[preset] = E.published_accuracy(params)
+    names = list(part3_store.TRUE)
+    their_rank = dict(zip(names, sps.rankdata([-theirs_acc[n] for n in names], "min"),
+                          strict=True))
+    our_rank = dict(zip(names, sps.rankdata([-ours_acc[n] for n in names], "min"),
+                        strict=True))
+    for r in frame[frame["metric"] == "accuracy"].itertuples():
+        preset = r.label.split("[", 1)[1].rstrip("]")
+        assert (r.part3_rank, r.our_rank) == (their_rank[preset], our_rank[preset]), preset
+    section = _section(p3["md"], "## 3. Part 3 beside us", "## 4.")
+    for preset in part3_store.TRUE:
+        params = next(iter(E.search(p3, f"tags.preset = '{preset}'").values())).data.params
+        line = next(x for x in section.splitlines() if f"[{preset}] |" in x)
+        assert f"| {params['published.setting']} |" in line
+        assert "| validation log-loss |" in line and f"{their_rank[preset]} / " in line
+    note = params["published.note"]
+    assert section.count(note) == 1 and "epoch picked on the test log-loss" in note
+    tau = sps.kendalltau([their_rank[n] for n in names], [our_rank[n] for n in names])
+    same = sum(their_rank[n] == our_rank[n] for n in names)
+    assert f"puts {same} of {len(names)} arms at the same place (Kendall's τ between the two " \
+           f"rankings {tau.statistic:+.2f}" in section
+
+
+def test_primary_family_is_the_declared_one_and_only_it_is_holm_corrected(p3):
+    c = p3["built"].comparisons["imdb"]
+    expected = E.expected_primary(p3)
+    first = c[c["family"] == "primary"]
+    assert list(first["declared"]) == list(expected)  # restarted sweep: declared once
+    for r in first.itertuples():
+        e = expected[r.declared]
+        assert r.n == e["n"]
+        if math.isnan(e["p"]):
+            assert math.isnan(r.p) and math.isnan(r.p_holm)
+            assert r.verdict.startswith("not testable")
+            continue
+        assert r.p == pytest.approx(e["p"], rel=1e-9)
+        assert r.p_holm == pytest.approx(e["p_holm"], rel=1e-9)
+        assert r.diff == pytest.approx(e["d"].mean(), abs=1e-12)
+    assert any(math.isnan(e["p"]) for e in expected.values())  # the family keeps its size
+    rest = c[c["family"] != "primary"]
+    assert len(rest) and set(rest["family"]) == {"exploratory"}
+    for r in rest.itertuples():
+        a, b = (E.label_runs(p3, label) for label in (r.a, r.b))
+        x = [a[s].data.metrics[METRIC] for s in sorted(a)]
+        y = [b[s].data.metrics[METRIC] for s in sorted(a)]
+        assert r.p == pytest.approx(sps.ttest_rel(x, y).pvalue, rel=1e-9)
+        assert math.isnan(r.p_holm) and r.verdict.endswith("(uncorrected)")
+
+
+def test_primary_pairs_list_what_else_differs(p3):
+    c = p3["built"].comparisons["imdb"].set_index("declared")
+    text = "part3_imdb_torch_weightdrop_variational vs part3_imdb_torch_weightdrop"
+    a, b = (next(iter(E.side(p3, s).values())).data.params for s in text.split(" vs "))
+    assert a["train.weight_decay"] != b["train.weight_decay"]
+    differs = c.loc[text, "differs"]
+    assert f"weight_decay {a['train.weight_decay']} vs {b['train.weight_decay']}" in differs
+    assert "published" not in " ".join(c["differs"]) and "study" not in " ".join(c["differs"])
+    line = next(x for x in _section(p3["md"], "## 2.", "## 3.").splitlines()
+                if x.startswith("| weightdrop_variational [") and "weight_decay" in x)
+    assert differs in line
+
+
+def test_minimum_detectable_difference_per_comparison(p3):
+    c = p3["built"].comparisons["imdb"]
+    expected = E.expected_primary(p3)
+    checked = 0
+    for r in c[c["family"] == "primary"].itertuples():
+        e = expected[r.declared]
+        if e["n"] < 2:
+            assert math.isnan(r.mde)
+            continue
+        assert r.mde == pytest.approx(E.mde(np.std(e["d"], ddof=1), e["n"]), rel=1e-6)
+        checked += 1
+    assert checked >= 8
+    section = _section(p3["md"], "## 2.", "## 3.")
+    assert "MDE (80% power)" in section
+
+
+def test_verdict_on_part3_right_wrong_or_within_noise(p3):
+    expected = E.expected_primary(p3)
+    bullets = [x for x in _section(p3["md"], "## 3.", "## 4.").splitlines()
+               if x.startswith("- **")]
+    words = set()
+    for text in part3_store.part3_primary():
+        e = expected[text]
+        theirs = (E.published_accuracy(next(iter(e["a"].values())).data.params)
+                  - E.published_accuracy(next(iter(e["b"].values())).data.params))
+        if e["p_holm"] >= 0.05:
+            word = "within noise"
+        else:
+            word = "right" if np.sign(theirs) == np.sign(e["d"].mean()) else "wrong"
+        words.add(word)
+        line = next(x for x in bullets if x.startswith(f"- **{text}**:"))
+        assert f"published {theirs * 100:+.2f} pp" in line and f"**{word}**" in line, line
+    assert words == {"right", "wrong", "within noise"}  # the fixture exercises all three
+
+
+def test_prose_only_for_primary_questions_the_rest_in_the_appendix(p3):
+    c = p3["built"].comparisons["imdb"]
+    section = _section(p3["md"], "## 2. Primary questions", "## 3.")
+    bullets = [x for x in section.splitlines() if x.startswith("- ")]
+    assert len(bullets) == len(E.declared())
+    assert all(any(b.startswith(f"- {t} (") for b in bullets) for t in E.declared())
+    rest = c[c["family"] == "exploratory"]
+    assert not any(s in p3["md"] for s in rest["sentence"])
+    appendix = p3["md"][p3["md"].index("## Appendix A"):]
+    assert sum(x.startswith("| exploratory (uncorrected) |") for x in appendix.splitlines()) \
+        == len(rest)
+    assert sum(x.startswith("| primary |") for x in appendix.splitlines()) == len(E.declared())
+
+
+def test_forest_plot_shows_every_arm_and_each_primary_difference(p3):
+    arms, diffs = p3["built"].forest["imdb"]
+    s = p3["built"].summaries["imdb"]
+    assert list(arms["name"]) == [f"{r.label} ({r.framework})" for r in s.itertuples()]
+    expected = E.expected_primary(p3)
+    testable = [t for t, e in expected.items() if e["n"] > 1]
+    assert list(diffs["name"]) == testable
+    fig = forest_plot(arms, diffs, "accuracy", "std")
+    top, bottom = fig.axes[:2]
+    assert [t.get_text() for t in top.get_yticklabels()] == list(arms["name"])
+    assert [t.get_text() for t in bottom.get_yticklabels()] == testable
+    drawn = [ln for ln in bottom.lines if list(ln.get_xdata()) == [0, 0]]
+    assert drawn, "no zero line"
+    points = np.concatenate([ln.get_xdata() for ln in bottom.lines if ln.get_marker() == "D"])
+    assert sorted(points) == pytest.approx(sorted(expected[t]["d"].mean() * 100
+                                                  for t in testable))
+    for t in testable:  # the interval a reader sees is the t interval of the differences
+        d = expected[t]["d"]
+        low, high = sps.t.interval(0.95, len(d) - 1, loc=d.mean(), scale=sps.sem(d))
+        row = diffs[diffs["name"] == t].iloc[0]
+        assert (row["low"], row["high"]) == (pytest.approx(low), pytest.approx(high))
+    figs = p3["out"] / "figures"
+    assert (figs / "forest_imdb.png").stat().st_size and (figs / "forest_imdb.svg").exists()
+    svg = (figs / "forest_imdb.svg").read_text()
+    assert all(t in svg for t in testable)
+    md = p3["md"]
+    assert md.index("forest_imdb.png") < md.index("| variant | framework |") < md.index("## 2.")
+
+
+def test_report_is_logged_on_every_sweep_parent(p3, tmp_path):
+    client = p3["client"]
+    for name, parent in p3["parents"].items():
+        paths = {a.path for a in client.list_artifacts(parent, "report")}
+        assert {"report/report.md", "report/report.html", "report/figures"} <= paths, name
+        figures = {a.path.rsplit("/", 1)[-1] for a in client.list_artifacts(
+            parent, "report/figures")}
+        assert {"forest_imdb.png", "forest_imdb.svg", "curves_imdb.png"} <= figures
+        got = client.download_artifacts(parent, "report/report.md", str(tmp_path / name))
+        assert Path(got).read_text() == p3["md"]
+
+
+def test_store_is_named_relative_to_the_repository_never_by_a_machine_path(p3):
+    for text, name in ((p3["md"], "sqlite:///<outside the repository>/mlflow.db"),
+                       (p3["page"], "sqlite:///&lt;outside the repository&gt;/mlflow.db")):
+        assert str(p3["root"]) not in text and os.path.expanduser("~") + "/" not in text
+        assert name in text
+    inside = f"sqlite:///{REPO / 'results' / 'mlflow.db'}"
+    assert store_name(inside) == "sqlite:///results/mlflow.db"
+    assert store_name("http://user:secret@host:5000") == "http://host:5000"
+
+
+class _Dom(html.parser.HTMLParser):
+    """Headings, table header cells and images of a rendered page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.headings: list[str] = []
+        self.headers: list[str] = []
+        self.images: list[str] = []
+        self._in: str | None = None
+
+    def handle_starttag(self, tag, attrs):
+        if tag in ("h2", "th"):
+            self._in, text = tag, ""
+            (self.headings if tag == "h2" else self.headers).append(text)
+        if tag == "img":
+            self.images.append(dict(attrs).get("data-decoded", "missing"))
+
+    def handle_endtag(self, tag):
+        if tag == self._in:
+            self._in = None
+
+    def handle_data(self, data):
+        if self._in == "h2":
+            self.headings[-1] += data
+        elif self._in == "th":
+            self.headers[-1] += data
+
+
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        if shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def test_html_in_headless_chromium_shows_sections_part3_table_and_figures(p3, tmp_path):
+    """What a reader opening report.html sees: a browser's DOM after loading the page has every
+    section heading, the Part 3 table and every figure decoded (a probe script, added to a copy
+    of the page, records each image's decoded size)."""
+    exe = _chromium()
+    if exe is None:
+        if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
+            pytest.fail("chromium is not installed but CI is set: the CI image must provide it")
+        pytest.skip("chromium is not installed (apt-get install -y chromium)")
+    probe = tmp_path / "report.html"
+    probe.write_text(p3["page"].replace("</body>", (
+        "<script>window.addEventListener('load',()=>{for(const i of document.images)"
+        "{i.setAttribute('data-decoded',i.complete&&i.naturalWidth>0?"
+        "i.naturalWidth+'x'+i.naturalHeight:'broken')}});</script></body>")))
+    profile = tmp_path / "profile"
+    cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           f"--user-data-dir={profile}", "--virtual-time-budget=10000", "--dump-dom",
+           probe.as_uri()]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    dom = _Dom()
+    dom.feed(proc.stdout)
+    assert dom.headings, proc.stderr[-2000:]
+    for heading in ("1. Summary", "2. Primary questions", "3. Part 3 beside us",
+                    "4. Learning curves", "8. Run health", "9. Provenance",
+                    "Appendix A. All pairwise comparisons"):
+        assert heading in dom.headings
+    assert "published (test, one run)" in dom.headers and "inside our 95% CI" in dom.headers
+    n_figures = len(list((p3["out"] / "figures").glob("*.png")))
+    assert len(dom.images) == n_figures
+    for size in dom.images:
+        width, _, height = size.partition("x")
+        assert width.isdigit() and int(width) > 100 and int(height) > 100, size
