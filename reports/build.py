@@ -9,19 +9,14 @@ MLflow UI shows the report next to the runs (`--no-log-artifacts` to leave the s
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
 
 import experiments.offline  # noqa: F401  (MLflow telemetry off before mlflow is imported)
+from experiments.tracking import REPO, TrackingError, default_uri, store_errors
 
-REPO = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO / "results" / "report"
-
-
-def default_uri() -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{REPO / 'results' / 'mlflow.db'}"
 
 
 def _list(values: list[str] | None) -> list[str]:
@@ -74,8 +69,9 @@ def run(args: argparse.Namespace):
                            sweep=args.sweep)
     described = _describe(filters)
     try:
-        data = load.load(uri, filters)
-    except load.StoreError as e:
+        with store_errors(uri):  # a corrupt or unreadable store: one line, not tracebacks
+            data = load.load(uri, filters)
+    except (load.StoreError, TrackingError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2, None
     loaded = time.perf_counter()

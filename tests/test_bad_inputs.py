@@ -173,3 +173,13 @@ def test_init_from_a_run_id_reproduces_its_initial_weights(store):
     assert "mismatched" in message and "model.hidden_size=16" in message
     message = refusal(["train.init_from=0123456789abcdef", f"tracking.uri={store}"])
     assert "neither an .npz file nor a run id" in message
+
+
+def test_the_report_names_a_corrupt_store_in_one_line(tmp_path, capsys):
+    from reports.build import main
+
+    bad = tmp_path / "bad.db"
+    bad.write_text("not a database")
+    assert main(["--tracking-uri", f"sqlite:///{bad}", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and str(bad) in err and "file is not a database" in err
