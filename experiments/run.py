@@ -6,6 +6,7 @@ refused in seconds and a failed or killed run never looks like a result.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -29,8 +30,9 @@ from experiments.sweep import ENV_SWEEP_ID
 from experiments.sweep import parent_run_id as sweep_parent
 from experiments.tasks import DataError, TaskData, load_task
 from experiments.weights import load_initial_weights
+from frameworks import variants
 from frameworks.base import DivergenceError, load_backend
-from frameworks.spec import Batch, ModelSpec, SpecError, TaskKind, Variant
+from frameworks.spec import Batch, ModelSpec, SpecError, TaskKind
 
 
 @dataclass
@@ -78,9 +80,8 @@ def prepare(cfg: DictConfig) -> Prepared:
 
 
 def has_dropout(spec: ModelSpec) -> bool:
-    rates = (spec.embedding_dropout, spec.input_dropout, spec.recurrent_dropout,
-             spec.output_dropout, spec.weight_dropout)
-    return spec.variant is not Variant.NONE and any(r > 0 for r in rates)
+    """Whether any rate the variant uses (frameworks/variants.py) is non-zero."""
+    return any(spec.rate(r) > 0 for r in variants.rates(spec.variant))
 
 
 def evaluate(runner, prep: Prepared, split: str, mc: bool = True) -> dict[str, float]:
@@ -106,8 +107,12 @@ def evaluate(runner, prep: Prepared, split: str, mc: bool = True) -> dict[str, f
 
 
 def thread_count(cfg: DictConfig) -> int:
+    """`train.threads`, else the cores SLURM gave this task, else this machine's cores divided
+    by the parallel jobs of the sweep."""
     if cfg.train.threads > 0:
         return cfg.train.threads
+    if os.environ.get("SLURM_CPUS_PER_TASK", "").isdigit():
+        return max(1, int(os.environ["SLURM_CPUS_PER_TASK"]))
     jobs = max(1, int(os.environ.get("RDS_PARALLEL_JOBS", "1")))
     return max(1, (os.cpu_count() or 1) // jobs)
 
@@ -124,11 +129,12 @@ class _Counter:
             yield batch
 
 
-def execute(cfg: DictConfig) -> RunResult:
-    """Validate, then train and log one run (or skip it when it already completed)."""
+def execute(cfg: DictConfig, prep: Prepared | None = None) -> RunResult:
+    """Validate, then train and log one run (or skip it when it already completed). A caller
+    that ran `prepare` itself (to tell bad input from a failed run) passes its result."""
     from mlflow.tracking import MlflowClient
 
-    prep = prepare(cfg)
+    prep = prepare(cfg) if prep is None else prep
     tracking.ensure_store(prep.uri)
     client = MlflowClient(prep.uri)
     task, framework = cfg.task.name.value, cfg.framework.name.value
@@ -159,6 +165,9 @@ def execute(cfg: DictConfig) -> RunResult:
         "git_commit": tracking.git_commit(), "pid": str(os.getpid()), **tracking.machine_tags(),
         "mlflow.runName": f"{framework}/{variant}/{task}/s{cfg.seed}",
         **{f"{k}_version": v for k, v in tracking.package_versions(framework).items()},
+        # a SLURM job (hydra/launcher=slurm): slurm_job_id is what `scancel`/`sacct` take
+        **{v.lower(): os.environ[v] for v in ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID",
+                                             "SLURM_ARRAY_TASK_ID") if v in os.environ},
     }
     parent = cfg.tracking.parent_run_id or sweep_parent(cfg.tracking.experiment or task)
     if parent:
@@ -175,12 +184,24 @@ def execute(cfg: DictConfig) -> RunResult:
         metrics = _train(client, run_id, prep, runner)
     except BaseException as e:
         status = "KILLED" if isinstance(e, KeyboardInterrupt | SystemExit) else "FAILED"
-        client.set_tag(run_id, "failure_reason", f"{type(e).__name__}: {e}"[:5000])
+        reason = _reason(e)
+        client.set_tag(run_id, "failure_reason", f"{type(e).__name__}: {reason}"[:5000])
         client.set_terminated(run_id, status)
+        e.add_note(f"run {run_id} marked {status}")  # the CLI's one line names the run
         raise
     client.set_tag(run_id, tracking.COMPLETED, "true")
     client.set_terminated(run_id, "FINISHED")
     return RunResult(run_id, "FINISHED", metrics)
+
+
+def _reason(e: BaseException) -> str:
+    """What ended a run, in words: a signal by name rather than `SystemExit: 143`."""
+    if isinstance(e, KeyboardInterrupt):
+        return "interrupted (Ctrl-C)"
+    if isinstance(e, SystemExit) and isinstance(e.code, int) and e.code > 128:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(e.code - 128).name} (exit {e.code})"
+    return str(e)
 
 
 def _terminate_on_sigterm() -> None:

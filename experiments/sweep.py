@@ -1,5 +1,7 @@
-"""Sweep orchestration as a Hydra callback: one MLflow parent run per task experiment, the store
-created once before any job, a progress line across jobs, and a closing summary.
+"""Sweep orchestration as a Hydra callback: every job composed and checked before anything is
+written (experiments/sweep_jobs.py), one MLflow parent run per experiment (closing the stale
+parents a killed run of the same sweep left open), the store created once before any job, a
+progress line across jobs, a closing summary, and a clean close on Ctrl-C (`close_launch`).
 
 Jobs report to the launching process through a small `result.json` in their Hydra output folder,
 so the summary works the same with the basic, joblib and submitit launchers.
@@ -8,24 +10,40 @@ so the summary works the same with the basic, joblib and submitit launchers.
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 import time
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from experiments import tracking
+from experiments import sweep_jobs, tracking
+from experiments.refusal import one_line, refuse
 
 ENV_PARENTS = "RDS_PARENT_RUNS"  # json {experiment name: parent run id}
 ENV_TOTAL, ENV_START, ENV_SWEEP_ID = "RDS_SWEEP_TOTAL", "RDS_SWEEP_START", "RDS_SWEEP_ID"
 RESULT_FILE = "result.json"
+STATUSES = ("FINISHED", "SKIPPED", "FAILED")
+
+
+@dataclass
+class Launch:
+    """What this launching process opened, so that Ctrl-C can close it."""
+
+    uri: str
+    sweep_id: str
+    sweep_dir: str
+    total: int
+    experiment_ids: list[str] = field(default_factory=list)
+    parents: dict[str, str] = field(default_factory=dict)  # experiment name -> our parent run
+
+
+_launch: Launch | None = None
 
 
 def sweep_overrides(config: DictConfig) -> list[str]:
@@ -34,55 +52,49 @@ def sweep_overrides(config: DictConfig) -> list[str]:
     return [*(f"{k}={v}" for k, v in params.items()), *config.hydra.overrides.task]
 
 
-def sweep_values(config: DictConfig, key: str, default: str) -> list[str]:
-    """The values a swept key takes (e.g. every task), from the CLI and the preset's params."""
-    values = [default]
-    for override in OverridesParser.create().parse_overrides(sweep_overrides(config)):
-        if override.get_key_element() == key:
-            values = list(override.sweep_string_iterator()) if override.is_sweep_override() \
-                else [override.get_value_element_as_str()]
-    return values
-
-
-def count_jobs(config: DictConfig) -> int:
-    parsed = OverridesParser.create().parse_overrides(sweep_overrides(config))
-    last: dict[str, int] = {}
-    for o in parsed:
-        last[o.get_key_element()] = len(list(o.sweep_string_iterator())) \
-            if o.is_sweep_override() else 1
-    return math.prod(last.values())
-
-
 class SweepCallback(Callback):
     """Registered in conf/config.yaml under hydra.callbacks."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        global _launch
         from mlflow.tracking import MlflowClient
 
-        uri = tracking.resolve_uri(config.tracking.uri)
-        tracking.ensure_store(uri)  # once, before any job: the SQLite first-write race
+        start = time.perf_counter()
+        try:
+            jobs = sweep_jobs.checked(config.hydra.job.config_name, sweep_overrides(config))
+            checked_s = time.perf_counter() - start
+            uri = tracking.resolve_uri(config.tracking.uri)
+            tracking.ensure_store(uri)  # once, before any job: the SQLite first-write race
+        except ValueError as e:  # Refused, TrackingError: nothing is written, no job starts
+            refuse(e)
         client = MlflowClient(uri)
         sweep_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
-        total = count_jobs(config)
         preset = config.hydra.runtime.choices.get("sweep") or "custom"
-        parents = {}
-        if not config.tracking.parent_run_id:
-            for task in sweep_values(config, "task", config.task.name.value):
-                name = config.tracking.experiment or task
-                exp_id = tracking.experiment_id(client, name, uri)
-                run = client.create_run(exp_id, run_name=f"sweep {preset} {sweep_id}", tags={
-                    "sweep_id": sweep_id, "sweep_preset": preset, "is_sweep_parent": "true",
-                    "sweep_jobs": str(total), "git_commit": tracking.git_commit(),
-                    "sweep_overrides": " ".join(sweep_overrides(config))[:5000],
-                    tracking.PRIMARY: "\n".join(config.study.primary)[:5000],
-                })
-                parents[name] = run.info.run_id
+        key, skipped = sweep_jobs.sweep_key(jobs), sum(bool(j.skip) for j in jobs)
+        _launch = launch = Launch(uri, sweep_id, str(config.hydra.sweep.dir), len(jobs))
+        closed = []
+        for name in sweep_jobs.experiments(jobs):
+            exp_id = tracking.experiment_id(client, name, uri)
+            launch.experiment_ids.append(exp_id)
+            if config.tracking.parent_run_id:
+                continue
+            run = client.create_run(exp_id, run_name=f"sweep {preset} {sweep_id}", tags={
+                "sweep_id": sweep_id, "sweep_preset": preset, "is_sweep_parent": "true",
+                "sweep_jobs": str(len(jobs)), "git_commit": tracking.git_commit(),
+                "sweep_overrides": " ".join(sweep_overrides(config))[:5000],
+                tracking.SWEEP_KEY: key, "pid": str(os.getpid()), **tracking.machine_tags(),
+                tracking.PRIMARY: "\n".join(config.study.primary)[:5000],
+            })
+            launch.parents[name] = run.info.run_id
+            closed += tracking.supersede_stale_parents(client, exp_id, key, run.info.run_id)
         os.environ.update({
-            ENV_PARENTS: json.dumps(parents), ENV_TOTAL: str(total),
+            ENV_PARENTS: json.dumps(launch.parents), ENV_TOTAL: str(len(jobs)),
             ENV_START: str(time.time()), ENV_SWEEP_ID: sweep_id,
             "RDS_PARALLEL_JOBS": str(launcher_jobs(config)),
         })
-        print(f"[sweep {sweep_id}] {total} jobs, store {uri}", file=sys.stderr)
+        stale = f", closed {len(closed)} stale parent run(s) of this sweep" if closed else ""
+        print(f"[sweep {sweep_id}] {len(jobs)} jobs ({skipped} skipped by the grid; all checked "
+              f"in {checked_s:.1f}s), store {uri}{stale}", file=sys.stderr)
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
         total = int(os.environ.get(ENV_TOTAL, "0"))
@@ -96,11 +108,11 @@ class SweepCallback(Callback):
               f"ETA {eta / 60:.1f} min", file=sys.stderr)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        global _launch
         from mlflow.tracking import MlflowClient
 
         results = collect_results(Path(config.hydra.sweep.dir))
-        statuses = ("FINISHED", "SKIPPED", "FAILED")
-        counts = {s: sum(r["status"] == s for r in results) for s in statuses}
+        counts = _counts(results)
         total = os.environ.get(ENV_TOTAL)
         lines = [f"[sweep] summary: {counts['FINISHED']} done, {counts['SKIPPED']} skipped, "
                  f"{counts['FAILED']} failed, {len(results)} of {total} reported"]
@@ -108,13 +120,55 @@ class SweepCallback(Callback):
         print("\n".join(lines), file=sys.stderr)
         parents = json.loads(os.environ.get(ENV_PARENTS, "{}"))
         if parents:
-            client = MlflowClient(tracking.resolve_uri(config.tracking.uri))
+            # resolved at the start; no one-shot /health check here: the client's retries ride
+            # out a tracking server that is briefly down as the sweep ends
+            client = MlflowClient(config.tracking.uri or tracking.default_uri())
             for run_id in parents.values():
-                for key, value in counts.items():
-                    client.set_tag(run_id, f"sweep_{key.lower()}", str(value))
+                _tag_counts(client, run_id, counts)
                 client.set_terminated(run_id, "FAILED" if counts["FAILED"] else "FINISHED")
+        _launch = None
         if counts["FAILED"]:
             sys.exit(1)
+
+
+def close_launch(error: BaseException) -> str | None:
+    """Close what a sweep launched by this process left open when `error` stopped it, and say so
+    in one line (None: no sweep was launched here). joblib answers Ctrl-C, or a worker that died,
+    by SIGKILLing its workers, often before a job could mark its own run: every run of this
+    sweep still RUNNING ends KILLED here; the parents end KILLED after Ctrl-C and FAILED after
+    an error, each with a failure_reason. A rerun of the same command redoes what is missing."""
+    global _launch
+    launch, _launch = _launch, None
+    if launch is None:
+        return None
+    from mlflow.tracking import MlflowClient
+
+    ctrl_c = isinstance(error, KeyboardInterrupt)
+    why = "interrupted (Ctrl-C)" if ctrl_c else f"stopped by {type(error).__name__}"
+    client = MlflowClient(launch.uri)
+    ours = set(launch.parents.values())
+
+    def search(status: str) -> list:
+        where = f"tags.sweep_id = '{launch.sweep_id}' and attributes.status = '{status}'"
+        return client.search_runs(launch.experiment_ids, where, max_results=10000) \
+            if launch.experiment_ids else []
+
+    detail = "" if ctrl_c else f": {one_line(error)}"
+    for run in search("RUNNING"):
+        if run.info.run_id not in ours:
+            client.set_tag(run.info.run_id, "failure_reason",
+                           f"{type(error).__name__}: the sweep was {why}{detail}"[:5000])
+            client.set_terminated(run.info.run_id, "KILLED")
+    results = collect_results(Path(launch.sweep_dir))
+    after = f"after {len(results)} of {launch.total} jobs"
+    for run_id in ours:
+        _tag_counts(client, run_id, _counts(results))
+        client.set_tag(run_id, "failure_reason", f"{why} {after}{detail}"[:5000])
+        client.set_terminated(run_id, "KILLED" if ctrl_c else "FAILED")
+    killed = sum(r.info.run_id not in ours for r in search("KILLED"))
+    parents = f"{len(ours)} parent run(s) {'KILLED' if ctrl_c else 'FAILED'}"
+    return (f"[sweep {launch.sweep_id}] {why} {after}: {killed} run(s) marked KILLED, "
+            f"{parents}; rerun the same command to resume")
 
 
 def launcher_jobs(config: DictConfig) -> int:
@@ -138,3 +192,12 @@ def write_result(status: str, run_id: str | None, reason: str = "") -> None:
 
 def collect_results(sweep_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(p.read_text()) for p in sorted(sweep_dir.glob(f"*/{RESULT_FILE}"))]
+
+
+def _counts(results: list[dict[str, Any]]) -> dict[str, int]:
+    return {s: sum(r["status"] == s for r in results) for s in STATUSES}
+
+
+def _tag_counts(client, run_id: str, counts: dict[str, int]) -> None:
+    for key, value in counts.items():
+        client.set_tag(run_id, f"sweep_{key.lower()}", str(value))

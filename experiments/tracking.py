@@ -8,7 +8,8 @@ Tags: `task`, `framework`, `variant`, `seed`, `config_hash`, `select_on` (the va
 that picked the best epoch), `preset` (when one was chosen), `completed` ("true" only after
 everything was logged), `failure_reason`, `<package>_version`. Sweep parents: `sweep_id`,
 `sweep_preset`, `is_sweep_parent`, `primary_comparisons` (the preset's `study.primary`, one
-per line).
+per line), `sweep_key` (the sweep's identity: a hash of its jobs' config hashes), `pid`, `host`;
+a parent a killed sweep left RUNNING is closed KILLED with `superseded_by` by the rerun.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ COMPLETED = "completed"
 SELECT_ON = "select_on"
 PRESET = "preset"
 PRIMARY = "primary_comparisons"
+SWEEP_KEY = "sweep_key"
 
 
 def preset_tag() -> dict[str, str]:
@@ -125,8 +127,10 @@ def experiment_id(client, name: str, uri: str) -> str:
     if uri.startswith("sqlite:///"):
         db = Path(uri.removeprefix("sqlite:///"))
         location = (db.parent / "artifacts" / name).as_uri()
+    from experiments.ui import experiment_tags  # the UI's "Machine learning" kind and run table
+
     try:
-        return client.create_experiment(name, artifact_location=location)
+        return client.create_experiment(name, artifact_location=location, tags=experiment_tags())
     except Exception:  # a parallel job created it first
         exp = client.get_experiment_by_name(name)
         if exp is None:
@@ -155,6 +159,41 @@ def supersede_unfinished(client, exp_id: str, config_hash: str, new_run_id: str)
         client.set_tag(run.info.run_id, "superseded_by", new_run_id)
         if run.info.status == "RUNNING":
             client.set_terminated(run.info.run_id, "KILLED")
+
+
+def supersede_stale_parents(client, exp_id: str, sweep_key: str, new_run_id: str) -> list[str]:
+    """Close the parents of earlier runs of the same sweep (same `sweep_key`) that are still
+    RUNNING because their launching process was killed (kill -9, a lost node): KILLED and
+    pointed to the new parent, as `supersede_unfinished` does for runs. A parent whose launching
+    process still runs on this machine (the same grid launched twice) is left alone."""
+    runs = client.search_runs([exp_id], filter_string=f"tags.{SWEEP_KEY} = '{sweep_key}' and "
+                              "attributes.status = 'RUNNING'")
+    closed = []
+    for run in runs:
+        if run.info.run_id == new_run_id or _launcher_alive(run):
+            continue
+        client.set_tag(run.info.run_id, "superseded_by", new_run_id)
+        client.set_tag(run.info.run_id, "failure_reason",
+                       "never closed: its sweep was killed; a rerun of the sweep superseded it")
+        client.set_terminated(run.info.run_id, "KILLED")
+        closed.append(run.info.run_id)
+    return closed
+
+
+def _launcher_alive(run) -> bool:
+    """Whether the process that opened this parent still runs here (not a reused pid: a live
+    launcher was started before its parent run)."""
+    import psutil
+
+    tags = run.data.tags
+    if tags.get("host") != platform.node() or not tags.get("pid", "").isdigit():
+        return False
+    try:
+        proc = psutil.Process(int(tags["pid"]))
+        return proc.status() != psutil.STATUS_ZOMBIE and \
+            proc.create_time() * 1000 <= run.info.start_time
+    except psutil.Error:
+        return False
 
 
 def package_versions(framework: str) -> dict[str, str]:

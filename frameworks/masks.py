@@ -10,20 +10,12 @@ from __future__ import annotations
 
 from typing import Literal, NamedTuple
 
-from frameworks.spec import (
-    GAL_FAMILY,
-    LOCKED_FAMILY,
-    WEIGHTDROP_FAMILY,
-    Granularity,
-    ModelSpec,
-    OutputMode,
-    TaskKind,
-    Variant,
-)
+from frameworks import variants
+from frameworks.spec import Granularity, ModelSpec, OutputMode, TaskKind, Variant
 
 Phase = Literal["train", "mc", "eval"]  # mc: one stochastic evaluation pass, masks as in train
 TRAIN, MC, EVAL = "train", "mc", "eval"
-LIBRARY_DROPOUT = frozenset({Variant.TORCH_BUILTIN, Variant.KERAS3_BUILTIN})
+LIBRARY_DROPOUT = frozenset(Variant(n) for n in variants.in_group("library"))
 
 
 class MaskRequest(NamedTuple):
@@ -33,20 +25,19 @@ class MaskRequest(NamedTuple):
 
 
 def weight_mask_shape(variant: Variant, hidden: int) -> tuple[int, ...]:
-    """The DropConnect mask on weight_hh (4H, H) of each weightdrop form."""
-    return {
-        Variant.WEIGHTDROP: (4 * hidden, hidden),
-        Variant.WEIGHTDROP_VARIATIONAL: (4 * hidden, 1),
-        Variant.WEIGHTDROP_COLUMN: (1, hidden),
-        Variant.WEIGHTDROP_COLUMN_UNTIED: (4, 1, hidden),
-    }[variant]
+    """The DropConnect mask on weight_hh (4H, H) of each weightdrop form (its registry rule)."""
+    return variants.weight_mask_shape(variant, hidden)
 
 
 def naive_output(spec: ModelSpec) -> bool:
-    """Output dropout is a plain per-time-step Dropout (naive variant, or Gal output_mode=naive)."""
-    if spec.variant is Variant.NAIVE:
+    """The output mask the suite draws is a plain per-time-step Dropout (naive variant, or
+    output_mode=naive); False when the suite draws none (a library layer's own Dropout)."""
+    entry = variants.entry(spec.variant)
+    if entry.output_mask is None:
+        return False
+    if entry.output_mask == "per_step":
         return True
-    return spec.variant in GAL_FAMILY and spec.output_mode is OutputMode.NAIVE
+    return "output_mode" in entry.knobs and spec.output_mode is OutputMode.NAIVE
 
 
 def mask_plan(spec: ModelSpec, batch: int, steps: int, phase: Phase) -> list[MaskRequest]:
@@ -63,7 +54,7 @@ def mask_plan(spec: ModelSpec, batch: int, steps: int, phase: Phase) -> list[Mas
             for k in range(spec.num_layers)
             if spec.weight_dropout > 0
         ]
-    if v is Variant.NONE:
+    if not variants.entry(v).rates:
         return []
     bm = 1 if spec.granularity is Granularity.BATCH else batch
     plan: list[MaskRequest] = []
@@ -72,7 +63,7 @@ def mask_plan(spec: ModelSpec, batch: int, steps: int, phase: Phase) -> list[Mas
     for k in range(spec.num_layers):
         d = spec.embed_size if k == 0 else h
         plan += _layer_masks(spec, k, d, batch, steps, bm)
-    if spec.output_dropout > 0 and v is not Variant.KERAS3_BUILTIN:
+    if spec.output_dropout > 0 and variants.entry(v).output_mask is not None:
         shape = _output_shape(spec, batch, steps, bm)
         plan.append(MaskRequest("output", shape, spec.output_dropout))
     return plan
@@ -81,24 +72,14 @@ def mask_plan(spec: ModelSpec, batch: int, steps: int, phase: Phase) -> list[Mas
 def _layer_masks(
     spec: ModelSpec, k: int, d: int, batch: int, steps: int, bm: int
 ) -> list[MaskRequest]:
-    v, h = spec.variant, spec.hidden_size
+    entry, h = variants.entry(spec.variant), spec.hidden_size
+    dims = {"B": batch, "Bm": bm, "T": steps, "D": d, "H": h}
     out: list[MaskRequest] = []
-    p_in, p_rec, p_w = spec.input_dropout, spec.recurrent_dropout, spec.weight_dropout
-    if p_in > 0 and v not in LIBRARY_DROPOUT:
-        if v is Variant.NAIVE:
-            shape: tuple[int, ...] = (batch, steps, d)
-        elif v in LOCKED_FAMILY:
-            shape = (bm, 1, d)
-        elif v is Variant.KERAS_IMPL2:
-            shape = (bm, d)
-        else:
-            shape = (4, bm, d)
-        out.append(MaskRequest(f"input.{k}", shape, p_in))
-    if p_rec > 0 and v in GAL_FAMILY:
-        shape = (bm, h) if v is Variant.KERAS_IMPL2 else (4, bm, h)
-        out.append(MaskRequest(f"recurrent.{k}", shape, p_rec))
-    if p_w > 0 and v in WEIGHTDROP_FAMILY:
-        out.append(MaskRequest(f"weight.{k}", weight_mask_shape(v, h), p_w))
+    for rate, rule in (("input", entry.input_mask), ("recurrent", entry.recurrent_mask),
+                       ("weight", entry.weight_mask)):
+        p = spec.rate(rate)
+        if p > 0 and rule is not None:  # None: not used, or drawn by the library itself
+            out.append(MaskRequest(f"{rate}.{k}", variants.resolve(rule, **dims), p))
     return out
 
 

@@ -12,38 +12,22 @@ from typing import NamedTuple
 
 import numpy as np
 
+from frameworks import variants
 
-class Variant(str, enum.Enum):
-    """Dropout variants; the names are shared by config, backends, tracking and report.
 
-    Member names equal their values (OmegaConf validates enum strings by member name, so
-    `variant=keras_impl2` must be a name); the upper-case spellings are aliases for code."""
+def _variant_enum() -> type[enum.Enum]:
+    names = variants.names()
+    members = [(n, n) for n in names] + [(n.upper(), n) for n in names]
+    cls = enum.Enum("Variant", members, type=str, module=__name__, qualname="Variant")
+    cls.__doc__ = """Dropout variants; the names are shared by config, backends, tracking, report.
 
-    none = "none"
-    naive = "naive"
-    keras_impl0 = "keras_impl0"
-    keras_impl1 = "keras_impl1"
-    keras_impl2 = "keras_impl2"
-    weightdrop = "weightdrop"
-    weightdrop_variational = "weightdrop_variational"
-    weightdrop_column = "weightdrop_column"
-    weightdrop_column_untied = "weightdrop_column_untied"
-    locked = "locked"
-    torch_builtin = "torch_builtin"
-    keras3_builtin = "keras3_builtin"
+    Made from the registry (frameworks/variants.py), in its order. Member names equal their
+    values (OmegaConf validates enum strings by member name, so `variant=keras_impl2` must be a
+    name); the upper-case spellings are aliases for code."""
+    return cls
 
-    NONE = "none"
-    NAIVE = "naive"
-    KERAS_IMPL0 = "keras_impl0"
-    KERAS_IMPL1 = "keras_impl1"
-    KERAS_IMPL2 = "keras_impl2"
-    WEIGHTDROP = "weightdrop"
-    WEIGHTDROP_VARIATIONAL = "weightdrop_variational"
-    WEIGHTDROP_COLUMN = "weightdrop_column"
-    WEIGHTDROP_COLUMN_UNTIED = "weightdrop_column_untied"
-    LOCKED = "locked"
-    TORCH_BUILTIN = "torch_builtin"
-    KERAS3_BUILTIN = "keras3_builtin"
+
+Variant = _variant_enum()
 
 
 class TaskKind(str, enum.Enum):
@@ -69,34 +53,24 @@ class OutputMode(str, enum.Enum):
     NAIVE = "naive"
 
 
-GAL_FAMILY = frozenset({Variant.KERAS_IMPL0, Variant.KERAS_IMPL1, Variant.KERAS_IMPL2})
-WEIGHTDROP_FAMILY = frozenset(
-    {
-        Variant.WEIGHTDROP,
-        Variant.WEIGHTDROP_VARIATIONAL,
-        Variant.WEIGHTDROP_COLUMN,
-        Variant.WEIGHTDROP_COLUMN_UNTIED,
-    }
-)
-LOCKED_FAMILY = WEIGHTDROP_FAMILY | {Variant.LOCKED}
+def _variants(names: frozenset[str]) -> frozenset[Variant]:
+    return frozenset(Variant(n) for n in names)
+
+
+# Derived from the registry (frameworks/variants.py); kept for the modules that import them.
+GAL_FAMILY = _variants(variants.in_group("gal"))
+WEIGHTDROP_FAMILY = _variants(variants.in_group("weightdrop"))
+LOCKED_FAMILY = _variants(variants.in_group("locked"))
 
 # Which rate knobs each variant uses. A non-zero rate a variant ignores is an error, not a no-op:
-# a sweep must never log a rate that had no effect. `embedding` (word-type dropout) works everywhere
-# except `none`.
-_RATES: dict[Variant, frozenset[str]] = {
-    Variant.NONE: frozenset(),
-    Variant.NAIVE: frozenset({"embedding", "input", "output"}),
-    Variant.LOCKED: frozenset({"embedding", "input", "output"}),
-    Variant.TORCH_BUILTIN: frozenset({"embedding", "input"}),
-    Variant.KERAS3_BUILTIN: frozenset({"embedding", "input", "recurrent", "output"}),
-    **{v: frozenset({"embedding", "input", "recurrent", "output"}) for v in GAL_FAMILY},
-    **{v: frozenset({"embedding", "input", "weight", "output"}) for v in WEIGHTDROP_FAMILY},
-}
-ALL_RATES = ("embedding", "input", "recurrent", "output", "weight")
+# a sweep must never log a rate that had no effect.
+_RATES: dict[Variant, frozenset[str]] = {Variant(e.name): e.rates for e in variants.ENTRIES}
+ALL_RATES = variants.RATES
 
-# Variants whose masks can be drawn per sample or per minibatch.
-GRANULARITY_VARIANTS = GAL_FAMILY | {Variant.LOCKED}
-OUTPUT_MODE_VARIANTS = GAL_FAMILY | {Variant.KERAS3_BUILTIN}
+# Variants whose masks can be drawn per sample or per minibatch; that allow output_mode=naive.
+GRANULARITY_VARIANTS = _variants(variants.allowing("granularity"))
+OUTPUT_MODE_VARIANTS = _variants(variants.allowing("output_mode"))
+EVAL_ACTIVE_VARIANTS = _variants(variants.allowing("eval_active"))
 
 
 class SpecError(ValueError):
@@ -104,7 +78,7 @@ class SpecError(ValueError):
 
 
 def rates_used_by(variant: Variant) -> frozenset[str]:
-    return _RATES[variant]
+    return variants.rates(variant)
 
 
 @dataclass(frozen=True)
@@ -177,10 +151,10 @@ class ModelSpec:
                 f"dropout.output_mode=naive is only for variants {_names(OUTPUT_MODE_VARIANTS)}; "
                 f"'{self.variant.value}' already defines its output dropout"
             )
-        if self.eval_active and self.variant is not Variant.WEIGHTDROP_VARIATIONAL:
+        if self.eval_active and self.variant not in EVAL_ACTIVE_VARIANTS:
             raise SpecError(
                 "dropout.eval_active=true reproduces awd-lstm's always-on row mask and is only "
-                "allowed for variant 'weightdrop_variational'"
+                f"allowed for variants {_names(EVAL_ACTIVE_VARIANTS)}"
             )
         if self.tie_weights:
             if self.task_kind is not TaskKind.LANGUAGE_MODEL:
@@ -233,8 +207,7 @@ class OptimSpec:
 
 # The library reference rows exist in one framework only; everything else is in both.
 FRAMEWORK_VARIANTS: dict[str, frozenset[Variant]] = {
-    "torch": frozenset(Variant) - {Variant.KERAS3_BUILTIN},
-    "keras": frozenset(Variant) - {Variant.TORCH_BUILTIN},
+    f: _variants(variants.for_framework(f)) for f in variants.FRAMEWORKS
 }
 
 

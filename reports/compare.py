@@ -55,23 +55,13 @@ class Arm:
 
 
 def applicable(key: str, variant: str) -> bool:
-    """Whether a dropout key has an effect for `variant` (rates it uses, knobs it allows)."""
-    from frameworks import spec
+    """Whether a dropout key has an effect for `variant` (rates it uses, knobs it allows, as
+    its registry entry says); unknown variants and keys count as applicable."""
+    from frameworks import variants
 
-    try:
-        v = spec.Variant(variant)
-    except ValueError:
+    if variant not in variants.REGISTRY:
         return True
-    leaf = key.rsplit(".", 1)[-1]
-    if leaf in spec.ALL_RATES:
-        return leaf in spec.rates_used_by(v)
-    if leaf == "granularity":
-        return v in spec.GRANULARITY_VARIANTS
-    if leaf == "output_mode":
-        return v in spec.OUTPUT_MODE_VARIANTS
-    if leaf == "eval_active":
-        return v is spec.Variant.WEIGHTDROP_VARIATIONAL
-    return True
+    return variants.uses(variant, key)
 
 
 def differences(a: Arm, b: Arm) -> list[str]:

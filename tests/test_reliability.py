@@ -81,6 +81,7 @@ def test_killed_worker_is_redone_on_rerun_and_never_looks_finished(tmp_path):
 
 
 def test_four_parallel_jobs_share_a_fresh_sqlite_store(tmp_path):
+    (tmp_path / "fresh").mkdir()  # a store's folder must exist (outside results/)
     store = f"sqlite:///{tmp_path / 'fresh' / 'mlflow.db'}"
     out = run_cli("-m", "sweep=smoke", "hydra.launcher.n_jobs=4", "seed=0,1",
                   "variant=none,naive", "train.epochs=1", f"tracking.uri={store}",
@@ -132,3 +133,55 @@ def test_a_run_needs_no_network(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert "network access attempted" not in out.stderr
     assert [r.info.status for r in children(store)] == ["FINISHED"]
+
+
+def test_ctrl_c_on_a_parallel_sweep_leaves_no_run_running(tmp_path):
+    from tests.test_cli import interrupt, start, wait_for
+
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    err = tmp_path / "stderr.txt"
+    proc = start("-m", "sweep=smoke", "variant=none", "seed=0,1", "train.epochs=500",
+                 "task.train_limit=256", "task.eval_limit=128", f"tracking.uri={store}",
+                 f"hydra.sweep.dir={tmp_path / 's'}", err=err)
+    wait_for(proc, err, "epoch 1/500", count=2)  # both jobs mid-run
+    assert interrupt(proc) == 130
+    time.sleep(1)  # anything the resource trackers print at the launcher's exit
+    text = err.read_text()
+    assert "Traceback" not in text and "leaked" not in text
+    said = [line for line in text.splitlines() if "interrupted" in line]
+    assert len(said) == 1 and said[0] == text.strip().splitlines()[-1], text[-3000:]
+    [parent] = runs(store, is_sweep_parent="true")
+    assert parent.info.status == "KILLED" and parent.data.tags["failure_reason"]
+    kids = children(store)
+    assert len(kids) == 2
+    for run in kids:
+        assert run.info.status == "KILLED", run.data.tags
+        assert run.data.tags["failure_reason"] and run.data.tags["completed"] == "false"
+
+
+def test_a_killed_sweeps_parent_is_closed_by_the_rerun(tmp_path):
+    from tests.test_cli import start, wait_for
+
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = ["-m", "sweep=smoke", "hydra/launcher=basic", "variant=none", "seed=0",
+            "train.epochs=1,12", "task.train_limit=256", "task.eval_limit=128",
+            f"tracking.uri={store}"]
+    err = tmp_path / "stderr.txt"
+    proc = start(*args, f"hydra.sweep.dir={tmp_path / 'a'}", err=err)
+    wait_for(proc, err, "epoch 1/12")  # the 1-epoch job finished, the 12-epoch one is running
+    os.killpg(proc.pid, signal.SIGKILL)  # kill -9 of the whole sweep
+    proc.wait(timeout=60)
+    [old] = runs(store, is_sweep_parent="true")
+    assert old.info.status == "RUNNING"
+
+    rerun = run_cli(*args, f"hydra.sweep.dir={tmp_path / 'b'}")
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "[sweep] summary: 1 done, 1 skipped, 0 failed" in rerun.stderr  # only the killed one
+    parents = {r.info.run_id: r for r in runs(store, is_sweep_parent="true")}
+    new = next(r for r in parents.values() if r.info.run_id != old.info.run_id)
+    old = parents[old.info.run_id]
+    assert old.info.status == "KILLED" and new.info.status == "FINISHED"
+    assert old.data.tags["superseded_by"] == new.info.run_id
+    assert old.data.tags["sweep_key"] == new.data.tags["sweep_key"]
+    redone = [r for r in children(store) if r.data.params["train.epochs"] == "12"]
+    assert sorted(r.info.status for r in redone) == ["FINISHED", "KILLED"]

@@ -7,7 +7,7 @@ import itertools
 
 from hydra import compose, initialize_config_dir
 
-from experiments.train import skip_reason
+from experiments.sweep_jobs import skip_reason
 from tests.conftest import CONF
 
 

@@ -14,11 +14,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from frameworks import variants
 from frameworks.keras_backend.layers import BuiltinLSTM, VariantLSTM
-from frameworks.spec import LOCKED_FAMILY, ModelSpec, OutputMode, TaskKind, Variant
+from frameworks.spec import ModelSpec, OutputMode, TaskKind, Variant
 
 States = list[tuple[tf.Tensor, tf.Tensor]]
-_SEQUENCE_MASKED = LOCKED_FAMILY | {Variant.NAIVE}  # input masks applied to the layer input
+# input masks applied to the layer input: every suite-drawn input mask not taken into a step loop
+_SEQUENCE_MASKED = frozenset(Variant(e.name) for e in variants.ENTRIES
+                             if e.input_mask is not None and e.runs_as != "step_loop")
 
 
 class Net(keras.layers.Layer):

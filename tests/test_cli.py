@@ -1,0 +1,107 @@
+"""The command line's promises: bad input is refused in one line with exit code 2 and nothing
+written to the store; Ctrl-C is one line with exit code 130 and the run marked KILLED."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, TINY_RT
+from tests.test_sweep import run_cli, runs
+
+pytestmark = pytest.mark.e2e
+
+
+def start(*overrides: str, err: Path) -> subprocess.Popen:
+    """`python -m experiments.train` in its own process group (a terminal's foreground job), its
+    stderr to a file so a test can wait for a line and read the rest afterwards."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "experiments.train", *overrides], cwd=REPO,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.DEVNULL,
+        stderr=err.open("w"), start_new_session=True,
+    )
+
+
+def wait_for(proc: subprocess.Popen, err: Path, needle: str, count: int = 1,
+             timeout: float = 240) -> None:
+    deadline = time.time() + timeout
+    while err.read_text().count(needle) < count:
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            raise AssertionError(f"never saw {count} x {needle!r}:\n{err.read_text()[-3000:]}")
+        time.sleep(0.3)
+
+
+def interrupt(proc: subprocess.Popen) -> int:
+    """Ctrl-C as a terminal sends it: SIGINT to the whole process group."""
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        return proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+BAD_SINGLE = [
+    (["train.epochs=0"], "train.epochs=0"),  # experiments.config.validate (SpecError)
+    (["train.epochs=abc"], "train.epochs=abc"),  # Hydra: a wrong type
+    (["train.epoch=3"], "train.epoch"),  # Hydra: an unknown key
+    (["task.train_limit=0"], "task.train_limit=0"),  # DataError while loading
+    (["train.init_from=/nonexistent/w.npz"], "/nonexistent/w.npz"),  # a plain ValueError
+    (["tracking.uri=ftp://host/x"], "tracking.uri"),  # TrackingError
+]
+
+
+@pytest.mark.parametrize("overrides,needle", BAD_SINGLE, ids=[c[1] for c in BAD_SINGLE])
+def test_bad_single_run_input_is_one_line_and_exit_2(tmp_path, overrides, needle):
+    db = tmp_path / "mlflow.db"
+    uri = [] if any(o.startswith("tracking.uri") for o in overrides) else [
+        f"tracking.uri=sqlite:///{db}"]
+    out = run_cli(*TINY_RT, *overrides, *uri)
+    assert out.returncode == 2, out.stderr[-3000:]
+    assert "Traceback" not in out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("refused: ") and needle in lines[0], lines
+    assert not db.exists()
+
+
+BAD_SWEEP = [
+    (["train.epochs=0"], "train.epochs=0", ">= 1"),  # one value for every job
+    (["train.lr=1e-3,fast"], "train.lr=fast", "Float"),  # a swept value of a wrong type
+    (["variant=none,gal"], "variant/gal", "keras_impl2"),  # an unknown option, options listed
+]
+
+
+@pytest.mark.parametrize("override,needle,allowed", BAD_SWEEP, ids=[c[1] for c in BAD_SWEEP])
+def test_bad_override_in_a_sweep_is_refused_once_before_anything_is_written(
+        tmp_path, override, needle, allowed):
+    db = tmp_path / "mlflow.db"
+    out = run_cli("-m", "sweep=smoke", *override, f"tracking.uri=sqlite:///{db}",
+                  f"hydra.sweep.dir={tmp_path / 's'}")
+    assert out.returncode == 2, out.stderr[-3000:]
+    assert "Traceback" not in out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0] and allowed in lines[0], lines
+    assert not db.exists()  # no store, no experiment, no parent run
+    assert not (tmp_path / "s").exists()  # no job started
+
+
+def test_ctrl_c_on_a_single_run_is_one_line_and_the_run_ends_killed(tmp_path):
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    err = tmp_path / "stderr.txt"
+    proc = start(*TINY_RT, "train.epochs=500", f"tracking.uri={store}", err=err)
+    wait_for(proc, err, "epoch 1/500")
+    assert interrupt(proc) == 130
+    text = err.read_text()
+    assert "Traceback" not in text
+    said = [line for line in text.splitlines() if "interrupted" in line]
+    [run] = runs(store)
+    assert run.info.status == "KILLED"
+    assert run.data.tags["failure_reason"].startswith("KeyboardInterrupt")
+    assert len(said) == 1 and run.info.run_id in said[0], text[-2000:]
