@@ -57,6 +57,8 @@ class Arm:
     def spec(self, shape: str, vocab: int, outputs: int) -> ModelSpec:
         task, _, _, embed, hidden, layers = SHAPES[shape]
         used = rates_used_by(self.variant) - {"embedding"}
+        if self.variant is Variant.torch_builtin and layers == 1:
+            used -= {"input"}  # nn.LSTM's dropout acts between layers: on 1 layer it is `none`
         kind = TaskKind.LANGUAGE_MODEL if task == "ptb" else TaskKind.CLASSIFIER
         return ModelSpec(kind, vocab, outputs, embed, hidden, layers, self.variant,
                          **{f"{r}_dropout": self.rate for r in used})

@@ -6,7 +6,8 @@ epochs and always at the best epoch, and once at the end (step = best epoch) `be
 `epochs_run` (fewer than `train.epochs` after an early stop), `test_<metric>_std|mc`.
 Tags: `task`, `framework`, `variant`, `seed`, `config_hash`, `select_on` (the validation metric
 that picked the best epoch), `preset` (when one was chosen), `completed` ("true" only after
-everything was logged), `failure_reason`, `<package>_version`. Sweep parents: `sweep_id`,
+everything was logged), `failure_reason`, `<package>_version`, `slurm_job_id` (and the array
+ids) on a SLURM cluster. Sweep parents: `sweep_id`,
 `sweep_preset`, `is_sweep_parent`, `primary_comparisons` (the preset's `study.primary`, one
 per line), `sweep_key` (the sweep's identity: a hash of its jobs' config hashes), `pid`, `host`;
 a parent a killed sweep left RUNNING is closed KILLED with `superseded_by` by the rerun.

@@ -224,7 +224,10 @@ def test_scancel_mid_run_is_killed_reported_and_alone_rerun(site):
 
     run = C.wait_until(victim, 300, "the 20-epoch run's first epoch", [sweep.log], every=0.5)
     job_id = run.data.tags["slurm_job_id"]
-    site.slurm.run("scancel", job_id)
+    # an array task by <array job>_<task>: SLURM gives the array's own id to one of its tasks,
+    # and `scancel <that id>` would cancel the whole array
+    site.slurm.run("scancel", f"{run.data.tags['slurm_array_job_id']}_"
+                              f"{run.data.tags['slurm_array_task_id']}")
     assert sweep.wait() == 1, C.tail(sweep.log)  # a job failed
     assert sweep.summary().startswith("[sweep] summary: 1 done, 0 skipped, 1 failed")
     [failed] = [r for r in sweep.results() if r["status"] == "FAILED"]
