@@ -179,11 +179,14 @@ def sweep_health(data: StoreData) -> pd.DataFrame:
             issues.append(f"only {reported} of {jobs} jobs reported back")
         if (~done).sum():
             issues.append(f"{int((~done).sum())} run(s) not completed")
+        verdict = "incomplete: " + "; ".join(issues) if issues else "complete"
+        if t.get("superseded_by"):  # a killed sweep whose rerun carries on under a new parent
+            verdict = f"superseded by the rerun's parent {str(t['superseded_by'])[:8]}"
         rows.append({
             "sweep_id": p.sweep_id or "", "parent_run": p.run_id, "experiment": p.experiment,
             "preset": t.get("sweep_preset", ""), "status": p.status, "jobs": jobs,
             **counts, "runs_here": len(children), "runs_completed": int(done.sum()),
-            "verdict": "incomplete: " + "; ".join(issues) if issues else "complete",
+            "verdict": verdict,
         })
     cols = ["sweep_id", "parent_run", "experiment", "preset", "status", "jobs", "finished",
             "skipped", "failed", "runs_here", "runs_completed", "verdict"]

@@ -252,7 +252,7 @@ def _intro(data: StoreData, health: Health, filters: str) -> list:
         text_ = ", ".join(f"{n} {c}" for c, n in counts.items())
         blocks.append(Para(f"**Run health: {len(health.flagged)} run(s) are not in the tables "
                            f"({text_})** — see [Run health](#{slug(HEALTH)})."))
-    bad = health.sweeps[health.sweeps["verdict"] != "complete"]
+    bad = health.sweeps[health.sweeps["verdict"].str.startswith("incomplete")]
     if len(bad):
         blocks.append(Para(f"**{len(bad)} sweep(s) incomplete** — see "
                            f"[Run health](#{slug(HEALTH)})."))

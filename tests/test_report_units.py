@@ -336,3 +336,26 @@ def test_holm_only_within_the_primary_family():
         assert "uncorrected" in r.verdict
     without = compare.compare(per, list(arms_.values()), "accuracy", "std")
     assert set(without["family"]) == {"all"} and without["p_holm"].notna().all()
+
+
+def test_a_superseded_sweep_parent_is_not_called_incomplete():
+    """A sweep killed mid-way whose rerun closed its parent (KILLED, superseded_by): the
+    health table says where it went on, and only the unfinished live sweep is incomplete."""
+    import pandas as pd
+
+    from reports.health import sweep_health
+    from reports.load import StoreData
+
+    parents = pd.DataFrame([
+        {"run_id": "old0000000", "sweep_id": "s1", "experiment": "imdb", "status": "KILLED",
+         "tags": {"superseded_by": "new1111111", "sweep_jobs": "40", "sweep_preset": "part3"}},
+        {"run_id": "new1111111", "sweep_id": "s2", "experiment": "imdb", "status": "RUNNING",
+         "tags": {"sweep_jobs": "40", "sweep_preset": "part3"}},
+    ])
+    runs = pd.DataFrame([{"parent_run_id": "old0000000", "sweep_id": "s1", "experiment": "imdb",
+                          "completed": True, "status": "FINISHED"}])
+    data = StoreData("sqlite:///results/mlflow.db", {"1": "imdb"}, runs, pd.DataFrame(), parents)
+    verdicts = sweep_health(data).set_index("parent_run")["verdict"]
+    assert verdicts["old0000000"] == "superseded by the rerun's parent new11111"
+    assert verdicts["new1111111"].startswith("incomplete") and "never closed" in \
+        verdicts["new1111111"]
