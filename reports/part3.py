@@ -174,7 +174,8 @@ def text(frame: pd.DataFrame, summary: pd.DataFrame) -> tuple[pd.DataFrame, dict
         rows.append({
             "arm": r.label, "framework": r.framework, "published setting": r.setting,
             "metric": fmt.metric_name(metric), "published (test, one run)": theirs,
-            **{f"ours {m} (n={r.n})": _ours(r, metric, m) for m in MODES},
+            "seeds": r.n,  # its own column: arms of one table may have different counts
+            **{f"ours {m}": _ours(r, metric, m) for m in MODES},
             "inside our 95% CI": inside,
             "rank: theirs / ours": f"{_rank(r.part3_rank)} / {_rank(r.our_rank)}" if ranked
             else fmt.DASH,
