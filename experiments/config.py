@@ -9,7 +9,7 @@ import json
 import math
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -17,7 +17,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from experiments.metrics import METRICS
 from experiments.tasks import TASK_KINDS
+from frameworks import variants
 from frameworks.spec import (
+    Cell,
     Granularity,
     ModelSpec,
     OptimSpec,
@@ -66,19 +68,19 @@ class ModelConfig:
     num_layers: int | None = None  # null: 2 for the language model, 1 for classifiers
     tie_weights: bool = False
     init_scale: float = 0.1
+    cell: Cell = Cell.lstm
 
 
-@dataclass
-class DropoutConfig:
-    variant: Variant = Variant.none
-    embedding: float = 0.0
-    input: float = 0.0
-    recurrent: float = 0.0
-    output: float = 0.0
-    weight: float = 0.0
-    granularity: Granularity = Granularity.sample
-    output_mode: OutputMode = OutputMode.variational
-    eval_active: bool = False
+# dropout.<rate> for every rate of the registry (frameworks/variants.py), then the knobs.
+DropoutConfig = make_dataclass("DropoutConfig", [
+    ("variant", Variant, field(default=Variant.none)),
+    *[(rate, float, field(default=0.0)) for rate in variants.RATES],
+    ("granularity", Granularity, field(default=Granularity.sample)),
+    ("output_mode", OutputMode, field(default=OutputMode.variational)),
+    ("eval_active", bool, field(default=False)),
+    ("per_step", bool, field(default=False)),  # semeniuta: a fresh candidate mask per step
+])
+DropoutConfig.__module__ = __name__
 
 
 @dataclass
@@ -169,7 +171,11 @@ def parallel_jobs() -> int:
 NON_SEMANTIC = ("tracking", "train.threads", "train.device", "published", "study")
 # Keys added after runs were logged, with the value that reproduces the behaviour from before
 # they existed: left out of the hash at that value, so older completed runs still resume.
-ADDED_LATER = {"train.patience": 0, "train.select_on": None, "train.mc_every": 1}
+# The rates hashed since the first run; any rate the registry gains later is neutral at 0.
+FIRST_RATES = ("embedding", "input", "recurrent", "output", "weight")
+ADDED_LATER = {"train.patience": 0, "train.select_on": None, "train.mc_every": 1,
+               "model.cell": "lstm", "dropout.per_step": False,
+               **{f"dropout.{r}": 0.0 for r in variants.RATES if r not in FIRST_RATES}}
 
 
 def config_hash(cfg: DictConfig) -> str:
@@ -285,14 +291,12 @@ def to_spec(cfg: DictConfig, vocab_size: int, num_outputs: int) -> ModelSpec:
         hidden_size=cfg.model.hidden_size,
         num_layers=layers,
         variant=d.variant,
-        embedding_dropout=d.embedding,
-        input_dropout=d.input,
-        recurrent_dropout=d.recurrent,
-        output_dropout=d.output,
-        weight_dropout=d.weight,
+        **{f"{rate}_dropout": d[rate] for rate in variants.RATES},
         granularity=d.granularity,
         output_mode=d.output_mode,
         eval_active=d.eval_active,
+        per_step=d.per_step,
+        cell=cfg.model.cell,
         tie_weights=cfg.model.tie_weights,
         init_scale=cfg.model.init_scale,
     )

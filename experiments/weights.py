@@ -14,7 +14,10 @@ from frameworks.spec import ModelSpec
 
 # Settings that decide the shapes and values of the seeded initial weights.
 INIT_KEYS = ("task.name", "task.vocab_size", "task.split_seed", "model.embed_size",
-             "model.hidden_size", "model.num_layers", "model.tie_weights", "model.init_scale")
+             "model.hidden_size", "model.num_layers", "model.tie_weights", "model.init_scale",
+             "model.cell")
+# Runs logged before model.cell existed were LSTMs (MLflow params of a missing key read None).
+_DEFAULT_PARAMS = {"model.cell": "lstm"}
 
 
 def load_initial_weights(cfg: DictConfig, spec: ModelSpec, uri: str) -> dict[str, np.ndarray]:
@@ -27,8 +30,8 @@ def load_initial_weights(cfg: DictConfig, spec: ModelSpec, uri: str) -> dict[str
     if path.suffix == ".npz" or path.exists():
         if not path.is_file():
             raise ValueError(f"train.init_from={source!r}: no such file")
-        with np.load(path) as z:
-            weights = {k: z[k] for k in z.files}
+        with np.load(path) as z:  # files saved before the GRU named the layers lstm.{k}
+            weights = {_renamed(k): z[k] for k in z.files}
     else:
         weights = _weights_of_run(source, cfg, spec, uri)
     try:
@@ -52,9 +55,13 @@ def _weights_of_run(run_id: str, cfg: DictConfig, spec: ModelSpec, uri: str):
                          f"init_from={params['train.init_from']}; use that source instead")
     mine = flatten(cfg)
     for key in INIT_KEYS:
-        if str(mine[key]) != params.get(key):
+        if str(mine[key]) != params.get(key, _DEFAULT_PARAMS.get(key)):
             raise ValueError(
                 f"train.init_from={run_id!r}: mismatched shapes or init, that run has "
                 f"{key}={params.get(key)}, this run {key}={mine[key]}"
             )
     return initial_weights(spec, int(params["seed"]))
+
+
+def _renamed(name: str) -> str:
+    return "rnn." + name[len("lstm."):] if name.startswith("lstm.") else name

@@ -8,10 +8,13 @@ framework-neutral.
 Weight naming scheme (numpy float32, shared by both backends and by `initial_weights`):
 
     embedding           (V, E)
-    lstm.{k}.w_ih       (4H, D_k)  row blocks in gate order i, f, g(candidate), o
-    lstm.{k}.w_hh       (4H, H)    same row blocks; a column is one unit of h_{t-1}
-    lstm.{k}.bias       (4H,)      one bias: PyTorch trains b_ih and keeps b_hh frozen at 0, so
-                                   optimisers, weight decay and clipping see it once, as in Keras
+    rnn.{k}.w_ih        (GH, D_k)  G row blocks: LSTM i, f, g(candidate), o; GRU r, z, n
+    rnn.{k}.w_hh        (GH, H)    same row blocks; a column is one unit of h_{t-1}
+    rnn.{k}.bias        (GH,)      LSTM: the one bias (PyTorch trains b_ih and keeps b_hh frozen
+                                   at 0, so optimisers, weight decay and clipping see it once,
+                                   as in Keras); GRU: the input-side bias b_i
+    rnn.{k}.bias_hh     (GH,)      GRU only: the recurrent-side bias b_h, inside the reset
+                                   product r * (h U_n + b_hn), so it cannot be folded into b_i
     decoder.weight      (C, H)     absent when the decoder is tied to the embedding
     decoder.bias        (C,)
 
@@ -19,16 +22,18 @@ Mask naming scheme (every mask a variant uses is drawn through the runner's samp
 values are 0 or 1/(1-p); Bm is B for per-sample masks and 1 for per-minibatch masks):
 
     embedding    (V, 1)                       word types dropped for the whole batch
-    input.{k}    naive (B, T, D_k); locked family (Bm, 1, D_k);
-                 keras_impl0/1 (4, Bm, D_k) one per gate; keras_impl2 (Bm, D_k)
-    recurrent.{k} keras_impl0/1 (4, Bm, H); keras_impl2 (Bm, H)   applied to h_{t-1} only
-    weight.{k}   weightdrop (4H, H); weightdrop_variational (4H, 1); weightdrop_column (1, H);
-                 weightdrop_column_untied (4, 1, H) -> gate block g of weight_hh uses mask[g]
+    input.{k}    naive (B, T, D_k); locked family and semeniuta (Bm, 1, D_k);
+                 keras_impl0/1 (G, Bm, D_k) one per gate; keras_impl2 (Bm, D_k)
+    recurrent.{k} keras_impl0/1 (G, Bm, H); keras_impl2 (Bm, H)   applied to h_{t-1} only
+    candidate.{k} semeniuta (Bm, 1, H), or (Bm, T, H) with per_step: on the candidate update
+    weight.{k}   weightdrop (GH, H); weightdrop_variational (GH, 1); weightdrop_column (1, H);
+                 weightdrop_column_untied (G, 1, H) -> gate block g of weight_hh uses mask[g]
     output       LM: naive (B, T, H), variational/locked (Bm, 1, H); classifier: (Bm, H) on the
                  last hidden state, (B, H) whatever the granularity when naive
 
 Masks are drawn once per forward call (one training batch, or one batch of one MC pass) in the
-order embedding, then per layer input.k, recurrent.k, weight.k, then output.
+order embedding, then per layer one per slot of `variants.LAYER_SLOTS`, then output. The shape
+rules themselves live in the registry (frameworks/variants.py); this table is their summary.
 """
 
 from __future__ import annotations
@@ -92,13 +97,15 @@ def load_backend(framework: str) -> ModuleType:
 
 def weight_shapes(spec: ModelSpec) -> dict[str, tuple[int, ...]]:
     """Shapes of every parameter under the shared naming scheme."""
-    h = spec.hidden_size
+    h, gh = spec.hidden_size, spec.gates * spec.hidden_size
     shapes: dict[str, tuple[int, ...]] = {"embedding": (spec.vocab_size, spec.embed_size)}
     for k in range(spec.num_layers):
         d = spec.embed_size if k == 0 else h
-        shapes[f"lstm.{k}.w_ih"] = (4 * h, d)
-        shapes[f"lstm.{k}.w_hh"] = (4 * h, h)
-        shapes[f"lstm.{k}.bias"] = (4 * h,)
+        shapes[f"rnn.{k}.w_ih"] = (gh, d)
+        shapes[f"rnn.{k}.w_hh"] = (gh, h)
+        shapes[f"rnn.{k}.bias"] = (gh,)
+        if spec.cell_info.bias_hh:
+            shapes[f"rnn.{k}.bias_hh"] = (gh,)
     if not spec.tie_weights:
         shapes["decoder.weight"] = (spec.num_outputs, h)
     shapes["decoder.bias"] = (spec.num_outputs,)

@@ -1,8 +1,8 @@
 """Which masks a forward call draws: names, shapes and rates, per the contract in base.py.
 
 Framework-neutral and shared by both backends: a pure function of the spec and the batch shape,
-so the draw order (embedding, then per layer input.k, recurrent.k, weight.k, then output) and
-every shape are decided in one place and can be checked without running a model. Masks a library
+so the draw order (embedding, then per layer one mask per slot of `variants.LAYER_SLOTS`, then
+output) and every shape are decided in one place and can be checked without running a model. Masks a library
 draws itself (torch_builtin's nn.LSTM dropout, keras3_builtin's LSTM and Dropout) are not planned.
 """
 
@@ -24,9 +24,9 @@ class MaskRequest(NamedTuple):
     rate: float
 
 
-def weight_mask_shape(variant: Variant, hidden: int) -> tuple[int, ...]:
-    """The DropConnect mask on weight_hh (4H, H) of each weightdrop form (its registry rule)."""
-    return variants.weight_mask_shape(variant, hidden)
+def weight_mask_shape(variant: Variant, hidden: int, gates: int = 4) -> tuple[int, ...]:
+    """The DropConnect mask on weight_hh (GH, H) of each weightdrop form (its registry rule)."""
+    return variants.weight_mask_shape(variant, hidden, gates)
 
 
 def naive_output(spec: ModelSpec) -> bool:
@@ -50,7 +50,7 @@ def mask_plan(spec: ModelSpec, batch: int, steps: int, phase: Phase) -> list[Mas
         if not spec.eval_active:
             return []
         return [
-            MaskRequest(f"weight.{k}", weight_mask_shape(v, h), spec.weight_dropout)
+            MaskRequest(f"weight.{k}", weight_mask_shape(v, h, spec.gates), spec.weight_dropout)
             for k in range(spec.num_layers)
             if spec.weight_dropout > 0
         ]
@@ -73,13 +73,13 @@ def _layer_masks(
     spec: ModelSpec, k: int, d: int, batch: int, steps: int, bm: int
 ) -> list[MaskRequest]:
     entry, h = variants.entry(spec.variant), spec.hidden_size
-    dims = {"B": batch, "Bm": bm, "T": steps, "D": d, "H": h}
+    dims = {"B": batch, "Bm": bm, "T": steps, "Tm": steps if spec.per_step else 1, "D": d,
+            "H": h, "G": spec.gates}
     out: list[MaskRequest] = []
-    for rate, rule in (("input", entry.input_mask), ("recurrent", entry.recurrent_mask),
-                       ("weight", entry.weight_mask)):
-        p = spec.rate(rate)
+    for slot, rule in entry.layer_masks().items():
+        p = spec.rate(variants.LAYER_SLOTS[slot])
         if p > 0 and rule is not None:  # None: not used, or drawn by the library itself
-            out.append(MaskRequest(f"{rate}.{k}", variants.resolve(rule, **dims), p))
+            out.append(MaskRequest(f"{slot}.{k}", variants.resolve(rule, **dims), p))
     return out
 
 

@@ -7,7 +7,7 @@ when it is made, so a bad combination of variant and knobs fails before any trai
 from __future__ import annotations
 
 import enum
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, make_dataclass
 from typing import NamedTuple
 
 import numpy as np
@@ -28,6 +28,15 @@ def _variant_enum() -> type[enum.Enum]:
 
 
 Variant = _variant_enum()
+
+
+class Cell(str, enum.Enum):
+    """The recurrent cell (config key model.cell); its facts live in frameworks/variants.py."""
+
+    lstm = "lstm"
+    gru = "gru"
+    LSTM = "lstm"
+    GRU = "gru"
 
 
 class TaskKind(str, enum.Enum):
@@ -71,6 +80,7 @@ ALL_RATES = variants.RATES
 GRANULARITY_VARIANTS = _variants(variants.allowing("granularity"))
 OUTPUT_MODE_VARIANTS = _variants(variants.allowing("output_mode"))
 EVAL_ACTIVE_VARIANTS = _variants(variants.allowing("eval_active"))
+PER_STEP_VARIANTS = _variants(variants.allowing("per_step"))
 
 
 class SpecError(ValueError):
@@ -81,38 +91,29 @@ def rates_used_by(variant: Variant) -> frozenset[str]:
     return variants.rates(variant)
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    """Everything needed to build the matched model in either framework.
+class _SpecMethods:
+    """Everything needed to build the matched model in either framework (see `ModelSpec`).
 
-    Rates: `embedding` drops whole word types (rows of the embedding matrix); `input` is the
-    dropout on each LSTM layer's input (embedding output, and between layers); `recurrent` masks
-    h_{t-1} in the Gal family; `weight` is the WeightDrop rate on weight_hh; `output` drops the last
-    LSTM layer's output before the decoder.
+    Rates, one field `<rate>_dropout` per rate of the registry (frameworks/variants.py, so a
+    new rate is a registry entry only): `embedding` drops whole word types (rows of the
+    embedding matrix); `input` is the dropout on each layer's input (embedding output, and
+    between layers); `recurrent` masks h_{t-1} in the Gal family and the candidate update in
+    Semeniuta's; `weight` is the WeightDrop rate on weight_hh; `output` drops the last layer's
+    output before the decoder. docs/SEMANTICS.md has the equations.
     """
 
-    task_kind: TaskKind
-    vocab_size: int
-    num_outputs: int  # vocabulary size for the LM, number of classes for a classifier
-    embed_size: int
-    hidden_size: int
-    num_layers: int
-    variant: Variant
-    embedding_dropout: float = 0.0
-    input_dropout: float = 0.0
-    recurrent_dropout: float = 0.0
-    output_dropout: float = 0.0
-    weight_dropout: float = 0.0
-    granularity: Granularity = Granularity.SAMPLE
-    output_mode: OutputMode = OutputMode.VARIATIONAL
-    eval_active: bool = False
-    tie_weights: bool = False
-    init_scale: float = 0.1
-
     def __post_init__(self) -> None:
-        for name in ("task_kind", "variant", "granularity", "output_mode"):
+        for name in ("task_kind", "variant", "granularity", "output_mode", "cell"):
             _coerce_enum(self, name)
         self._validate()
+
+    @property
+    def cell_info(self) -> variants.Cell:
+        return variants.cell(self.cell.value)
+
+    @property
+    def gates(self) -> int:
+        return self.cell_info.gates
 
     def rate(self, name: str) -> float:
         return float(getattr(self, f"{name}_dropout"))
@@ -123,7 +124,13 @@ class ModelSpec:
                 raise SpecError(f"{key}={getattr(self, key)} must be >= 1")
         if self.init_scale <= 0:
             raise SpecError(f"init_scale={self.init_scale} must be > 0")
-        used = rates_used_by(self.variant)
+        entry = variants.entry(self.variant)
+        if self.cell.value not in entry.cells:
+            raise SpecError(
+                f"model.cell={self.cell.value} is not defined for variant '{self.variant.value}'; "
+                f"it has: {', '.join(sorted(entry.cells))}"
+            )
+        used = entry.rates
         for name in ALL_RATES:
             p = self.rate(name)
             if not 0.0 <= p < 1.0:
@@ -133,6 +140,12 @@ class ModelSpec:
                 raise SpecError(
                     f"dropout.{name}={p} has no effect for variant '{self.variant.value}'; "
                     f"rates it uses: {allowed}"
+                )
+            state = variants.RATE_STATE.get(name)
+            if p > 0 and state is not None and state not in self.cell_info.state:
+                raise SpecError(
+                    f"dropout.{name}={p} acts on the state {state}, which model.cell="
+                    f"{self.cell.value} does not have (its state: {', '.join(self.cell_info.state)})"
                 )
         if self.variant is Variant.TORCH_BUILTIN and self.num_layers == 1 and \
                 self.input_dropout > 0:
@@ -156,6 +169,11 @@ class ModelSpec:
                 "dropout.eval_active=true reproduces awd-lstm's always-on row mask and is only "
                 f"allowed for variants {_names(EVAL_ACTIVE_VARIANTS)}"
             )
+        if self.per_step and self.variant not in PER_STEP_VARIANTS:
+            raise SpecError(
+                "dropout.per_step=true (a fresh candidate mask per time step) is only for "
+                f"variants {_names(PER_STEP_VARIANTS)}"
+            )
         if self.tie_weights:
             if self.task_kind is not TaskKind.LANGUAGE_MODEL:
                 raise SpecError("model.tie_weights=true needs the language-model task (ptb)")
@@ -166,15 +184,35 @@ class ModelSpec:
                 )
 
     def as_dict(self) -> dict[str, object]:
-        return {k: (v.value if isinstance(v, enum.Enum) else v) for k, v in asdict(self).items()}
+        return {k: (v.value if isinstance(v, enum.Enum) else v)
+                for k, v in asdict(self).items()}  # type: ignore[call-overload]
 
 
-def _coerce_enum(spec: ModelSpec, name: str) -> None:
+# The fields in order: the positional ones, then one float per registry rate, then the knobs.
+_FIELDS = [
+    ("task_kind", TaskKind), ("vocab_size", int), ("num_outputs", int), ("embed_size", int),
+    ("hidden_size", int), ("num_layers", int), ("variant", Variant),
+    *[(f"{r}_dropout", float, field(default=0.0)) for r in variants.RATES],
+    ("granularity", Granularity, field(default=Granularity.SAMPLE)),
+    ("output_mode", OutputMode, field(default=OutputMode.VARIATIONAL)),
+    ("eval_active", bool, field(default=False)),
+    ("per_step", bool, field(default=False)),
+    ("cell", Cell, field(default=Cell.LSTM)),
+    ("tie_weights", bool, field(default=False)),
+    ("init_scale", float, field(default=0.1)),
+]
+ModelSpec = make_dataclass("ModelSpec", _FIELDS, bases=(_SpecMethods,), frozen=True)
+ModelSpec.__module__ = __name__  # pickling and reprs find it here
+ModelSpec.__doc__ = _SpecMethods.__doc__
+
+
+def _coerce_enum(spec: _SpecMethods, name: str) -> None:
     enum_type = {
         "task_kind": TaskKind,
         "variant": Variant,
         "granularity": Granularity,
         "output_mode": OutputMode,
+        "cell": Cell,
     }[name]
     value = getattr(spec, name)
     try:

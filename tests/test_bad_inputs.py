@@ -137,10 +137,10 @@ def test_cuda_on_a_machine_without_it_is_refused_before_a_run_is_logged(store):
 def test_init_from_with_mismatched_shapes(tmp_path):
     cfg = compose_cfg(TINY_RT)
     weights = dict(prepare(cfg).weights)
-    weights["lstm.0.w_hh"] = np.zeros((3, 3), np.float32)
+    weights["rnn.0.w_hh"] = np.zeros((3, 3), np.float32)
     np.savez(tmp_path / "w.npz", **weights)
     message = refusal([f"train.init_from={tmp_path / 'w.npz'}"])
-    assert "lstm.0.w_hh" in message and "(3, 3)" in message and "(64, 16)" in message
+    assert "rnn.0.w_hh" in message and "(3, 3)" in message and "(64, 16)" in message
 
 
 def test_init_from_a_valid_file_is_used(tmp_path):

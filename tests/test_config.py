@@ -34,3 +34,19 @@ def test_config_hash_ignores_tracking_and_threads_only():
     assert base == C.config_hash(same)
     assert base != C.config_hash(compose_cfg(["seed=1"]))
     assert base != C.config_hash(compose_cfg(["variant=naive"]))
+
+
+def test_keys_added_later_keep_the_hash_of_runs_logged_before_them():
+    """Resume-by-hash must find runs logged before model.cell, dropout.per_step and the rates the
+    registry gained later existed: these hashes were computed before those keys were added."""
+    logged_before = {
+        (): "842361d1879af487",
+        ("preset=part3_imdb_torch_weightdrop", "seed=3", "train.patience=5"): "2f1987eb809c5e27",
+        ("variant=keras_impl0", "framework=keras", "task=ptb", "dropout.granularity=batch"):
+            "acdef29b8970b325",
+    }
+    for overrides, expected in logged_before.items():
+        assert C.config_hash(compose_cfg(list(overrides))) == expected, overrides
+    assert C.config_hash(compose_cfg(["model.cell=gru"])) != logged_before[()]
+    assert C.config_hash(compose_cfg(["variant=semeniuta", "dropout.per_step=true"])) != \
+        C.config_hash(compose_cfg(["variant=semeniuta"]))

@@ -62,8 +62,8 @@ def test_weights_start_from_initial_weights_and_round_trip():
     r.load_weights(other)
     for k, v in r.export_weights().items():
         np.testing.assert_array_equal(v, other[k])
-    with pytest.raises(ValueError, match="lstm.0.w_hh"):
-        r.load_weights({**other, "lstm.0.w_hh": np.zeros((H, 4 * H), np.float32)})
+    with pytest.raises(ValueError, match="rnn.0.w_hh"):
+        r.load_weights({**other, "rnn.0.w_hh": np.zeros((H, 4 * H), np.float32)})
     with pytest.raises(ValueError, match="unexpected"):
         r.load_weights({**other, "decoder.weight": np.zeros((V, H), np.float32)})
 
@@ -213,7 +213,7 @@ def _builtin_kept_units(recurrent: float, p: float, n: int = 16, batch: int = 64
     w_ih[:n], w_ih[2 * n:3 * n] = big * eye, eye
     bias = np.zeros(4 * n, np.float32)
     bias[:n], bias[n:2 * n], bias[3 * n:] = -big / 2, -big, big
-    layer.set_numpy(w_ih, np.zeros((4 * n, n), np.float32), bias)
+    layer.set_numpy({"w_ih": w_ih, "w_hh": np.zeros((4 * n, n), np.float32), "bias": bias})
     xs = tf.fill((steps, batch, n), np.float32(1 - p))  # a kept unit enters as exactly 1
     zero = tf.zeros((batch, n))
     call = tf.function(lambda training: layer.forward(xs, zero, zero, training=training)[0],

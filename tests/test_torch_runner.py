@@ -15,7 +15,7 @@ from frameworks.base import DivergenceError, NumpyMaskSource, initial_weights
 from frameworks.spec import Batch, OptimSpec, TaskKind, Variant
 from frameworks.torch_backend import MaskSampler, Runner, configure_threads
 from frameworks.torch_backend.compile import enabled as compile_enabled
-from frameworks.torch_backend.layer import gal_loop_kind
+from frameworks.torch_backend.layer import loop_kind
 from tests.test_torch_reference import as_masks, as_params, ref_forward, ref_loss
 from tests.test_torch_semantics import CLS, LM, H, V, make_spec
 
@@ -41,11 +41,11 @@ def test_weights_round_trip_split_bias_and_refuse_bad_shapes():
     assert set(out) == set(w) and "decoder.weight" not in out
     for k, v in w.items():
         np.testing.assert_array_equal(out[k], v, err_msg=k)
-    w_ih, w_hh, b_ih, b_hh = runner.model.lstm_params(1)
-    np.testing.assert_array_equal(b_ih.detach().numpy(), w["lstm.1.bias"])
+    w_ih, w_hh, b_ih, b_hh = runner.model.rnn_params(1)
+    np.testing.assert_array_equal(b_ih.detach().numpy(), w["rnn.1.bias"])
     assert not b_hh.detach().any()
-    bad = dict(w, **{"lstm.0.w_hh": np.zeros((4 * H, H + 1), np.float32)})
-    with pytest.raises(ValueError, match="lstm.0.w_hh"):
+    bad = dict(w, **{"rnn.0.w_hh": np.zeros((4 * H, H + 1), np.float32)})
+    with pytest.raises(ValueError, match="rnn.0.w_hh"):
         runner.load_weights(bad)
     with pytest.raises(ValueError, match="missing"):
         runner.load_weights({k: v for k, v in w.items() if k != "embedding"})
@@ -145,7 +145,7 @@ def test_seeded_training_ignores_how_many_evaluations_happened(variant):
     other.load_weights(initial_weights(spec, 2))
     other.train_epoch(data, 1.0)
     assert not np.array_equal(
-        other.export_weights()["lstm.0.w_hh"], c.export_weights()["lstm.0.w_hh"]
+        other.export_weights()["rnn.0.w_hh"], c.export_weights()["rnn.0.w_hh"]
     )
 
 
@@ -173,8 +173,8 @@ def test_weightdrop_survives_train_eval_train_state_dict_and_deepcopy():
     runner.model.train()
     runner.train_epoch(data, 0.5)
     model = runner.model
-    assert isinstance(model.layers[0].lstm.weight_hh_l0, torch.nn.Parameter)
-    assert any(p is model.layers[0].lstm.weight_hh_l0 for p in model.parameters())
+    assert isinstance(model.layers[0].rnn.weight_hh_l0, torch.nn.Parameter)
+    assert any(p is model.layers[0].rnn.weight_hh_l0 for p in model.parameters())
     state = model.state_dict()
     assert set(state) == set(Runner(spec, SGD, seed=1).model.state_dict())
     fresh = Runner(spec, SGD, seed=1)
@@ -191,7 +191,7 @@ def test_weightdrop_survives_train_eval_train_state_dict_and_deepcopy():
         logits.sum().backward()
         weight_draws = [c for c in m.sampler.calls if c[0].startswith("weight")]
         assert weight_draws == [("weight.0", (4 * H, H), 0.5), ("weight.1", (4 * H, H), 0.5)]
-    assert twin.layers[0].lstm.weight_hh_l0.grad is not None
+    assert twin.layers[0].rnn.weight_hh_l0.grad is not None
     torch.testing.assert_close(model(x)[0], twin(x)[0])  # same injected seed, same weights
 
 
@@ -226,7 +226,7 @@ def test_sampler_refuses_zero_rates_and_misshapen_injected_masks(monkeypatch):
     assert sampler.calls == [("input.0", (2, 3), 0.5)]
     monkeypatch.setenv("RDS_TORCH_GAL", "fast")
     with pytest.raises(ValueError, match="RDS_TORCH_GAL"):
-        gal_loop_kind()
+        loop_kind()
     monkeypatch.setenv("RDS_TORCH_COMPILE", "maybe")
     with pytest.raises(ValueError, match="RDS_TORCH_COMPILE"):
         compile_enabled()

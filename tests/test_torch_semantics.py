@@ -67,10 +67,10 @@ def grads_by_name(model: DropoutLSTMModel, spec: ModelSpec) -> dict[str, torch.T
     if not spec.tie_weights:
         g["decoder.weight"] = model.decoder.weight.grad
     for k in range(spec.num_layers):
-        w_ih, w_hh, b_ih, b_hh = model.lstm_params(k)
+        w_ih, w_hh, b_ih, b_hh = model.rnn_params(k)
         assert b_hh.grad is None and not b_hh.requires_grad and not b_hh.any()
-        g.update({f"lstm.{k}.w_ih": w_ih.grad, f"lstm.{k}.w_hh": w_hh.grad})
-        g[f"lstm.{k}.bias"] = b_ih.grad
+        g.update({f"rnn.{k}.w_ih": w_ih.grad, f"rnn.{k}.w_hh": w_hh.grad})
+        g[f"rnn.{k}.bias"] = b_ih.grad
     return g
 
 

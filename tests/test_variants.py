@@ -38,15 +38,17 @@ SEMANTICS_RATES = {
     "keras_impl0": GAL, "keras_impl1": GAL, "keras_impl2": GAL,
     "weightdrop": WD, "weightdrop_variational": WD, "weightdrop_column": WD,
     "weightdrop_column_untied": WD, "locked": {"embedding", "input", "output"},
-    "torch_builtin": {"embedding", "input"}, "keras3_builtin": GAL,
+    "torch_builtin": {"embedding", "input"}, "keras3_builtin": GAL, "semeniuta": GAL,
 }
 # docs/SEMANTICS.md, "Knobs": which variants allow each knob's non-default value.
 SEMANTICS_KNOBS = {
-    "granularity": {"keras_impl0", "keras_impl1", "keras_impl2", "locked"},
-    "output_mode": {"keras_impl0", "keras_impl1", "keras_impl2", "keras3_builtin"},
+    "granularity": {"keras_impl0", "keras_impl1", "keras_impl2", "locked", "semeniuta"},
+    "output_mode": {"keras_impl0", "keras_impl1", "keras_impl2", "keras3_builtin", "semeniuta"},
     "eval_active": {"weightdrop_variational"},
+    "per_step": {"semeniuta"},
 }
-NON_DEFAULT = {"granularity": "batch", "output_mode": "naive", "eval_active": True}
+NON_DEFAULT = {"granularity": "batch", "output_mode": "naive", "eval_active": True,
+               "per_step": True}
 # docs/SEMANTICS.md, "Mask naming contract": weight.{k} is (4H, H) / (4H, 1) / (1, H) / (4, 1, H).
 H = 5
 SEMANTICS_WEIGHT_MASKS = {
@@ -145,13 +147,14 @@ def test_frameworks_and_how_each_variant_runs():
     assert variants.for_framework("keras") == set(NAMES) - {"torch_builtin"}
     assert {k: {v.value for v in vs} for k, vs in FRAMEWORK_VARIANTS.items()} == {
         f: variants.for_framework(f) for f in variants.FRAMEWORKS}
-    # SEMANTICS: the Gal family runs a time loop, WeightDrop passes a masked W_hh into the fused
-    # path, everything else is the library's fused layer.
-    assert variants.running_as("step_loop") == {"keras_impl0", "keras_impl1", "keras_impl2"}
+    # SEMANTICS: the Gal family and the cell hooks run a time loop, WeightDrop passes a masked
+    # W_hh into the fused path, everything else is the library's fused layer.
+    assert variants.running_as("step_loop") == {"keras_impl0", "keras_impl1", "keras_impl2",
+                                                   "semeniuta"}
     assert variants.running_as("masked_weight") == set(SEMANTICS_WEIGHT_MASKS)
     assert variants.running_as("fused") == {"none", "naive", "locked", "torch_builtin",
                                             "keras3_builtin"}
-    assert variants.in_group("gal") == variants.running_as("step_loop")
+    assert variants.in_group("gal") | variants.in_group("cell") == variants.running_as("step_loop")
     assert variants.in_group("locked") == set(SEMANTICS_WEIGHT_MASKS) | {"locked"}
 
 

@@ -1,9 +1,11 @@
-"""One LSTM layer per variant family, holding its weights in Keras layout.
+"""One recurrent layer per variant family, holding its weights in Keras layout.
 
-`VariantLSTM` is the suite's own layer (every variant but `keras3_builtin`): it takes its masks
-as tensors and picks the time loop of `recurrence.py`. `BuiltinLSTM` wraps the stock
-`keras.layers.LSTM` for the library reference row. Both speak time-major (T, B, D) and hold
-kernel = w_ih.T (D, 4H), recurrent_kernel = w_hh.T (H, 4H) and one bias (4H,).
+`VariantRNN` is the suite's own layer (every variant but `keras3_builtin`, LSTM or GRU): it
+takes its masks as tensors, applies them by slot and shape, and picks the time loop: the LSTM's
+hand-ordered loops of `recurrence.py` without hooks, the cell seam's loop of `cells.py`
+otherwise. `BuiltinLSTM` wraps the stock `keras.layers.LSTM` for the library reference row. Both
+speak time-major (T, B, D) and hold kernel = w_ih.T (D, GH), recurrent_kernel = w_hh.T (H, GH),
+one bias (GH,) and, for the GRU, the recurrent-side bias_hh (GH,).
 """
 
 from __future__ import annotations
@@ -12,77 +14,89 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from frameworks.keras_backend import recurrence
-from frameworks.spec import Variant
+from frameworks import variants
+from frameworks.keras_backend import cells, hooks, recurrence
+from frameworks.spec import ModelSpec
 
-_GAL_LOOPS = {
-    Variant.KERAS_IMPL0: recurrence.run_impl0,
-    Variant.KERAS_IMPL1: recurrence.run_impl1,
-    Variant.KERAS_IMPL2: recurrence.run_impl2,
-}
+_LSTM_LOOPS = {0: recurrence.run_impl0, 1: recurrence.run_impl1, 2: recurrence.run_impl2}
 
 
-def masked_recurrent_kernel(u: tf.Tensor, mask: tf.Tensor, variant: Variant) -> tf.Tensor:
-    """Apply a weight-drop mask given in w_hh (4H, H) orientation to U = w_hh.T (H, 4H)."""
-    hid = u.shape[0]
-    if variant is Variant.WEIGHTDROP:  # (4H, H) elementwise DropConnect
+def masked_recurrent_kernel(u: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+    """Apply a weight-drop mask given in w_hh (GH, H) orientation to U = w_hh.T (H, GH), by its
+    shape: (GH, H) elementwise, (GH, 1) gate units, (1, H) units of h_{t-1}, or (G, 1, H) one
+    column mask per gate block."""
+    if len(mask.shape) == 2:
         return u * tf.transpose(mask)
-    if variant is Variant.WEIGHTDROP_VARIATIONAL:  # (4H, 1): whole gate units (columns of U)
-        return u * tf.reshape(mask, (1, 4 * hid))
-    if variant is Variant.WEIGHTDROP_COLUMN:  # (1, H): units of h_{t-1} (rows of U)
-        return u * tf.reshape(mask, (hid, 1))
-    if variant is Variant.WEIGHTDROP_COLUMN_UNTIED:  # (4, 1, H): gate block g uses mask[g]
-        per_gate = tf.reshape(u, (hid, 4, hid)) * tf.transpose(mask, (2, 0, 1))
-        return tf.reshape(per_gate, (hid, 4 * hid))
-    raise ValueError(f"variant '{variant.value}' has no weight-drop mask")
+    hid, gates = u.shape[0], mask.shape[0]
+    per_gate = tf.reshape(u, (hid, gates, hid)) * tf.transpose(mask, (2, 0, 1))
+    return tf.reshape(per_gate, (hid, gates * hid))
 
 
 class _Weights(keras.layers.Layer):
     """Exchange of the Keras-layout weights with the shared numpy naming scheme."""
 
-    def weight_vars(self) -> tuple[keras.Variable, keras.Variable, keras.Variable]:
+    def weight_vars(self) -> dict[str, keras.Variable]:
+        """kernel, recurrent_kernel, bias (and bias_hh), by their numpy names' last part."""
         raise NotImplementedError
 
-    def set_numpy(self, w_ih: np.ndarray, w_hh: np.ndarray, bias: np.ndarray) -> None:
-        kernel, recurrent, b = self.weight_vars()
-        kernel.assign(np.ascontiguousarray(w_ih.T))
-        recurrent.assign(np.ascontiguousarray(w_hh.T))
-        b.assign(bias)
+    def set_numpy(self, weights: dict[str, np.ndarray]) -> None:
+        for name, var in self.weight_vars().items():
+            value = weights[name]
+            var.assign(np.ascontiguousarray(value.T) if name.startswith("w_") else value)
 
-    def get_numpy(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        kernel, recurrent, b = (np.asarray(v.numpy()) for v in self.weight_vars())
-        return np.ascontiguousarray(kernel.T), np.ascontiguousarray(recurrent.T), b.copy()
+    def get_numpy(self) -> dict[str, np.ndarray]:
+        out = {}
+        for name, var in self.weight_vars().items():
+            value = np.asarray(var.numpy())
+            out[name] = np.ascontiguousarray(value.T) if name.startswith("w_") else value.copy()
+        return out
 
 
-class VariantLSTM(_Weights):
-    """The suite's LSTM layer; every mask arrives as a tensor (or None = not drawn)."""
+class VariantRNN(_Weights):
+    """The suite's recurrent layer; every mask arrives as a tensor (or is absent = not drawn)."""
 
-    def __init__(self, input_size: int, hidden_size: int, variant: Variant, **kwargs):
+    def __init__(self, input_size: int, hidden_size: int, spec: ModelSpec, k: int, **kwargs):
         super().__init__(**kwargs)
-        self.variant = variant
-        h4 = 4 * hidden_size
-        self.kernel = self.add_weight(shape=(input_size, h4), initializer="zeros", name="kernel")
+        self.spec, self.k = spec, k
+        self.cell = spec.cell.value
+        self.entry = variants.entry(spec.variant)
+        gh = spec.gates * hidden_size
+        self.kernel = self.add_weight(shape=(input_size, gh), initializer="zeros", name="kernel")
         self.recurrent_kernel = self.add_weight(
-            shape=(hidden_size, h4), initializer="zeros", name="recurrent_kernel"
+            shape=(hidden_size, gh), initializer="zeros", name="recurrent_kernel"
         )
-        self.bias = self.add_weight(shape=(h4,), initializer="zeros", name="bias")
+        self.bias = self.add_weight(shape=(gh,), initializer="zeros", name="bias")
+        self.bias_hh = None
+        if spec.cell_info.bias_hh:
+            self.bias_hh = self.add_weight(shape=(gh,), initializer="zeros", name="bias_hh")
 
-    def weight_vars(self) -> tuple[keras.Variable, keras.Variable, keras.Variable]:
-        return self.kernel, self.recurrent_kernel, self.bias
+    def weight_vars(self) -> dict[str, keras.Variable]:
+        out = {"w_ih": self.kernel, "w_hh": self.recurrent_kernel, "bias": self.bias}
+        if self.bias_hh is not None:
+            out["bias_hh"] = self.bias_hh
+        return out
 
-    def forward(self, xs: tf.Tensor, h: tf.Tensor, c: tf.Tensor, in_mask: tf.Tensor | None = None,
-                rec_mask: tf.Tensor | None = None, weight_mask: tf.Tensor | None = None,
+    def forward(self, xs: tf.Tensor, h: tf.Tensor, c: tf.Tensor, masks: dict[str, tf.Tensor],
                 training: bool = False) -> recurrence.Loop:
-        """xs (T, B, D) -> (outputs (T, B, H), h_T, c_T). Gal masks: in_mask/rec_mask; weight-drop:
-        weight_mask. Without masks every variant runs the same fused loop as `none`, so a zero
-        rate gives exactly the no-dropout numbers."""
-        del training  # dropout is fully described by the masks
-        kernel, u, bias = (tf.convert_to_tensor(v) for v in self.weight_vars())
-        if weight_mask is not None:
-            u = masked_recurrent_kernel(u, weight_mask, self.variant)
-        if in_mask is None and rec_mask is None:
-            return recurrence.run_fused(xs, h, c, kernel, u, bias)
-        return _GAL_LOOPS[self.variant](xs, h, c, kernel, u, bias, in_mask, rec_mask)
+        """xs (T, B, D) -> (outputs (T, B, H), h_T, c_T). Without masks or hooks every variant
+        runs the same loop as `none`, so a zero rate gives exactly the no-dropout numbers."""
+        del training  # dropout is fully described by the masks (and the hooks' rates)
+        k = self.k
+        in_mask, rec_mask = masks.get(f"input.{k}"), masks.get(f"recurrent.{k}")
+        if in_mask is not None and self.entry.sequence_input:
+            xs, in_mask = xs * tf.transpose(in_mask, (1, 0, 2)), None  # (B|Bm, T|1, D)
+        kernel, u, bias = (tf.convert_to_tensor(v) for v in
+                           (self.kernel, self.recurrent_kernel, self.bias))
+        if f"weight.{k}" in masks:
+            u = masked_recurrent_kernel(u, masks[f"weight.{k}"])
+        step_hooks = hooks.for_layer(self.spec, k, masks)
+        if self.cell == "lstm" and not step_hooks:  # the LSTM's speed path
+            if in_mask is None and rec_mask is None:
+                return recurrence.run_fused(xs, h, c, kernel, u, bias)
+            return _LSTM_LOOPS[self.entry.order](xs, h, c, kernel, u, bias, in_mask, rec_mask)
+        bias_hh = None if self.bias_hh is None else tf.convert_to_tensor(self.bias_hh)
+        return cells.run(self.cell, xs, h, c, kernel, u, bias, bias_hh, in_mask, rec_mask,
+                         step_hooks)
 
 
 class BuiltinLSTM(_Weights):
@@ -115,17 +129,17 @@ class BuiltinLSTM(_Weights):
         )
         self.lstm.build((None, None, input_size))
 
-    def weight_vars(self) -> tuple[keras.Variable, keras.Variable, keras.Variable]:
+    def weight_vars(self) -> dict[str, keras.Variable]:
         cell = self.lstm.cell
-        return cell.kernel, cell.recurrent_kernel, cell.bias
+        return {"w_ih": cell.kernel, "w_hh": cell.recurrent_kernel, "bias": cell.bias}
 
     def seed_generators(self) -> list[keras.random.SeedGenerator]:
         return [self.lstm.cell.seed_generator]
 
-    def forward(self, xs: tf.Tensor, h: tf.Tensor, c: tf.Tensor, in_mask: tf.Tensor | None = None,
-                rec_mask: tf.Tensor | None = None, weight_mask: tf.Tensor | None = None,
+    def forward(self, xs: tf.Tensor, h: tf.Tensor, c: tf.Tensor,
+                masks: dict[str, tf.Tensor] | None = None,
                 training: bool = False) -> recurrence.Loop:
-        if in_mask is not None or rec_mask is not None or weight_mask is not None:
+        if any(name not in ("embedding", "output") for name in masks or {}):
             raise ValueError("keras3_builtin draws its own masks; none can be passed in")
         seq, h, c = self.lstm(tf.transpose(xs, (1, 0, 2)), initial_state=[h, c],
                               training=training)

@@ -1,4 +1,4 @@
-"""The matched network: embedding -> stacked LSTM -> output dropout -> dense decoder.
+"""The matched network: embedding -> stacked LSTM/GRU -> output dropout -> dense decoder.
 
 Time-major ids in (the runner transposes the batch-first ids in numpy: TensorFlow's oneDNN
 build has no int32 transpose and logs an error for it), time-major activations between layers.
@@ -14,14 +14,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from frameworks import variants
-from frameworks.keras_backend.layers import BuiltinLSTM, VariantLSTM
+from frameworks.keras_backend.layers import BuiltinLSTM, VariantRNN
 from frameworks.spec import ModelSpec, OutputMode, TaskKind, Variant
 
-States = list[tuple[tf.Tensor, tf.Tensor]]
-# input masks applied to the layer input: every suite-drawn input mask not taken into a step loop
-_SEQUENCE_MASKED = frozenset(Variant(e.name) for e in variants.ENTRIES
-                             if e.input_mask is not None and e.runs_as != "step_loop")
+States = list[tuple[tf.Tensor, tf.Tensor]]  # (h, c) per layer; a GRU's c stays zero
 
 
 class Net(keras.layers.Layer):
@@ -35,14 +31,14 @@ class Net(keras.layers.Layer):
         self.embedding = self.add_weight(
             shape=(s.vocab_size, s.embed_size), initializer="zeros", name="embedding"
         )
-        self.lstms: list[VariantLSTM | BuiltinLSTM] = []
+        self.lstms: list[VariantRNN | BuiltinLSTM] = []
         for k in range(s.num_layers):
             d = s.embed_size if k == 0 else s.hidden_size
             if self.builtin:
                 layer = BuiltinLSTM(d, s.hidden_size, s.input_dropout, s.recurrent_dropout,
                                     seed=seed * 16 + k, name=f"lstm_{k}")
             else:
-                layer = VariantLSTM(d, s.hidden_size, s.variant, name=f"lstm_{k}")
+                layer = VariantRNN(d, s.hidden_size, s, k, name=f"lstm_{k}")
             self.lstms.append(layer)
         self.decoder_weight = None
         if not s.tie_weights:
@@ -84,14 +80,7 @@ class Net(keras.layers.Layer):
             seq = seq * tf.gather(masks["embedding"], ids)
         new_states: States = []
         for k, layer in enumerate(self.lstms):
-            in_mask = masks.get(f"input.{k}")
-            if in_mask is not None and self.spec.variant in _SEQUENCE_MASKED:
-                seq = seq * tf.transpose(in_mask, (1, 0, 2))  # (B|Bm, T|1, D) -> time-major
-                in_mask = None
-            seq, h, c = layer.forward(
-                seq, *states[k], in_mask=in_mask, rec_mask=masks.get(f"recurrent.{k}"),
-                weight_mask=masks.get(f"weight.{k}"), training=training,
-            )
+            seq, h, c = layer.forward(seq, *states[k], masks, training=training)
             new_states.append((h, c))
         if self.spec.task_kind is TaskKind.CLASSIFIER:
             out = new_states[-1][0]  # (B, H): h at the last step
@@ -110,7 +99,7 @@ class Net(keras.layers.Layer):
     def set_numpy(self, weights: dict[str, np.ndarray]) -> None:
         self.embedding.assign(weights["embedding"])
         for k, layer in enumerate(self.lstms):
-            layer.set_numpy(*(weights[f"lstm.{k}.{n}"] for n in ("w_ih", "w_hh", "bias")))
+            layer.set_numpy({n: weights[f"rnn.{k}.{n}"] for n in layer.weight_vars()})
         if self.decoder_weight is not None:
             self.decoder_weight.assign(weights["decoder.weight"])
         self.decoder_bias.assign(weights["decoder.bias"])
@@ -118,8 +107,7 @@ class Net(keras.layers.Layer):
     def get_numpy(self) -> dict[str, np.ndarray]:
         out = {"embedding": np.array(self.embedding.numpy())}
         for k, layer in enumerate(self.lstms):
-            for name, value in zip(("w_ih", "w_hh", "bias"), layer.get_numpy(), strict=True):
-                out[f"lstm.{k}.{name}"] = value
+            out.update({f"rnn.{k}.{name}": v for name, v in layer.get_numpy().items()})
         if self.decoder_weight is not None:
             out["decoder.weight"] = np.array(self.decoder_weight.numpy())
         out["decoder.bias"] = np.array(self.decoder_bias.numpy())

@@ -1,4 +1,5 @@
-"""LSTM time loops, time-major, gate order i, f, g(candidate), o exactly as PyTorch.
+"""LSTM time loops, time-major, gate order i, f, g(candidate), o exactly as PyTorch: the LSTM's
+speed path of the cell seam (cells.py runs every other cell, and any cell with a hook).
 
 Keras layout: kernel W (D, 4H) = w_ih.T, recurrent kernel U (H, 4H) = w_hh.T, bias (4H,).
 Each loop takes the masks as tensors (drawn outside, see `sampler.py`). Per-gate weights are
@@ -56,13 +57,13 @@ def time_loop(step: Step, seqs: Sequence[Tensor], h: Tensor, c: Tensor) -> Loop:
     return out.stack(), h, c
 
 
-def _per_gate(w: Tensor) -> Tensor:
-    """(X, 4H) fused Keras kernel -> (4, X, H) per-gate kernels."""
-    rows, four_h = w.shape
-    return tf.transpose(tf.reshape(w, (rows, 4, four_h // 4)), (1, 0, 2))
+def per_gate(w: Tensor, gates: int = 4) -> Tensor:
+    """(X, GH) fused Keras kernel -> (G, X, H) per-gate kernels."""
+    rows, gh = w.shape
+    return tf.transpose(tf.reshape(w, (rows, gates, gh // gates)), (1, 0, 2))
 
 
-def _dims(x: Tensor) -> list[int | Tensor]:
+def dims(x: Tensor) -> list[int | Tensor]:
     """Static sizes where known, dynamic otherwise: static shapes keep the gradient of a batched
     matmul free of per-step broadcast reductions."""
     dynamic = tf.shape(x)
@@ -72,7 +73,7 @@ def _dims(x: Tensor) -> list[int | Tensor]:
 def run_fused(xs: Tensor, h: Tensor, c: Tensor, kernel: Tensor, recurrent_kernel: Tensor,
               bias: Tensor) -> Loop:
     """No per-gate mask: input projection for all steps in one matmul, then h @ U per step."""
-    t, b, d = _dims(xs)
+    t, b, d = dims(xs)
     xz = tf.reshape(tf.matmul(tf.reshape(xs, (-1, d)), kernel) + bias, [t, b, kernel.shape[-1]])
 
     def step(x, h, c):
@@ -85,9 +86,9 @@ def run_fused(xs: Tensor, h: Tensor, c: Tensor, kernel: Tensor, recurrent_kernel
 def run_impl0(xs: Tensor, h: Tensor, c: Tensor, kernel: Tensor, recurrent_kernel: Tensor,
               bias: Tensor, in_mask: Tensor | None, rec_mask: Tensor | None) -> Loop:
     """Keras 2.0 implementation 0: per-gate masked input projections precomputed for all t."""
-    t, b, d = _dims(xs)
+    t, b, d = dims(xs)
     hid = recurrent_kernel.shape[0]
-    w4, u4 = _per_gate(kernel), _per_gate(recurrent_kernel)
+    w4, u4 = per_gate(kernel), per_gate(recurrent_kernel)
     b4 = tf.reshape(bias, (4, 1, hid))
     if in_mask is None:
         xm = tf.broadcast_to(tf.reshape(xs, (1, -1, d)), [4, t * b, d])
@@ -98,7 +99,7 @@ def run_impl0(xs: Tensor, h: Tensor, c: Tensor, kernel: Tensor, recurrent_kernel
 
     def step(x, h, c):
         h4 = h[None] if rec_mask is None else h[None] * rec_mask
-        z = x[0] + tf.matmul(tf.broadcast_to(h4, [4, *_dims(h)]), u4)
+        z = x[0] + tf.matmul(tf.broadcast_to(h4, [4, *dims(h)]), u4)
         return cell_update(*tf.unstack(z), c)
 
     return time_loop(step, [xz], h, c)
@@ -108,14 +109,14 @@ def run_impl1(xs: Tensor, h: Tensor, c: Tensor, kernel: Tensor, recurrent_kernel
               bias: Tensor, in_mask: Tensor | None, rec_mask: Tensor | None) -> Loop:
     """Keras 2.0 implementation 1: per-gate masked matmuls inside the step (batched over gates)."""
     hid = recurrent_kernel.shape[0]
-    w4, u4 = _per_gate(kernel), _per_gate(recurrent_kernel)
+    w4, u4 = per_gate(kernel), per_gate(recurrent_kernel)
     b4 = tf.reshape(bias, (4, 1, hid))
 
     def step(x, h, c):
         x4 = x[0][None] if in_mask is None else x[0][None] * in_mask
         h4 = h[None] if rec_mask is None else h[None] * rec_mask
-        x4 = tf.broadcast_to(x4, [4, *_dims(x[0])])
-        h4 = tf.broadcast_to(h4, [4, *_dims(h)])
+        x4 = tf.broadcast_to(x4, [4, *dims(x[0])])
+        h4 = tf.broadcast_to(h4, [4, *dims(h)])
         z = tf.matmul(x4, w4) + tf.matmul(h4, u4) + b4
         return cell_update(*tf.unstack(z), c)
 
@@ -130,7 +131,7 @@ def run_impl2(xs: Tensor, h: Tensor, c: Tensor, kernel: Tensor, recurrent_kernel
     is constant over time, so the numbers are those of Keras 2.0's in-step order, while the
     in-step order measured only 0.93-1.0x the stock no-dropout LSTM (it is the same work) and
     the hoisted one 1.1-1.2x (batch 20, T 35, hidden 200 and 650)."""
-    t, b, d = _dims(xs)
+    t, b, d = dims(xs)
     xm = xs if in_mask is None else xs * in_mask
     xz = tf.reshape(tf.matmul(tf.reshape(xm, (-1, d)), kernel) + bias, [t, b, kernel.shape[-1]])
 

@@ -1,12 +1,14 @@
-"""The Gal time loops as one autograd Function with a hand-written backward (BPTT).
+"""The LSTM Gal time loops as one autograd Function with a hand-written backward (BPTT): the
+speed path of the cell seam for the LSTM cell without per-step hooks.
 
 Why: eager autograd records ~10 nodes per time step and replays ~25 kernels per step backward,
-which on CPU costs more than the matmuls at PTB sizes. Here the forward runs the same per-step
-computation as gal.py (same computation order: impl 0 consumes input pre-activations that were
-precomputed for all t, impl 1 and 2 do their input matmuls inside the step) and keeps what the
-backward needs; the backward runs ~8 kernels per step and does every weight and input gradient
-as one large matmul after the loop. gal.py is the readable eager version, selected with
-RDS_TORCH_GAL=eager; the tests check both against an independent reference.
+which on CPU costs more than the matmuls at PTB sizes. Here the forward runs the per-step
+computation in Keras 2.0's orders (impl 0 consumes input pre-activations that were precomputed
+for all t, impl 1 and 2 do their input matmuls inside the step) and keeps what the backward
+needs; the backward runs ~8 kernels per step and does every weight and input gradient as one
+large matmul after the loop. cells.py is the readable autograd loop (RDS_TORCH_GAL=eager, and
+every cell or hook without a hand-written backward); the tests check both against each other and
+against an independent reference.
 
 Layout inside: gates as (4, B, H) in order i, f, g, o; time-major buffers.
 """
@@ -43,7 +45,7 @@ class GalLoop(torch.autograd.Function):
     """(impl, inp, w_ih, bias, h0, c0, w_hh, m_in, m_rec) -> (out (B,T,H), h_T, c_T).
 
     impl 0: inp = pre-activations (T, 4, B, H) including bias, w_ih/bias/m_in unused (None).
-    impl 1/2: inp = x (B, T, D); masks as in gal.py."""
+    impl 1/2: inp = x (B, T, D); masks as in cells.py."""
 
     @staticmethod
     def forward(ctx: Any, impl, inp, w_ih, bias, h0, c0, w_hh, m_in, m_rec):  # noqa: ANN001
@@ -149,7 +151,7 @@ def _input_grads(ctx: Any, impl: int, inp: Tensor, w: Tensor, m: Tensor | None, 
 
 
 def gal_loop(impl: int, x, h0, c0, w_ih, w_hh, bias, m_in, m_rec):  # noqa: ANN001, ANN201
-    """Same signature and result as gal.IMPLS[impl](x, h0, c0, w_ih, w_hh, bias, m_in, m_rec)."""
+    """Same result as cells.run("lstm", x, h0, c0, w_ih, w_hh, bias, None, m_in, m_rec)."""
     if impl == 0:
         b, t, d = x.shape
         hid = w_hh.shape[1]

@@ -1,13 +1,13 @@
-"""One LSTM layer that applies whichever masks its variant uses.
+"""One recurrent layer (LSTM or GRU) that applies whichever masks its variant draws, by slot.
 
-The parameters always live in a single-layer fused `nn.LSTM`, so the numpy naming scheme maps
-onto one module. Without masks (rate 0, or evaluation) every variant runs that fused kernel and
-is exactly the no-dropout layer. WeightDrop keeps the raw `weight_hh_l0` Parameter and passes the
-masked tensor through `torch.func.functional_call`, so nothing on the module is ever replaced
-(the awd train -> eval -> train and deepcopy bugs cannot happen) and the mask is drawn once per
-forward. The Gal family runs an explicit time loop only when it has masks: by default the
-hand-written BPTT of gal_bptt.py; RDS_TORCH_GAL=eager selects the plain autograd loops of gal.py,
-and RDS_TORCH_COMPILE=1 runs those through torch.compile.
+The parameters always live in a single-layer fused `nn.LSTM` / `nn.GRU`, so the numpy naming
+scheme maps onto one module. Without masks or hooks (rate 0, or evaluation) every variant runs
+that fused kernel and is exactly the no-dropout layer. A sequence-level input mask multiplies
+the input first; a weight mask is passed through `torch.func.functional_call`, so nothing on the
+module is ever replaced (the awd train -> eval -> train and deepcopy bugs cannot happen). Masks
+inside the recurrence (Gal's input and h_{t-1} masks) and per-step hooks run the per-step loop:
+for the LSTM's Gal family without hooks, the hand-written BPTT of gal_bptt.py (`torch_loop`
+bptt, the default); otherwise the autograd loop of cells.py, through torch.compile when asked.
 """
 
 from __future__ import annotations
@@ -17,66 +17,80 @@ import os
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from frameworks.spec import GAL_FAMILY, Variant
-from frameworks.torch_backend import gal, gal_bptt
+from frameworks import variants
+from frameworks.spec import ModelSpec
+from frameworks.torch_backend import cells, gal_bptt, hooks
 from frameworks.torch_backend.compile import enabled as compile_enabled
 from frameworks.torch_backend.compile import maybe_compile
 
-State = tuple[Tensor, Tensor]  # (h, c), each (1, B, H)
-
-GAL_IMPL = {Variant.KERAS_IMPL0: 0, Variant.KERAS_IMPL1: 1, Variant.KERAS_IMPL2: 2}
+State = tuple[Tensor, Tensor]  # (h, c), each (1, B, H); a GRU's c is carried untouched
+MODULES = {"lstm": nn.LSTM, "gru": nn.GRU}
 
 
 def masked_weight_hh(weight: Tensor, mask: Tensor) -> Tensor:
-    """weight_hh (4H, H) times a (4H, H), (4H, 1) or (1, H) mask, or per-gate (4, 1, H) masks."""
+    """weight_hh (GH, H) times a (GH, H), (GH, 1) or (1, H) mask, or per-gate (G, 1, H) masks."""
     if mask.dim() == 3:
         hid = weight.shape[1]
-        return (weight.view(4, hid, hid) * mask).view(4 * hid, hid)
+        return (weight.view(mask.shape[0], hid, hid) * mask).view(-1, hid)
     return weight * mask
 
 
-class LSTMLayer(nn.Module):
-    """A single LSTM layer, batch-first, (B, T, D) -> (B, T, H)."""
+class RNNLayer(nn.Module):
+    """A single recurrent layer, batch-first, (B, T, D) -> (B, T, H)."""
 
-    def __init__(self, input_size: int, hidden_size: int, variant: Variant):
+    def __init__(self, input_size: int, hidden_size: int, spec: ModelSpec, k: int):
         super().__init__()
-        self.lstm = nn.LSTM(input_size, hidden_size, batch_first=True)
-        self.variant = Variant(variant)
+        self.spec, self.k = spec, k
+        self.cell = spec.cell.value
+        self.rnn = MODULES[self.cell](input_size, hidden_size, batch_first=True)
+        self.entry = variants.entry(spec.variant)
 
-    def forward(
-        self,
-        x: Tensor,
-        state: State,
-        input_mask: Tensor | None = None,
-        recurrent_mask: Tensor | None = None,
-        weight_mask: Tensor | None = None,
-    ) -> tuple[Tensor, State]:
-        if self.variant in GAL_FAMILY and (input_mask is not None or recurrent_mask is not None):
-            return self._gal(x, state, input_mask, recurrent_mask)
-        if input_mask is not None:  # naive (B, T, D) or locked (Bm, 1, D)
-            x = x * input_mask
-        if weight_mask is not None:
-            weight = masked_weight_hh(self.lstm.weight_hh_l0, weight_mask)
-            return functional_call(self.lstm, {"weight_hh_l0": weight}, (x, state))
-        return self.lstm(x, state)
+    def forward(self, x: Tensor, state: State, masks: dict[str, Tensor]) -> tuple[Tensor, State]:
+        k = self.k
+        m_in, m_rec = masks.get(f"input.{k}"), masks.get(f"recurrent.{k}")
+        if m_in is not None and self.entry.sequence_input:  # naive (B, T, D) or (Bm, 1, D)
+            x, m_in = x * m_in, None
+        weights = {}
+        if f"weight.{k}" in masks:
+            weights["weight_hh_l0"] = masked_weight_hh(self.rnn.weight_hh_l0, masks[f"weight.{k}"])
+        step_hooks = hooks.for_layer(self.spec, k, masks)
+        if m_in is None and m_rec is None and not step_hooks:
+            return self._fused(x, state, weights)
+        return self._loop(x, state, weights.get("weight_hh_l0", self.rnn.weight_hh_l0),
+                          m_in, m_rec, step_hooks)
 
-    def _gal(
-        self, x: Tensor, state: State, m_in: Tensor | None, m_rec: Tensor | None
-    ) -> tuple[Tensor, State]:
-        lstm = self.lstm
-        impl = GAL_IMPL[self.variant]
-        bias = lstm.bias_ih_l0 + lstm.bias_hh_l0
-        args = (x, state[0][0], state[1][0], lstm.weight_ih_l0, lstm.weight_hh_l0, bias)
-        if gal_loop_kind() == "bptt" and not compile_enabled():
-            out, h, c = gal_bptt.gal_loop(impl, *args, m_in, m_rec)
+    def _fused(self, x: Tensor, state: State, weights: dict[str, Tensor]) -> tuple[Tensor, State]:
+        carry = state if self.cell == "lstm" else state[0]
+        if weights:
+            out, new = functional_call(self.rnn, weights, (x, carry))
         else:
-            out, h, c = maybe_compile(gal.IMPLS[impl])(*args, m_in, m_rec)
+            out, new = self.rnn(x, carry)
+        return out, (new if self.cell == "lstm" else (new, state[1]))
+
+    def _loop(self, x: Tensor, state: State, w_hh: Tensor, m_in: Tensor | None,
+              m_rec: Tensor | None, step_hooks: list[cells.StepHook]) -> tuple[Tensor, State]:
+        rnn = self.rnn
+        h0, c0 = state[0][0], state[1][0]
+        if self.cell == "lstm":  # one bias: b_hh is frozen at zero
+            bias, bias_hh = rnn.bias_ih_l0 + rnn.bias_hh_l0, None
+        else:
+            bias, bias_hh = rnn.bias_ih_l0, rnn.bias_hh_l0
+        speed_path = (self.cell == "lstm" and not step_hooks and self.entry.order is not None
+                      and loop_kind() == "bptt" and not compile_enabled())
+        if speed_path:
+            out, h, c = gal_bptt.gal_loop(self.entry.order, x, h0, c0, rnn.weight_ih_l0, w_hh,
+                                          bias, m_in, m_rec)
+        else:
+            out, h, c = maybe_compile(cells.run)(self.cell, x, h0, c0, rnn.weight_ih_l0, w_hh,
+                                                 bias, bias_hh, m_in, m_rec, step_hooks)
         return out, (h.unsqueeze(0), c.unsqueeze(0))
 
 
-def gal_loop_kind() -> str:
-    """`bptt` (default, hand-written backward) or `eager` (autograd through gal.py)."""
+def loop_kind() -> str:
+    """`bptt` (default: the LSTM Gal family's hand-written backward) or `eager` (autograd
+    through cells.py for everything)."""
     kind = os.environ.get("RDS_TORCH_GAL", "bptt").strip().lower() or "bptt"
     if kind not in ("bptt", "eager"):
         raise ValueError(f"RDS_TORCH_GAL={kind!r} must be bptt or eager")
     return kind
+

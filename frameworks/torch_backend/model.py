@@ -1,4 +1,4 @@
-"""The matched PyTorch model: embedding -> stacked LSTM -> (last step) -> dropout -> decoder.
+"""The matched PyTorch model: embedding -> stacked LSTM/GRU -> (last step) -> dropout -> decoder.
 
 One class serves both task kinds: the language model returns (B, T, C) logits and the classifier
 (B, C) logits from the last time step of the last layer (inputs are pre-padded, so the last step
@@ -14,10 +14,10 @@ from torch import Tensor, nn
 
 from frameworks.masks import EVAL, TRAIN, mask_plan
 from frameworks.spec import ModelSpec, TaskKind, Variant
-from frameworks.torch_backend.layer import LSTMLayer
+from frameworks.torch_backend.layer import RNNLayer
 from frameworks.torch_backend.sampler import MaskSampler
 
-State = tuple[Tensor, Tensor]  # (h, c), each (num_layers, B, H)
+State = tuple[Tensor, Tensor]  # (h, c), each (num_layers, B, H); a GRU's c stays zero
 
 
 class DropoutLSTMModel(nn.Module):
@@ -36,21 +36,23 @@ class DropoutLSTMModel(nn.Module):
             )
         else:
             self.layers = nn.ModuleList(
-                LSTMLayer(e if k == 0 else h, h, spec.variant) for k in range(layers)
+                RNNLayer(e if k == 0 else h, h, spec, k) for k in range(layers)
             )
         self.decoder = nn.Linear(h, spec.num_outputs)
         if spec.tie_weights:
             self.decoder.weight = self.embedding.weight
         for k in range(layers):
-            # One trainable bias per layer, as in the naming scheme and in Keras: with two, SGD,
-            # Adam, weight decay and the clipping norm would all see the bias twice.
-            bias_hh = self.lstm_params(k)[3]
+            if spec.cell_info.bias_hh:
+                continue  # a GRU's recurrent bias sits inside the reset product: it trains
+            # One trainable bias per LSTM layer, as in the naming scheme and in Keras: with two,
+            # SGD, Adam, weight decay and the clipping norm would all see the bias twice.
+            bias_hh = self.rnn_params(k)[3]
             nn.init.zeros_(bias_hh)
             bias_hh.requires_grad_(False)
 
-    def lstm_params(self, k: int) -> tuple[nn.Parameter, nn.Parameter, nn.Parameter, nn.Parameter]:
+    def rnn_params(self, k: int) -> tuple[nn.Parameter, nn.Parameter, nn.Parameter, nn.Parameter]:
         """(weight_ih, weight_hh, bias_ih, bias_hh) of layer k."""
-        lstm, s = (self.rnn, k) if self.builtin else (self.layers[k].lstm, 0)
+        lstm, s = (self.rnn, k) if self.builtin else (self.layers[k].rnn, 0)
         names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
         return tuple(getattr(lstm, f"{n}_l{s}") for n in names)  # type: ignore[return-value]
 
@@ -82,13 +84,7 @@ class DropoutLSTMModel(nn.Module):
         else:
             hs, cs = [], []
             for k, layer in enumerate(self.layers):
-                out, (h, c) = layer(
-                    out,
-                    (state[0][k : k + 1], state[1][k : k + 1]),
-                    masks.get(f"input.{k}"),
-                    masks.get(f"recurrent.{k}"),
-                    masks.get(f"weight.{k}"),
-                )
+                out, (h, c) = layer(out, (state[0][k : k + 1], state[1][k : k + 1]), masks)
                 hs.append(h)
                 cs.append(c)
             state = (torch.cat(hs), torch.cat(cs))
