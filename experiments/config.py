@@ -83,9 +83,17 @@ DropoutConfig = make_dataclass("DropoutConfig", [
 DropoutConfig.__module__ = __name__
 
 
+class TorchLoop(str, enum.Enum):
+    bptt = "bptt"
+    eager = "eager"
+
+
 @dataclass
 class FrameworkConfig:
     name: FrameworkName = FrameworkName.torch
+    # how PyTorch computes, not what (frameworks/torch_backend/compute.py): outside the hash
+    torch_loop: TorchLoop = TorchLoop.bptt
+    torch_compile: bool = False
 
 
 @dataclass
@@ -168,7 +176,8 @@ def parallel_jobs() -> int:
 
 # Settings that change neither the model nor the numbers: left out of the config hash so that a
 # rerun with another tracking store or thread count still finds its completed twin.
-NON_SEMANTIC = ("tracking", "train.threads", "train.device", "published", "study")
+NON_SEMANTIC = ("tracking", "train.threads", "train.device", "published", "study",
+                "framework.torch_loop", "framework.torch_compile")
 # Keys added after runs were logged, with the value that reproduces the behaviour from before
 # they existed: left out of the hash at that value, so older completed runs still resume.
 # The rates hashed since the first run; any rate the registry gains later is neutral at 0.
@@ -249,7 +258,22 @@ def validate(cfg: DictConfig) -> None:
     if not DEVICE.match(tr.device):
         raise SpecError(f"train.device={tr.device!r} is not one of: cpu, cuda, cuda:N")
     check_framework_variant(cfg.framework.name.value, cfg.dropout.variant)
+    compute_options(cfg)
     selection(cfg)
+
+
+def compute_options(cfg: DictConfig) -> dict[str, Any]:
+    """The backend's `configure_compute` arguments; a torch switch on another framework is
+    refused (it would be logged without having had an effect)."""
+    fw = cfg.framework
+    if fw.name.value == "torch":
+        return {"loop": fw.torch_loop.value, "compile": bool(fw.torch_compile)}
+    for key, default in (("torch_loop", TorchLoop.bptt), ("torch_compile", False)):
+        if fw[key] != default:
+            value = getattr(fw[key], "value", fw[key])
+            raise SpecError(f"framework.{key}={value} has no effect with framework="
+                            f"{fw.name.value}; it is a PyTorch switch")
+    return {}
 
 
 def unknown_keys(cfg: DictConfig, schema: DictConfig, prefix: str = "") -> None:

@@ -10,13 +10,11 @@ import contextlib
 import os
 import signal
 import sys
-import tempfile
 import threading
 import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
@@ -25,7 +23,20 @@ from tqdm.auto import tqdm
 from experiments import config as C
 from experiments import tracking
 from experiments.batching import batches, num_batches
-from experiments.metrics import compute
+from experiments.metrics import (
+    BEST_EPOCH,
+    EPOCH_SECONDS,
+    EPOCHS_RUN,
+    EVAL_SECONDS,
+    LR,
+    MC,
+    STD,
+    TRAIN_LOSS,
+    TRAIN_TOKENS_PER_S,
+    compute,
+    mode_key,
+    split_keys,
+)
 from experiments.sweep import ENV_SWEEP_ID
 from experiments.sweep import parent_run_id as sweep_parent
 from experiments.tasks import DataError, TaskData, load_task
@@ -94,15 +105,15 @@ def evaluate(runner, prep: Prepared, split: str, mc: bool = True) -> dict[str, f
     def split_batches() -> Iterator[Batch]:
         return batches(data, split, cfg.task.batch_size, cfg.task.bptt)
 
-    out = {f"{k}_std": v for k, v in compute(kind, runner.predict(split_batches(), False),
-                                             labels).items()}
+    out = {mode_key(k, STD): v for k, v in compute(kind, runner.predict(split_batches(), False),
+                                                   labels).items()}
     if not mc:
         return out
     samples = cfg.train.mc_samples if has_dropout(prep.spec) else 1
     mean = runner.predict(split_batches(), True).astype(np.float64)
     for _ in range(samples - 1):
         mean += runner.predict(split_batches(), True)
-    out.update({f"{k}_mc": v for k, v in compute(kind, mean / samples, labels).items()})
+    out.update({mode_key(k, MC): v for k, v in compute(kind, mean / samples, labels).items()})
     return out
 
 
@@ -154,30 +165,15 @@ def execute(cfg: DictConfig, prep: Prepared | None = None) -> RunResult:
     if not backend.device_available(cfg.train.device):
         raise SpecError(f"train.device={cfg.train.device}: {framework} sees no such device on "
                         "this machine; use train.device=cpu")
+    backend.configure_compute(**C.compute_options(cfg))
     runner = backend.Runner(prep.spec, C.to_optim(cfg), cfg.seed, cfg.train.device)
     runner.load_weights(prep.weights)
 
-    variant = cfg.dropout.variant.value
-    tags = {
-        "task": task, "framework": framework, "variant": variant, "seed": str(cfg.seed),
-        "config_hash": prep.config_hash, tracking.COMPLETED: "false",
-        tracking.SELECT_ON: C.selection(cfg)[0], **tracking.preset_tag(),
-        "git_commit": tracking.git_commit(), "pid": str(os.getpid()), **tracking.machine_tags(),
-        "mlflow.runName": f"{framework}/{variant}/{task}/s{cfg.seed}",
-        **{f"{k}_version": v for k, v in tracking.package_versions(framework).items()},
-        # a SLURM job (hydra/launcher=slurm): slurm_job_id is what `scancel`/`sacct` take
-        **{v.lower(): os.environ[v] for v in ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID",
-                                             "SLURM_ARRAY_TASK_ID") if v in os.environ},
-    }
     parent = cfg.tracking.parent_run_id or sweep_parent(cfg.tracking.experiment or task)
-    if parent:
-        tags["mlflow.parentRunId"] = parent
-    if os.environ.get(ENV_SWEEP_ID):
-        tags["sweep_id"] = os.environ[ENV_SWEEP_ID]
-    with tracking.store_errors(prep.uri):
-        run = client.create_run(exp_id, tags=tags)
-    tracking.supersede_unfinished(client, exp_id, prep.config_hash, run.info.run_id)
-    run_id = run.info.run_id
+    run_id = tracking.open_training_run(
+        client, exp_id, prep.uri, task=task, framework=framework,
+        variant=cfg.dropout.variant.value, seed=cfg.seed, config_hash=prep.config_hash,
+        select_on=C.selection(cfg)[0], parent=parent, sweep_id=os.environ.get(ENV_SWEEP_ID))
     try:
         _terminate_on_sigterm()
         _log_params(client, run_id, cfg, runner)
@@ -185,12 +181,10 @@ def execute(cfg: DictConfig, prep: Prepared | None = None) -> RunResult:
     except BaseException as e:
         status = "KILLED" if isinstance(e, KeyboardInterrupt | SystemExit) else "FAILED"
         reason = _reason(e)
-        client.set_tag(run_id, "failure_reason", f"{type(e).__name__}: {reason}"[:5000])
-        client.set_terminated(run_id, status)
+        tracking.end_run(client, run_id, status, f"{type(e).__name__}: {reason}")
         e.add_note(f"run {run_id} marked {status}")  # the CLI's one line names the run
         raise
-    client.set_tag(run_id, tracking.COMPLETED, "true")
-    client.set_terminated(run_id, "FINISHED")
+    tracking.complete_run(client, run_id)
     return RunResult(run_id, "FINISHED", metrics)
 
 
@@ -216,16 +210,8 @@ def _terminate_on_sigterm() -> None:
 
 
 def _log_params(client, run_id: str, cfg: DictConfig, runner) -> None:
-    from mlflow.entities import Param
-
-    params = {**C.flatten(cfg), "threads": thread_count(cfg)}
-    items = [Param(k, str(v)) for k, v in sorted(params.items())]
-    for i in range(0, len(items), 100):
-        client.log_batch(run_id, params=items[i : i + 100])
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "config.yaml"
-        path.write_text(OmegaConf.to_yaml(cfg, resolve=True))
-        client.log_artifact(run_id, str(path))
+    tracking.log_config(client, run_id, C.flatten(cfg), thread_count(cfg),
+                        OmegaConf.to_yaml(cfg, resolve=True))
 
 
 def _train(client, run_id: str, prep: Prepared, runner) -> dict[str, float]:
@@ -256,17 +242,17 @@ def _train(client, run_id: str, prep: Prepared, runner) -> dict[str, float]:
         with_mc = tr.mc_every > 0 and epoch % tr.mc_every == 0
         valid = evaluate(runner, prep, "valid", mc=with_mc)
         values = {
-            "train_loss": loss, "lr": lr, "epoch_seconds": seconds,
-            "train_tokens_per_s": counter.tokens / max(seconds, 1e-9),
-            "eval_seconds": time.perf_counter() - start,
-            **{f"valid_{k}": v for k, v in valid.items()},
+            TRAIN_LOSS: loss, LR: lr, EPOCH_SECONDS: seconds,
+            TRAIN_TOKENS_PER_S: counter.tokens / max(seconds, 1e-9),
+            EVAL_SECONDS: time.perf_counter() - start,
+            **split_keys("valid", valid),
         }
         _log(client, run_id, values, epoch)
         if not sys.stderr.isatty():  # logs of background runs and sweep jobs get a line per epoch
             shown = ", ".join(f"{k} {v:.4g}" for k, v in valid.items())
             print(f"epoch {epoch}/{tr.epochs}: train_loss {loss:.4f}, {shown} "
                   f"({seconds:.0f}s)", file=sys.stderr, flush=True)
-        score = valid[f"{name}_std"]
+        score = valid[mode_key(name, STD)]
         if best is None or (score > best[0] if higher else score < best[0]):
             best, stale = (score, epoch, runner.export_weights(), with_mc), 0
         else:
@@ -280,16 +266,13 @@ def _train(client, run_id: str, prep: Prepared, runner) -> dict[str, float]:
     runner.load_weights(weights)
     if not has_mc:
         valid = evaluate(runner, prep, "valid")
-        _log(client, run_id, {f"valid_{k}": v for k, v in valid.items() if k.endswith("_mc")},
-             best_epoch)
-    test = {f"test_{k}": v for k, v in evaluate(runner, prep, "test").items()}
-    final = {"best_epoch": float(best_epoch), "epochs_run": float(epoch), **test}
+        _log(client, run_id, split_keys("valid", {k: v for k, v in valid.items()
+                                                  if k.endswith(f"_{MC}")}), best_epoch)
+    test = split_keys("test", evaluate(runner, prep, "test"))
+    final = {BEST_EPOCH: float(best_epoch), EPOCHS_RUN: float(epoch), **test}
     _log(client, run_id, final, best_epoch)
     return final
 
 
 def _log(client, run_id: str, values: dict[str, float], step: int) -> None:
-    from mlflow.entities import Metric
-
-    now = int(time.time() * 1000)
-    client.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in values.items()])
+    tracking.log_metrics(client, run_id, values, step)

@@ -2,8 +2,9 @@
 
 Framework-neutral and shared by both backends: a pure function of the spec and the batch shape,
 so the draw order (embedding, then per layer one mask per slot of `variants.LAYER_SLOTS`, then
-output) and every shape are decided in one place and can be checked without running a model. Masks a library
-draws itself (torch_builtin's nn.LSTM dropout, keras3_builtin's LSTM and Dropout) are not planned.
+output) and every shape are decided in one place and can be checked without running a model.
+Masks a library draws itself (torch_builtin's nn.LSTM dropout, keras3_builtin's LSTM and Dropout)
+are not planned.
 """
 
 from __future__ import annotations

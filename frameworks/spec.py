@@ -143,9 +143,10 @@ class _SpecMethods:
                 )
             state = variants.RATE_STATE.get(name)
             if p > 0 and state is not None and state not in self.cell_info.state:
+                have = ", ".join(self.cell_info.state)
                 raise SpecError(
                     f"dropout.{name}={p} acts on the state {state}, which model.cell="
-                    f"{self.cell.value} does not have (its state: {', '.join(self.cell_info.state)})"
+                    f"{self.cell.value} does not have (its state: {have})"
                 )
         if self.variant is Variant.TORCH_BUILTIN and self.num_layers == 1 and \
                 self.input_dropout > 0:

@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 import torch
 
+from experiments import config as C
 from frameworks.base import DivergenceError, NumpyMaskSource, initial_weights
-from frameworks.spec import Batch, OptimSpec, TaskKind, Variant
+from frameworks.spec import Batch, ModelSpec, OptimSpec, TaskKind, Variant
 from frameworks.torch_backend import MaskSampler, Runner, configure_threads
-from frameworks.torch_backend.compile import enabled as compile_enabled
-from frameworks.torch_backend.layer import loop_kind
+from frameworks.torch_backend.compute import configure_compute
+from tests.conftest import compose_cfg
 from tests.test_torch_reference import as_masks, as_params, ref_forward, ref_loss
 from tests.test_torch_semantics import CLS, LM, H, V, make_spec
 
@@ -216,7 +217,7 @@ def test_optimiser_and_threads_are_validated():
     configure_threads(before)
 
 
-def test_sampler_refuses_zero_rates_and_misshapen_injected_masks(monkeypatch):
+def test_sampler_refuses_zero_rates_and_misshapen_injected_masks():
     sampler = MaskSampler(0)
     with pytest.raises(ValueError, match="rate 0 draws nothing"):
         sampler.draw("input.0", (2, 3), 0.0)
@@ -224,12 +225,8 @@ def test_sampler_refuses_zero_rates_and_misshapen_injected_masks(monkeypatch):
     with pytest.raises(ValueError, match="input.0"):
         sampler.draw("input.0", (2, 3), 0.5)
     assert sampler.calls == [("input.0", (2, 3), 0.5)]
-    monkeypatch.setenv("RDS_TORCH_GAL", "fast")
-    with pytest.raises(ValueError, match="RDS_TORCH_GAL"):
-        loop_kind()
-    monkeypatch.setenv("RDS_TORCH_COMPILE", "maybe")
-    with pytest.raises(ValueError, match="RDS_TORCH_COMPILE"):
-        compile_enabled()
+    with pytest.raises(ValueError, match="framework.torch_loop='fast'"):
+        configure_compute(loop="fast")
 
 
 def test_importing_the_backend_never_imports_tensorflow_or_keras():
@@ -246,3 +243,32 @@ def _root():
     from pathlib import Path
 
     return Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("compute", [{"loop": "eager"},  # compiling takes a minute or two:
+                                     pytest.param({"compile": True}, marks=pytest.mark.e2e)],
+                         ids=str)
+def test_compute_switches_change_the_numbers_by_rounding_only(compute):
+    """framework.torch_loop / torch_compile are left out of the config hash: a run with either
+    must equal the default run but for float rounding, so its completed twin may stand in."""
+    spec = ModelSpec("lm", V, V, 4, H, 1, "keras_impl1", input_dropout=0.3,
+                     recurrent_dropout=0.3)
+    rng = np.random.default_rng(0)
+    data = [Batch(rng.integers(0, V, (2, 4)), rng.integers(0, V, (2, 4))) for _ in range(3)]
+    results = []
+    for options in ({}, compute):
+        configure_compute(**options)
+        try:
+            r = Runner(spec, OptimSpec("sgd", clip_norm=1.0), seed=0)
+            loss = r.train_epoch(data, 0.5)
+            results.append((loss, r.export_weights(), r.predict(data, True)))
+        finally:
+            configure_compute()
+    (loss, weights, probs), (loss2, weights2, probs2) = results
+    np.testing.assert_allclose(loss2, loss, rtol=1e-5)
+    np.testing.assert_allclose(probs2, probs, rtol=1e-5)
+    for name, value in weights.items():
+        np.testing.assert_allclose(weights2[name], value, rtol=1e-5, atol=1e-7)
+    cfg = compose_cfg([])
+    switched = compose_cfg([f"framework.torch_{k}={str(v).lower()}" for k, v in compute.items()])
+    assert C.config_hash(switched) == C.config_hash(cfg)

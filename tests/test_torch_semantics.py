@@ -20,6 +20,7 @@ from frameworks.spec import (
     Variant,
     rates_used_by,
 )
+from frameworks.torch_backend.compute import configure_compute
 from frameworks.torch_backend.model import DropoutLSTMModel
 from frameworks.torch_backend.sampler import MaskSampler
 from frameworks.torch_backend.weights import load_weights
@@ -95,12 +96,15 @@ GAL_RATES = [None, {"input": 0.3}, {"recurrent": 0.4}]
 @pytest.mark.parametrize("loop", ["bptt", "eager"])
 @pytest.mark.parametrize("rates", GAL_RATES, ids=str)
 @pytest.mark.parametrize("variant", GAL, ids=lambda v: v.value)
-def test_both_gal_loops_equal_reference(variant, rates, loop, monkeypatch):
+def test_both_gal_loops_equal_reference(variant, rates, loop):
     """The hand-written BPTT and the autograd loop, with and without each kind of mask."""
-    monkeypatch.setenv("RDS_TORCH_GAL", loop)
-    for kw in ({}, {"granularity": Granularity.BATCH}):
-        check_against_reference(make_spec(variant, LM, rates, **kw), loop)
-    check_against_reference(make_spec(variant, CLS, rates), loop)
+    configure_compute(loop=loop)
+    try:
+        for kw in ({}, {"granularity": Granularity.BATCH}):
+            check_against_reference(make_spec(variant, LM, rates, **kw), loop)
+        check_against_reference(make_spec(variant, CLS, rates), loop)
+    finally:
+        configure_compute()
 
 
 def check_against_reference(spec: ModelSpec, loop: str | None = None) -> None:

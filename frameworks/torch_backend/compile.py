@@ -1,8 +1,9 @@
-"""Optional torch.compile of the Gal time loops, with a persistent cache under results/.
+"""Optional torch.compile of the autograd time loops, with a persistent cache under results/.
 
 Off by default: on the 2-core CPU this suite targets, compiling the unrolled loop took 50-90 s
-per shape and ran slower than eager (see the backend report). `RDS_TORCH_COMPILE=1` turns it on,
-`0` (or unset) keeps eager. Compiled functions are made lazily and memoised per function.
+per shape and ran slower than eager (see the backend report). `framework.torch_compile=true`
+turns it on (frameworks/torch_backend/compute.py). Compiled functions are made lazily and
+memoised per function.
 """
 
 from __future__ import annotations
@@ -14,22 +15,20 @@ from typing import TypeVar
 
 import torch
 
+from frameworks.torch_backend.compute import current
+
 F = TypeVar("F", bound=Callable[..., object])
 
-ENV = "RDS_TORCH_COMPILE"
 CACHE_DIR = Path(__file__).resolve().parents[2] / "results" / "torch_compile_cache"
 _compiled: dict[Callable[..., object], Callable[..., object]] = {}
 
 
 def enabled() -> bool:
-    value = os.environ.get(ENV, "0").strip().lower()
-    if value not in ("0", "1", "false", "true", "off", "on", ""):
-        raise ValueError(f"{ENV}={value!r} must be 0 or 1")
-    return value in ("1", "true", "on")
+    return current().compile
 
 
 def maybe_compile(fn: F) -> F:
-    """`fn` itself, or its compiled form when RDS_TORCH_COMPILE=1 (decided at each call)."""
+    """`fn` itself, or its compiled form when compiling is on (decided at each call)."""
     if not enabled():
         return fn
     if fn not in _compiled:

@@ -7,12 +7,11 @@ the input first; a weight mask is passed through `torch.func.functional_call`, s
 module is ever replaced (the awd train -> eval -> train and deepcopy bugs cannot happen). Masks
 inside the recurrence (Gal's input and h_{t-1} masks) and per-step hooks run the per-step loop:
 for the LSTM's Gal family without hooks, the hand-written BPTT of gal_bptt.py (`torch_loop`
-bptt, the default); otherwise the autograd loop of cells.py, through torch.compile when asked.
+bptt, the default); otherwise the autograd loop of cells.py, through torch.compile when asked
+(compute.py).
 """
 
 from __future__ import annotations
-
-import os
 
 from torch import Tensor, nn
 from torch.func import functional_call
@@ -22,6 +21,7 @@ from frameworks.spec import ModelSpec
 from frameworks.torch_backend import cells, gal_bptt, hooks
 from frameworks.torch_backend.compile import enabled as compile_enabled
 from frameworks.torch_backend.compile import maybe_compile
+from frameworks.torch_backend.compute import current
 
 State = tuple[Tensor, Tensor]  # (h, c), each (1, B, H); a GRU's c is carried untouched
 MODULES = {"lstm": nn.LSTM, "gru": nn.GRU}
@@ -76,7 +76,7 @@ class RNNLayer(nn.Module):
         else:
             bias, bias_hh = rnn.bias_ih_l0, rnn.bias_hh_l0
         speed_path = (self.cell == "lstm" and not step_hooks and self.entry.order is not None
-                      and loop_kind() == "bptt" and not compile_enabled())
+                      and current().loop == "bptt" and not compile_enabled())
         if speed_path:
             out, h, c = gal_bptt.gal_loop(self.entry.order, x, h0, c0, rnn.weight_ih_l0, w_hh,
                                           bias, m_in, m_rec)
@@ -84,13 +84,3 @@ class RNNLayer(nn.Module):
             out, h, c = maybe_compile(cells.run)(self.cell, x, h0, c0, rnn.weight_ih_l0, w_hh,
                                                  bias, bias_hh, m_in, m_rec, step_hooks)
         return out, (h.unsqueeze(0), c.unsqueeze(0))
-
-
-def loop_kind() -> str:
-    """`bptt` (default: the LSTM Gal family's hand-written backward) or `eager` (autograd
-    through cells.py for everything)."""
-    kind = os.environ.get("RDS_TORCH_GAL", "bptt").strip().lower() or "bptt"
-    if kind not in ("bptt", "eager"):
-        raise ValueError(f"RDS_TORCH_GAL={kind!r} must be bptt or eager")
-    return kind
-
