@@ -24,7 +24,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-RATES = ("embedding", "input", "recurrent", "output", "weight")  # config keys dropout.<rate>
+RATES = ("embedding", "input", "recurrent", "output", "weight",  # config keys dropout.<rate>
+         "zoneout_cell", "zoneout_hidden")
 KNOBS = ("granularity", "output_mode", "eval_active", "per_step")  # config keys dropout.<knob>
 FRAMEWORKS = ("torch", "keras")
 
@@ -44,12 +45,13 @@ CELLS: dict[str, Cell] = {
     "gru": Cell("gru", 3, ("h",), bias_hh=True),
 }
 # A rate that acts on one state only: refused for a cell that does not carry that state.
-RATE_STATE: dict[str, str] = {}
+RATE_STATE: dict[str, str] = {"zoneout_cell": "c"}
 # Masks drawn per layer, in draw order; each is drawn with the rate named here. `input` and
 # `weight` act outside the step loop; every other slot is consumed inside it (by the loop or by
 # a per-step hook of the backend).
 LAYER_SLOTS: dict[str, str] = {"input": "input", "recurrent": "recurrent",
-                               "candidate": "recurrent", "weight": "weight"}
+                               "candidate": "recurrent", "weight": "weight",
+                               "zoneout_cell": "zoneout_cell", "zoneout_hidden": "zoneout_hidden"}
 # gal: Gal-style variational masks on input and h_{t-1} (Keras implementation 0/1/2);
 # weightdrop: DropConnect on weight_hh (AWD-LSTM's WeightDrop and its column forms);
 # locked: variational (LockedDropout) masks on the layer inputs and the output;
@@ -84,6 +86,8 @@ class Entry:
     recurrent_mask: Shape | None = None  # recurrent.k (on h_{t-1} only)
     candidate_mask: Shape | None = None  # candidate.k, on the cell's candidate update
     weight_mask: Shape | None = None  # weight.k, the DropConnect mask on weight_hh
+    zoneout_cell_mask: Shape | None = None  # zoneout_cell.k: which units of c take the update
+    zoneout_hidden_mask: Shape | None = None  # zoneout_hidden.k: the same for h
     output_mask: str | None = None  # one of OUTPUT_MASKS, or None
     order: int | None = None  # step-loop computation order: Keras 2.0 implementation 0/1/2
     summary: str = ""
@@ -191,6 +195,9 @@ ENTRIES: tuple[Entry, ...] = (
           groups=("cell",), input_mask=("Bm", 1, "D"), candidate_mask=("Bm", "Tm", "H"),
           output_mask="variational",
           summary="Semeniuta 2016: dropout on the candidate update only, never on the memory"),
+    Entry("zoneout", ("zoneout_cell", "zoneout_hidden"), "step_loop", groups=("cell",),
+          zoneout_cell_mask=("B", "T", "H"), zoneout_hidden_mask=("B", "T", "H"),
+          summary="Krueger 2017: per unit and step, keep the previous c or h, not the update"),
 )
 REGISTRY: dict[str, Entry] = {e.name: e for e in ENTRIES}
 if len(REGISTRY) != len(ENTRIES):

@@ -1,8 +1,14 @@
-"""An independent numpy model (float64, explicit per-gate step loop) that the Keras tests compare
-against, written from docs/SEMANTICS.md and the naming schemes of frameworks/base.py only; plus
-tests of the reference itself, so a wrong reference cannot make every comparison pass."""
+"""An independent numpy model (float64, explicit per-gate step loop, LSTM or GRU cell) that the
+Keras tests compare against, written from docs/SEMANTICS.md, the papers it cites and the naming
+schemes of frameworks/base.py only; plus tests of the reference itself, so a wrong reference
+cannot make every comparison pass.
+
+It reads the spec only through attributes (`variant.value`, `cell`, rates, sizes), so a plain
+stand-in object with those fields works as well as a `ModelSpec`."""
 
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -12,23 +18,54 @@ from frameworks.spec import GAL_FAMILY, ModelSpec, TaskKind, Variant
 
 pytestmark = pytest.mark.keras
 
+# variants whose input.{k} mask multiplies the layer's input sequence (not inside a step loop)
 SEQUENCE_MASKED = {"naive", "locked", "weightdrop", "weightdrop_variational",
-                   "weightdrop_column", "weightdrop_column_untied"}
+                   "weightdrop_column", "weightdrop_column_untied", "semeniuta"}
+GAL = {"keras_impl0", "keras_impl1", "keras_impl2"}
+NO_INPUT_MASK = {"none", "torch_builtin", "keras3_builtin", "zoneout"}
+GATES = {"lstm": 4, "gru": 3}
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-z))
 
 
-def expand_weight_mask(mask: np.ndarray, hidden: int) -> np.ndarray:
-    """Any weight-drop mask of the naming scheme -> the full (4H, H) mask on w_hh."""
-    if mask.ndim == 3:  # (4, 1, H): gate block g of w_hh uses mask[g]
-        return np.concatenate([np.broadcast_to(mask[g], (hidden, hidden)) for g in range(4)])
-    return np.broadcast_to(mask, (4 * hidden, hidden))
+def cell_of(spec) -> str:
+    """`lstm` or `gru` (specs made before the cell field existed are LSTMs)."""
+    cell = getattr(spec, "cell", "lstm")
+    return str(getattr(cell, "value", cell))
 
 
-def lstm_ref(x, h, c, w_ih, w_hh, bias, in_mask=None, rec_mask=None):
-    """x (B, T, D). Masks: (4, Bm, .) one per gate, or (Bm, .) shared by the gates."""
+def rate_of(spec, name: str) -> float:
+    return float(getattr(spec, f"{name}_dropout", 0.0))
+
+
+def expand_weight_mask(mask: np.ndarray, hidden: int, gates: int = 4) -> np.ndarray:
+    """Any weight-drop mask of the naming scheme -> the full (G*H, H) mask on w_hh."""
+    if mask.ndim == 3:  # (G, 1, H): gate block g of w_hh uses mask[g]
+        return np.concatenate([np.broadcast_to(mask[g], (hidden, hidden))
+                               for g in range(mask.shape[0])])
+    return np.broadcast_to(mask, (gates * hidden, hidden))
+
+
+def _gate(mask, g: int):
+    """Mask of gate g: (G, Bm, .) one per gate, or (Bm, .) shared by the gates."""
+    return mask[g] if mask.ndim == 3 else mask
+
+
+def _at(value, t: int):
+    """Step t of a per-step (B, T, H) array, of a per-sequence (Bm, 1, H) one, or a scalar."""
+    if isinstance(value, np.ndarray) and value.ndim == 3:
+        return value[:, t] if value.shape[1] > 1 else value[:, 0]
+    return value
+
+
+def lstm_ref(x, h, c, w_ih, w_hh, bias, in_mask=None, rec_mask=None, cand_mask=None,
+             u_c=None, u_h=None):
+    """x (B, T, D). Gal masks: (4, Bm, .) one per gate, or (Bm, .) shared by the gates.
+    cand_mask (Semeniuta, (Bm, 1, H) or (Bm, T, H)) scales g = tanh(.) in the cell update.
+    u_c, u_h (zoneout, (B, T, H) in {0, 1} or a scalar): 1 takes the update, 0 keeps the old
+    value; h's update is o * tanh(new un-zoned cell)."""
     hid = w_hh.shape[1]
     outs = []
     for t in range(x.shape[1]):
@@ -37,39 +74,99 @@ def lstm_ref(x, h, c, w_ih, w_hh, bias, in_mask=None, rec_mask=None):
             rows = slice(g * hid, (g + 1) * hid)
             xg, hg = x[:, t], h
             if in_mask is not None:
-                xg = xg * (in_mask[g] if in_mask.ndim == 3 else in_mask)
+                xg = xg * _gate(in_mask, g)
             if rec_mask is not None:
-                hg = hg * (rec_mask[g] if rec_mask.ndim == 3 else rec_mask)
+                hg = hg * _gate(rec_mask, g)
             z[:, rows] = xg @ w_ih[rows].T + hg @ w_hh[rows].T + bias[rows]
         i, f = sigmoid(z[:, :hid]), sigmoid(z[:, hid:2 * hid])
         g_, o = np.tanh(z[:, 2 * hid:3 * hid]), sigmoid(z[:, 3 * hid:])
-        c = f * c + i * g_
-        h = o * np.tanh(c)
+        if cand_mask is not None:
+            g_ = g_ * _at(cand_mask, t)
+        c_new = f * c + i * g_
+        h_new = o * np.tanh(c_new)
+        if u_c is not None:
+            c_new = _at(u_c, t) * c_new + (1 - _at(u_c, t)) * c
+        if u_h is not None:
+            h_new = _at(u_h, t) * h_new + (1 - _at(u_h, t)) * h
+        h, c = h_new, c_new
         outs.append(h)
     return np.stack(outs, 1), h, c
 
 
-def forward_ref(spec: ModelSpec, weights, x, masks, states=None):
-    """Logits ((B*T, C) for the LM, (B, C) for a classifier) and the final states."""
+def gru_ref(x, h, w_ih, w_hh, b_i, b_h, in_mask=None, rec_mask=None, cand_mask=None, u_h=None):
+    """PyTorch's GRU (= Keras 3 reset_after=True), row blocks r, z, n:
+    r = sig(x W_r + b_r + (h m_r) U_r + bh_r), z likewise, n = tanh(x W_n + b_n +
+    r * ((h m_n) U_n + bh_n)), h' = (1 - z) * (cand * n) + z * h, then u h' + (1 - u) h."""
+    hid = w_hh.shape[1]
+    outs = []
+    for t in range(x.shape[1]):
+        a, rec = [], []
+        for g in range(3):
+            rows = slice(g * hid, (g + 1) * hid)
+            xg, hg = x[:, t], h
+            if in_mask is not None:
+                xg = xg * _gate(in_mask, g)
+            if rec_mask is not None:
+                hg = hg * _gate(rec_mask, g)
+            a.append(xg @ w_ih[rows].T + b_i[rows])
+            rec.append(hg @ w_hh[rows].T + b_h[rows])
+        r, z = sigmoid(a[0] + rec[0]), sigmoid(a[1] + rec[1])
+        n = np.tanh(a[2] + r * rec[2])
+        if cand_mask is not None:
+            n = n * _at(cand_mask, t)
+        h_new = (1 - z) * n + z * h
+        if u_h is not None:
+            h_new = _at(u_h, t) * h_new + (1 - _at(u_h, t)) * h
+        h = h_new
+        outs.append(h)
+    return np.stack(outs, 1), h
+
+
+def zoneout_update(spec, masks: dict, k: int, which: str, deterministic: bool):
+    """u of `zoneout_{which}.{k}`: 1 where the drawn mask is non-zero (take the update), 0 where
+    it is 0 (keep); 1 - p in deterministic evaluation; None when that zoneout is off."""
+    name = f"zoneout_{which}.{k}"
+    if name in masks:
+        return (masks[name] != 0).astype(np.float64)
+    p = rate_of(spec, f"zoneout_{which}")
+    if deterministic and p > 0 and getattr(spec.variant, "value", spec.variant) == "zoneout":
+        return 1.0 - p
+    return None
+
+
+def forward_ref(spec, weights, x, masks, states=None, deterministic=False):
+    """Logits ((B*T, C) for the LM, (B, C) for a classifier) and the final states [(h, c)]
+    (c is None for a GRU). `deterministic`: standard evaluation (zoneout's expectation)."""
     w = {k: np.asarray(v, np.float64) for k, v in weights.items()}
     masks = {k: np.asarray(v, np.float64) for k, v in masks.items()}
+    v = getattr(spec.variant, "value", spec.variant)
+    cell = cell_of(spec)
     hid, b = spec.hidden_size, x.shape[0]
     emb = w["embedding"]
     if "embedding" in masks:
         emb = emb * masks["embedding"]
     seq = emb[x]
-    states = states or [(np.zeros((b, hid)), np.zeros((b, hid)))] * spec.num_layers
+    zero = np.zeros((b, hid))
+    states = states or [(zero, None if cell == "gru" else zero)] * spec.num_layers
     new_states = []
     for k in range(spec.num_layers):
-        w_hh = w[f"lstm.{k}.w_hh"]
+        w_hh = w[f"rnn.{k}.w_hh"]
         if f"weight.{k}" in masks:
-            w_hh = w_hh * expand_weight_mask(masks[f"weight.{k}"], hid)
+            w_hh = w_hh * expand_weight_mask(masks[f"weight.{k}"], hid, GATES[cell])
         in_mask = masks.get(f"input.{k}")
-        if in_mask is not None and spec.variant.value in SEQUENCE_MASKED:
+        if in_mask is not None and v in SEQUENCE_MASKED:
             seq, in_mask = seq * in_mask, None
-        seq, h, c = lstm_ref(seq, *states[k], w[f"lstm.{k}.w_ih"], w_hh, w[f"lstm.{k}.bias"],
-                             in_mask, masks.get(f"recurrent.{k}"))
-        new_states.append((h, c))
+        cand, rec = masks.get(f"candidate.{k}"), masks.get(f"recurrent.{k}")
+        u_h = zoneout_update(spec, masks, k, "hidden", deterministic)
+        if cell == "gru":
+            seq, h = gru_ref(seq, states[k][0], w[f"rnn.{k}.w_ih"], w_hh, w[f"rnn.{k}.bias"],
+                             w[f"rnn.{k}.bias_hh"], in_mask, rec, cand, u_h)
+            new_states.append((h, None))
+        else:
+            u_c = zoneout_update(spec, masks, k, "cell", deterministic)
+            seq, h, c = lstm_ref(seq, *states[k], w[f"rnn.{k}.w_ih"], w_hh, w[f"rnn.{k}.bias"],
+                                 in_mask, rec, cand, u_c, u_h)
+            new_states.append((h, c))
     out = seq[:, -1] if spec.task_kind is TaskKind.CLASSIFIER else seq
     if "output" in masks:
         out = out * masks["output"]
@@ -87,9 +184,9 @@ def loss_ref(spec, weights, x, y, masks, states=None) -> float:
     return float(-log_softmax(logits)[np.arange(len(logits)), y.reshape(-1)].mean())
 
 
-def target_probs_ref(spec, weights, x, y, masks, states=None):
+def target_probs_ref(spec, weights, x, y, masks, states=None, deterministic=False):
     """What `predict` returns for one batch: target-token probabilities or class probabilities."""
-    logits, new_states = forward_ref(spec, weights, x, masks, states)
+    logits, new_states = forward_ref(spec, weights, x, masks, states, deterministic)
     logp = log_softmax(logits)
     if spec.task_kind is TaskKind.CLASSIFIER:
         return np.exp(logp), new_states
@@ -115,6 +212,28 @@ def _spec(**kw) -> ModelSpec:
     base = dict(task_kind="lm", vocab_size=7, num_outputs=7, embed_size=3, hidden_size=3,
                 num_layers=1, variant="none", init_scale=0.5)
     return ModelSpec(**{**base, **kw})
+
+
+def standin(**kw) -> SimpleNamespace:
+    """What forward_ref reads of a spec, for cells and variants a ModelSpec may not have yet."""
+    base = dict(task_kind=TaskKind.LANGUAGE_MODEL, vocab_size=7, num_outputs=7, embed_size=3,
+                hidden_size=3, num_layers=2, variant="none", cell="lstm", tie_weights=False)
+    return SimpleNamespace(**{**base, **kw})
+
+
+def contract_weights(spec, seed: int = 0, scale: float = 0.5) -> dict[str, np.ndarray]:
+    """Random weights under the contract's names and shapes, written from the contract."""
+    rng = np.random.default_rng(seed)
+    g, h = GATES[cell_of(spec)], spec.hidden_size
+    shapes = {"embedding": (spec.vocab_size, spec.embed_size)}
+    for k in range(spec.num_layers):
+        d = spec.embed_size if k == 0 else h
+        shapes |= {f"rnn.{k}.w_ih": (g * h, d), f"rnn.{k}.w_hh": (g * h, h),
+                   f"rnn.{k}.bias": (g * h,)}
+        if cell_of(spec) == "gru":
+            shapes[f"rnn.{k}.bias_hh"] = (g * h,)
+    shapes |= {"decoder.weight": (spec.num_outputs, h), "decoder.bias": (spec.num_outputs,)}
+    return {n: rng.uniform(-scale, scale, s) for n, s in shapes.items()}
 
 
 def test_one_step_matches_hand_computation():
@@ -171,8 +290,180 @@ def test_numeric_grad_of_reference_is_consistent():
     np.testing.assert_allclose(g, (probs - onehot).mean(0), atol=1e-7)
 
 
-def test_gal_family_names_are_known():
-    assert {v.value for v in GAL_FAMILY} == {"keras_impl0", "keras_impl1", "keras_impl2"}
-    assert SEQUENCE_MASKED | {v.value for v in GAL_FAMILY} | {"none", "torch_builtin",
-                                                               "keras3_builtin"} == {
-        v.value for v in Variant}
+def test_every_variant_is_known_to_the_reference():
+    assert {v.value for v in GAL_FAMILY} == GAL
+    assert {v.value for v in Variant} <= SEQUENCE_MASKED | GAL | NO_INPUT_MASK
+
+
+@pytest.mark.parametrize("task", ["lm", "classifier"])
+def test_gru_reference_equals_keras_gru_reset_after(task):
+    """The numpy GRU against the stock keras.layers.GRU(reset_after=True), weights mapped from
+    the contract: Keras' gate blocks are z, r, h (ours r, z, n), kernel = W_ih^T, bias row 0 is
+    the input-side bias and row 1 the recurrent-side one; from a non-zero initial state."""
+    keras = pytest.importorskip("keras")
+    rng = np.random.default_rng(2)
+    b, t, d, h = 3, 5, 4, 6
+    x = rng.normal(size=(b, t, d))
+    h0 = rng.normal(size=(b, h)) * 0.5
+    w_ih, w_hh = rng.uniform(-0.5, 0.5, (3 * h, d)), rng.uniform(-0.5, 0.5, (3 * h, h))
+    b_i, b_h = rng.uniform(-0.5, 0.5, 3 * h), rng.uniform(-0.5, 0.5, 3 * h)
+    zrn = np.r_[h:2 * h, 0:h, 2 * h:3 * h]  # Keras order z, r, h from ours r, z, n
+    layer = keras.layers.GRU(h, reset_after=True, return_sequences=True, return_state=True,
+                             use_cudnn=False, dtype="float64")
+    layer.build((b, t, d))
+    layer.set_weights([w_ih[zrn].T, w_hh[zrn].T, np.stack([b_i[zrn], b_h[zrn]])])
+    seq, h_t = (np.asarray(a) for a in layer(x, initial_state=[h0]))
+    ref_seq, ref_h = gru_ref(x, h0, w_ih, w_hh, b_i, b_h)
+    np.testing.assert_allclose(ref_seq, seq, atol=1e-10)
+    np.testing.assert_allclose(ref_h, h_t, atol=1e-10)
+    # a forward through the model wiring, one layer, with the same cell
+    spec = standin(cell="gru", num_layers=1, embed_size=d, hidden_size=h, vocab_size=9,
+                   task_kind=TaskKind(task), num_outputs=9 if task == "lm" else 3)
+    wts = contract_weights(spec, 3)
+    ids = rng.integers(0, 9, (b, t))
+    logits, states = forward_ref(spec, wts, ids, {})
+    layer.set_weights([wts["rnn.0.w_ih"][zrn].T, wts["rnn.0.w_hh"][zrn].T,
+                       np.stack([wts["rnn.0.bias"][zrn], wts["rnn.0.bias_hh"][zrn]])])
+    seq, h_t = (np.asarray(a) for a in layer(wts["embedding"][ids]))
+    out = seq.reshape(-1, h) if task == "lm" else h_t
+    np.testing.assert_allclose(logits, out @ wts["decoder.weight"].T + wts["decoder.bias"],
+                               atol=1e-10)
+    np.testing.assert_allclose(states[0][0], h_t, atol=1e-10)
+    assert states[0][1] is None
+
+
+def test_gru_masks_by_hand_and_the_mix_is_never_masked():
+    """One step: the recurrent mask of gate n sits inside the reset product; with a zero
+    recurrent mask on every gate the update still mixes z * h_{t-1}; a (1, H) column mask on
+    w_hh equals the shared recurrent mask, per gate block for (3, 1, H)."""
+    rng = np.random.default_rng(3)
+    x, h0 = rng.normal(size=(2, 1, 3)), rng.normal(size=(2, 4))
+    w_ih, w_hh = rng.normal(size=(12, 3)), rng.normal(size=(12, 4))
+    b_i, b_h = rng.normal(size=12), rng.normal(size=12)
+    m_in = np.array([[2.0, 0.0, 2.0], [0.0, 2.0, 2.0]])
+    m_n = np.array([[2.0, 0.0, 0.0, 2.0]] * 2)
+    rec = np.stack([np.ones((2, 4)), np.ones((2, 4)), m_n])
+    _, h1 = gru_ref(x, h0, w_ih, w_hh, b_i, b_h, np.stack([m_in] * 3), rec)
+    gi = (x[:, 0] * m_in) @ w_ih.T + b_i
+    gh = h0 @ w_hh.T + b_h
+    r, z = sigmoid(gi[:, :4] + gh[:, :4]), sigmoid(gi[:, 4:8] + gh[:, 4:8])
+    n = np.tanh(gi[:, 8:] + r * ((h0 * m_n) @ w_hh[8:].T + b_h[8:]))
+    np.testing.assert_allclose(h1, (1 - z) * n + z * h0, atol=1e-12)
+    _, h1 = gru_ref(x, h0, w_ih, w_hh, b_i, b_h, None, np.zeros((2, 4)))
+    gi = x[:, 0] @ w_ih.T + b_i
+    r, z = sigmoid(gi[:, :4] + b_h[:4]), sigmoid(gi[:, 4:8] + b_h[4:8])
+    n = np.tanh(gi[:, 8:] + r * b_h[8:])
+    np.testing.assert_allclose(h1, (1 - z) * n + z * h0, atol=1e-12)
+
+    xs = rng.normal(size=(2, 5, 3))
+    col = np.array([[2.0, 0.0, 2.0, 2.0]])
+    np.testing.assert_allclose(
+        gru_ref(xs, h0, w_ih, w_hh * expand_weight_mask(col, 4, 3), b_i, b_h)[0],
+        gru_ref(xs, h0, w_ih, w_hh, b_i, b_h, None, col)[0], atol=1e-12)
+    untied = np.stack([col, col[:, ::-1], 2.0 - col])
+    np.testing.assert_allclose(
+        gru_ref(xs, h0, w_ih, w_hh * expand_weight_mask(untied, 4, 3), b_i, b_h)[0],
+        gru_ref(xs, h0, w_ih, w_hh, b_i, b_h, None, untied)[0], atol=1e-12)
+    assert expand_weight_mask(np.ones((12, 1)), 4, 3).shape == (12, 4)
+
+
+def test_semeniuta_by_hand():
+    """LSTM: c_1 = f c_0 + i (m * tanh(z_g)); GRU: h_1 = (1 - z) (m * n) + z h_0. A per-sequence
+    (B, 1, H) mask is the per-step mask repeated over time; all-ones masks are the plain cell."""
+    rng = np.random.default_rng(4)
+    x, h0, c0 = rng.normal(size=(2, 1, 3)), rng.normal(size=(2, 3)), rng.normal(size=(2, 3))
+    w_ih, w_hh, b = rng.normal(size=(12, 3)), rng.normal(size=(12, 3)), rng.normal(size=12)
+    m = np.array([[[0.0, 2.0, 2.0]], [[2.0, 0.0, 2.0]]])
+    _, h1, c1 = lstm_ref(x, h0, c0, w_ih, w_hh, b, cand_mask=m)
+    z = x[:, 0] @ w_ih.T + h0 @ w_hh.T + b
+    c = sigmoid(z[:, 3:6]) * c0 + sigmoid(z[:, :3]) * (m[:, 0] * np.tanh(z[:, 6:9]))
+    np.testing.assert_allclose(c1, c, atol=1e-12)
+    np.testing.assert_allclose(h1, sigmoid(z[:, 9:]) * np.tanh(c), atol=1e-12)
+    xs = rng.normal(size=(2, 6, 3))
+    np.testing.assert_array_equal(lstm_ref(xs, h0, c0, w_ih, w_hh, b, cand_mask=m)[0],
+                                  lstm_ref(xs, h0, c0, w_ih, w_hh, b,
+                                           cand_mask=np.repeat(m, 6, 1))[0])
+    np.testing.assert_array_equal(lstm_ref(xs, h0, c0, w_ih, w_hh, b, cand_mask=np.ones_like(m))[0],
+                                  lstm_ref(xs, h0, c0, w_ih, w_hh, b)[0])
+    per_step = np.repeat(m, 6, 1)
+    per_step[:, 3] = 2.0 - per_step[:, 3]
+    a = lstm_ref(xs, h0, c0, w_ih, w_hh, b, cand_mask=per_step)[0]
+    b_ = lstm_ref(xs, h0, c0, w_ih, w_hh, b, cand_mask=m)[0]
+    np.testing.assert_array_equal(a[:, :3], b_[:, :3])
+    assert not np.allclose(a[:, 3:], b_[:, 3:])
+
+    w_ih, w_hh, b_i, b_h = (rng.normal(size=s) for s in ((9, 3), (9, 3), 9, 9))
+    _, h1 = gru_ref(x, h0, w_ih, w_hh, b_i, b_h, cand_mask=m)
+    gi, gh = x[:, 0] @ w_ih.T + b_i, h0 @ w_hh.T + b_h
+    r, zz = sigmoid(gi[:, :3] + gh[:, :3]), sigmoid(gi[:, 3:6] + gh[:, 3:6])
+    n = np.tanh(gi[:, 6:] + r * gh[:, 6:])
+    np.testing.assert_allclose(h1, (1 - zz) * (m[:, 0] * n) + zz * h0, atol=1e-12)
+
+
+def test_zoneout_by_hand():
+    """Krueger et al. 2017 with u = 1 - d: c_t = u^c c~_t + (1 - u^c) c_{t-1},
+    h_t = u^h o tanh(c~_t) + (1 - u^h) h_{t-1}, c~_t = f c_{t-1} + i g: the h update reads the
+    un-zoned c~_t. All-update masks are the plain cell, all-keep masks freeze the state, u = 1-p
+    is the deterministic mix."""
+    rng = np.random.default_rng(5)
+    x, h0, c0 = rng.normal(size=(2, 1, 3)), rng.normal(size=(2, 3)), rng.normal(size=(2, 3))
+    w_ih, w_hh, b = rng.normal(size=(12, 3)), rng.normal(size=(12, 3)), rng.normal(size=12)
+    u_c = np.array([[[0.0, 1.0, 1.0]], [[1.0, 0.0, 1.0]]])
+    u_h = np.array([[[1.0, 1.0, 0.0]], [[1.0, 0.0, 0.0]]])
+    _, ht, ct = lstm_ref(x, h0, c0, w_ih, w_hh, b)
+    _, h1, c1 = lstm_ref(x, h0, c0, w_ih, w_hh, b, u_c=u_c, u_h=u_h)
+    np.testing.assert_allclose(c1, u_c[:, 0] * ct + (1 - u_c[:, 0]) * c0, atol=1e-12)
+    np.testing.assert_allclose(h1, u_h[:, 0] * ht + (1 - u_h[:, 0]) * h0, atol=1e-12)
+    # sample 0 unit 0: the cell is kept but the hidden state takes o * tanh(c~), not o * tanh(c0)
+    assert c1[0, 0] == c0[0, 0] and h1[0, 0] == ht[0, 0]
+    o = sigmoid((x[:, 0] @ w_ih.T + h0 @ w_hh.T + b)[:, 9:])
+    assert not np.isclose(h1[0, 0], (o * np.tanh(c0))[0, 0])
+
+    xs = rng.normal(size=(2, 5, 3))
+    ones = np.ones((2, 5, 3))
+    for got, want in zip(lstm_ref(xs, h0, c0, w_ih, w_hh, b, u_c=ones, u_h=ones),
+                         lstm_ref(xs, h0, c0, w_ih, w_hh, b), strict=True):
+        np.testing.assert_array_equal(got, want)
+    seq, _, c = lstm_ref(xs, h0, c0, w_ih, w_hh, b, u_c=0 * ones, u_h=0 * ones)
+    np.testing.assert_array_equal(seq, np.broadcast_to(h0[:, None], (2, 5, 3)))
+    np.testing.assert_array_equal(c, c0)
+    _, h1, c1 = lstm_ref(x, h0, c0, w_ih, w_hh, b, u_c=0.7, u_h=0.4)
+    np.testing.assert_allclose(c1, 0.3 * c0 + 0.7 * ct, atol=1e-12)
+    np.testing.assert_allclose(h1, 0.6 * h0 + 0.4 * ht, atol=1e-12)
+
+    w_ih, w_hh, b_i, b_h = (rng.normal(size=s) for s in ((9, 3), (9, 3), 9, 9))
+    plain, _ = gru_ref(xs, h0, w_ih, w_hh, b_i, b_h)
+    np.testing.assert_array_equal(gru_ref(xs, h0, w_ih, w_hh, b_i, b_h, u_h=ones)[0], plain)
+    np.testing.assert_array_equal(gru_ref(xs, h0, w_ih, w_hh, b_i, b_h, u_h=0 * ones)[0],
+                                  np.broadcast_to(h0[:, None], (2, 5, 3)))
+    _, h1 = gru_ref(xs[:, :1], h0, w_ih, w_hh, b_i, b_h, u_h=0.25)
+    np.testing.assert_allclose(h1, 0.75 * h0 + 0.25 * plain[:, 0], atol=1e-12)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_forward_turns_sampler_masks_into_zoneout_updates(cell):
+    """Masks of 0 / 1/(1-p) become u in {0, 1} (no 1/(1-p) scaling of the state); standard
+    evaluation is every layer with u = 1 - p."""
+    p_c, p_h = (0.3, 0.6) if cell == "lstm" else (0.0, 0.6)
+    spec = standin(variant="zoneout", cell=cell, zoneout_cell_dropout=p_c,
+                   zoneout_hidden_dropout=p_h)
+    w = contract_weights(spec, 6)
+    x = np.random.default_rng(6).integers(0, 7, (2, 4))
+    plain = forward_ref(standin(cell=cell), w, x, {})[0]
+    names = ["zoneout_hidden"] + (["zoneout_cell"] if cell == "lstm" else [])
+    keep = {f"{n}.{k}": np.full((2, 4, 3), 1 / (1 - rate_of(spec, n))) for n in names
+            for k in range(2)}
+    np.testing.assert_allclose(forward_ref(spec, w, x, keep)[0], plain, atol=1e-12)
+    logits, states = forward_ref(spec, w, x, {n: 0 * m for n, m in keep.items()})
+    np.testing.assert_array_equal(logits, np.broadcast_to(w["decoder.bias"], (8, 7)))
+    det = forward_ref(spec, w, x, {}, deterministic=True)[0]
+    assert not np.allclose(det, plain)
+    seq, zero = w["embedding"][x], np.zeros((2, 3))
+    for k in range(2):
+        wk = [w[f"rnn.{k}.{n}"] for n in ("w_ih", "w_hh", "bias")]
+        if cell == "lstm":
+            seq = lstm_ref(seq, zero, zero, *wk, u_c=1 - p_c, u_h=1 - p_h)[0]
+        else:
+            seq = gru_ref(seq, zero, *wk, w[f"rnn.{k}.bias_hh"], u_h=1 - p_h)[0]
+    np.testing.assert_allclose(det, seq.reshape(-1, 3) @ w["decoder.weight"].T
+                               + w["decoder.bias"], atol=1e-12)

@@ -9,6 +9,7 @@ import functools
 import numpy as np
 import pytest
 
+from frameworks import variants
 from frameworks.base import NumpyMaskSource
 from frameworks.spec import Batch, ModelSpec, OptimSpec, Variant, rates_used_by
 from tests.test_keras_reference import forward_ref, loss_ref, numeric_grad, target_probs_ref
@@ -18,7 +19,9 @@ Runner = pytest.importorskip("frameworks.keras_backend").Runner
 
 V, E, H, B, T, C = 20, 5, 5, 3, 6, 3
 RATES = {"embedding": 0.2, "input": 0.3, "recurrent": 0.4, "output": 0.25, "weight": 0.5}
-CUSTOM = [v for v in Variant if v not in (Variant.TORCH_BUILTIN, Variant.KERAS3_BUILTIN)]
+# the cell-level variants (semeniuta, zoneout) have their own reference tests: tests/test_cells_*
+CUSTOM = [v for v in Variant if v not in (Variant.TORCH_BUILTIN, Variant.KERAS3_BUILTIN)
+          and "cell" not in variants.entry(v).groups]
 GAL = ("keras_impl0", "keras_impl1", "keras_impl2")
 NAIVE_OUT = ("naive",)
 

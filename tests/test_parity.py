@@ -25,10 +25,12 @@ def task_batches(task: str, count: int):
     return data, list(batches(data, "train", batch, steps))[:count]
 
 
-def make_spec(task: str, variant: Variant, data) -> ModelSpec:
+def make_spec(task: str, variant: Variant, data, cell: str = "lstm", **kw) -> ModelSpec:
     layers = SIZES[task][2]
-    rates = {f"{r}_dropout": RATE for r in rates_used_by(variant)}
-    return ModelSpec(data.kind, data.vocab_size, data.num_outputs, 6, 6, layers, variant, **rates)
+    used = rates_used_by(variant) - ({"zoneout_cell"} if cell == "gru" else set())  # h only
+    rates = {f"{r}_dropout": RATE for r in used}
+    return ModelSpec(data.kind, data.vocab_size, data.num_outputs, 6, 6, layers, variant,
+                     cell=cell, **rates, **kw)
 
 
 def runner(framework: str, spec: ModelSpec, weights):
@@ -52,8 +54,25 @@ def one_step(framework: str, spec: ModelSpec, weights, sample):
 @pytest.mark.parametrize("task", list(SIZES))
 @pytest.mark.parametrize("variant", SHARED, ids=[v.value for v in SHARED])
 def test_same_weights_batches_and_masks_give_the_same_numbers(task, variant):
+    check_parity(task, variant, "lstm")
+
+
+@pytest.mark.parametrize("task", ["ptb", "rt"])
+@pytest.mark.parametrize("variant", SHARED, ids=[v.value for v in SHARED])
+def test_gru_same_weights_batches_and_masks_give_the_same_numbers(task, variant):
+    """Every variant both frameworks share also runs a GRU (the library rows, which do not, are
+    framework-specific and so never shared)."""
+    check_parity(task, variant, "gru")
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_semeniuta_per_step_gives_the_same_numbers(cell):
+    check_parity("ptb", Variant("semeniuta"), cell, per_step=True)
+
+
+def check_parity(task: str, variant: Variant, cell: str, **kw) -> None:
     data, sample = task_batches(task, 2)
-    spec = make_spec(task, variant, data)
+    spec = make_spec(task, variant, data, cell, **kw)
     weights = initial_weights(spec, seed=5)
     p_t, loss_t, g_t = one_step("torch", spec, weights, sample)
     p_k, loss_k, g_k = one_step("keras", spec, weights, sample)

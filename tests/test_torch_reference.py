@@ -1,21 +1,29 @@
 """An independent reference for the PyTorch backend tests, and the checks that make it trustworthy.
 
-`ref_forward` is a plain-torch, float64, step-by-step, gate-by-gate LSTM model written straight
-from docs/SEMANTICS.md and the contract in frameworks/base.py (weights by their numpy names, masks
-by their contract names). It shares no code with frameworks/torch_backend. Its own tests pin it to
-torch.nn.LSTM without masks and to hand-unrolled algebra with masks.
+`ref_forward` is a plain-torch, float64, step-by-step, gate-by-gate model (LSTM or GRU cell)
+written straight from docs/SEMANTICS.md, the papers it cites and the contract in
+frameworks/base.py (weights by their numpy names, masks by their contract names). It shares no
+code with frameworks/torch_backend. Its own tests pin it to torch.nn.LSTM / torch.nn.GRU without
+masks and to hand-unrolled algebra with masks (Gal, WeightDrop, Semeniuta, zoneout).
+
+It reads the spec only through attributes (`variant.value`, `cell`, rates, sizes), so it also
+accepts a plain stand-in object with those fields.
 """
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
+import pytest
 import torch
 
 from frameworks.base import initial_weights
 from frameworks.spec import ModelSpec, TaskKind, Variant
 
-UNTIED = {Variant.KERAS_IMPL0, Variant.KERAS_IMPL1}
-GAL = UNTIED | {Variant.KERAS_IMPL2}
+UNTIED = {"keras_impl0", "keras_impl1"}
+GAL = UNTIED | {"keras_impl2"}
+GATES = {"lstm": 4, "gru": 3}
 
 
 def as_params(weights: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
@@ -28,14 +36,36 @@ def as_masks(names: list[str], drawn: list[np.ndarray]) -> dict[str, torch.Tenso
     return {n: torch.tensor(m, dtype=torch.float64) for n, m in zip(names, drawn, strict=True)}
 
 
+def cell_of(spec) -> str:
+    """`lstm` or `gru` (specs made before the cell field existed are LSTMs)."""
+    return str(getattr(getattr(spec, "cell", "lstm"), "value", getattr(spec, "cell", "lstm")))
+
+
+def rate_of(spec, name: str) -> float:
+    return float(getattr(spec, f"{name}_dropout", 0.0))
+
+
 def _gate_mask(mask: torch.Tensor | None, g: int, untied: bool) -> torch.Tensor | float:
     if mask is None:
         return 1.0
     return mask[g] if untied else mask
 
 
-def ref_layer(x, h, c, w_ih, w_hh, bias, in_mask=None, rec_mask=None, untied=False):
-    """One LSTM layer, one time step and one gate at a time. Gates i, f, g, o in row blocks."""
+def _at(value, t: int):
+    """Step t of a per-step tensor (B, T, H), of a per-sequence one (Bm, 1, H) (the same at
+    every step), or a scalar / None as is."""
+    if isinstance(value, torch.Tensor) and value.dim() == 3:
+        return value[:, t] if value.shape[1] > 1 else value[:, 0]
+    return value
+
+
+def ref_layer(x, h, c, w_ih, w_hh, bias, in_mask=None, rec_mask=None, untied=False,
+              cand_mask=None, u_c=None, u_h=None):
+    """One LSTM layer, one time step and one gate at a time. Gates i, f, g, o in row blocks.
+
+    cand_mask (Semeniuta): multiplies g = tanh(candidate pre-activation) in the cell update.
+    u_c, u_h (zoneout): 1 takes the new value, 0 keeps the previous one; (B, T, H) or a scalar.
+    The new h is computed from the new, un-zoned cell (Krueger et al. 2017)."""
     hid = h.shape[-1]
     outs = []
     for t in range(x.shape[1]):
@@ -46,29 +76,87 @@ def ref_layer(x, h, c, w_ih, w_hh, bias, in_mask=None, rec_mask=None, untied=Fal
             hg = h * _gate_mask(rec_mask, g, untied)
             z.append(xg @ w_ih[rows].T + hg @ w_hh[rows].T + bias[rows])
         i, f, o = torch.sigmoid(z[0]), torch.sigmoid(z[1]), torch.sigmoid(z[3])
-        c = f * c + i * torch.tanh(z[2])
-        h = o * torch.tanh(c)
+        g_ = torch.tanh(z[2])
+        if cand_mask is not None:
+            g_ = g_ * _at(cand_mask, t)
+        c_new = f * c + i * g_
+        h_new = o * torch.tanh(c_new)
+        if u_c is not None:
+            c_new = _at(u_c, t) * c_new + (1 - _at(u_c, t)) * c
+        if u_h is not None:
+            h_new = _at(u_h, t) * h_new + (1 - _at(u_h, t)) * h
+        h, c = h_new, c_new
         outs.append(h)
     return torch.stack(outs, 1), h, c
 
 
-def masked_recurrent_weight(variant: Variant, w_hh: torch.Tensor, mask: torch.Tensor):
-    """weight_hh with its DropConnect mask, each form spelled out row/column/block-wise."""
+def ref_gru_layer(x, h, w_ih, w_hh, b_i, b_h, in_mask=None, rec_mask=None, untied=False,
+                  cand_mask=None, u_h=None):
+    """One GRU layer (PyTorch's equations, reset applied after the recurrent matmul), one time
+    step and one gate at a time. Row blocks r, z, n; b_i input-side, b_h recurrent-side bias.
+
+        r = sig(x W_r^T + b_r + (h*m_r) U_r^T + bh_r)
+        z = sig(x W_z^T + b_z + (h*m_z) U_z^T + bh_z)
+        n = tanh(x W_n^T + b_n + r * ((h*m_n) U_n^T + bh_n))
+        h' = (1 - z) * (cand * n) + z * h            then zoneout: u*h' + (1-u)*h
+    The recurrent mask never touches the z * h mix."""
+    hid = h.shape[-1]
+    outs = []
+    for t in range(x.shape[1]):
+        a, r_side = [], []
+        for g in range(3):
+            rows = slice(g * hid, (g + 1) * hid)
+            xg = x[:, t] * _gate_mask(in_mask, g, untied)
+            hg = h * _gate_mask(rec_mask, g, untied)
+            a.append(xg @ w_ih[rows].T + b_i[rows])
+            r_side.append(hg @ w_hh[rows].T + b_h[rows])
+        r = torch.sigmoid(a[0] + r_side[0])
+        z = torch.sigmoid(a[1] + r_side[1])
+        n = torch.tanh(a[2] + r * r_side[2])
+        if cand_mask is not None:
+            n = n * _at(cand_mask, t)
+        h_new = (1 - z) * n + z * h
+        if u_h is not None:
+            h_new = _at(u_h, t) * h_new + (1 - _at(u_h, t)) * h
+        h = h_new
+        outs.append(h)
+    return torch.stack(outs, 1), h
+
+
+def masked_recurrent_weight(variant, w_hh: torch.Tensor, mask: torch.Tensor):
+    """weight_hh (G*H, H) with its DropConnect mask, each form spelled out row/column/block-wise."""
+    v = getattr(variant, "value", variant)
     rows, hid = w_hh.shape
-    if variant is Variant.WEIGHTDROP:
+    if v == "weightdrop":
         return w_hh * mask
-    if variant is Variant.WEIGHTDROP_VARIATIONAL:  # whole rows (gate units)
+    if v == "weightdrop_variational":  # whole rows (gate units)
         return torch.stack([w_hh[r] * mask[r, 0] for r in range(rows)])
-    if variant is Variant.WEIGHTDROP_COLUMN:  # whole columns (units of h_{t-1})
+    if v == "weightdrop_column":  # whole columns (units of h_{t-1})
         return torch.stack([w_hh[:, j] * mask[0, j] for j in range(hid)], 1)
-    if variant is Variant.WEIGHTDROP_COLUMN_UNTIED:  # one column mask per gate block
-        return torch.cat([w_hh[g * hid : (g + 1) * hid] * mask[g, 0] for g in range(4)])
-    raise AssertionError(variant)
+    if v == "weightdrop_column_untied":  # one column mask per gate block
+        return torch.cat([w_hh[g * hid : (g + 1) * hid] * mask[g, 0] for g in range(rows // hid)])
+    raise AssertionError(v)
 
 
-def ref_forward(spec: ModelSpec, p: dict, masks: dict, x: np.ndarray, state=None):
-    """Logits ((B, T, C) LM, (B, C) classifier) and the final (h, c) lists of one forward."""
-    v = spec.variant
+def zoneout_update(spec, masks: dict, k: int, which: str, deterministic: bool):
+    """u for `zoneout_{which}.{k}`: from the drawn mask (u = 1 where the mask keeps, i.e. is
+    non-zero: take the update), or the constant 1 - p in deterministic evaluation; None when
+    that zoneout is off."""
+    name = f"zoneout_{which}.{k}"
+    if name in masks:
+        return (masks[name] != 0).to(torch.float64)
+    p = rate_of(spec, f"zoneout_{which}")
+    if deterministic and p > 0 and getattr(spec.variant, "value", spec.variant) == "zoneout":
+        return 1.0 - p
+    return None
+
+
+def ref_forward(spec, p: dict, masks: dict, x: np.ndarray, state=None, deterministic=False):
+    """Logits ((B, T, C) LM, (B, C) classifier) and the final (h, c) lists of one forward
+    (c entries are None for a GRU). `state`: (h0, c0), each indexable by layer (c0 ignored for
+    a GRU). `deterministic`: standard evaluation (zoneout's expectation; masks must be empty)."""
+    v = getattr(spec.variant, "value", spec.variant)
+    cell = cell_of(spec)
     emb = p["embedding"]
     if "embedding" in masks:
         emb = emb * masks["embedding"]
@@ -80,16 +168,22 @@ def ref_forward(spec: ModelSpec, p: dict, masks: dict, x: np.ndarray, state=None
         if v not in GAL and m_in is not None:
             out = out * m_in
             m_in = None
-        w_hh = p[f"lstm.{k}.w_hh"]
+        w_hh = p[f"rnn.{k}.w_hh"]
         if f"weight.{k}" in masks:
             w_hh = masked_recurrent_weight(v, w_hh, masks[f"weight.{k}"])
-        if state is None:
-            h0 = c0 = torch.zeros(b, spec.hidden_size, dtype=torch.float64)
+        zeros = torch.zeros(b, spec.hidden_size, dtype=torch.float64)
+        h0 = zeros if state is None else state[0][k]
+        c0 = zeros if state is None or state[1] is None else state[1][k]
+        cand = masks.get(f"candidate.{k}")
+        u_h = zoneout_update(spec, masks, k, "hidden", deterministic)
+        if cell == "gru":
+            out, h = ref_gru_layer(out, h0, p[f"rnn.{k}.w_ih"], w_hh, p[f"rnn.{k}.bias"],
+                                   p[f"rnn.{k}.bias_hh"], m_in, m_rec, v in UNTIED, cand, u_h)
+            c = None
         else:
-            h0, c0 = state[0][k], state[1][k]
-        out, h, c = ref_layer(
-            out, h0, c0, p[f"lstm.{k}.w_ih"], w_hh, p[f"lstm.{k}.bias"], m_in, m_rec, v in UNTIED
-        )
+            u_c = zoneout_update(spec, masks, k, "cell", deterministic)
+            out, h, c = ref_layer(out, h0, c0, p[f"rnn.{k}.w_ih"], w_hh, p[f"rnn.{k}.bias"],
+                                  m_in, m_rec, v in UNTIED, cand, u_c, u_h)
         hs.append(h)
         cs.append(c)
     if spec.task_kind is TaskKind.CLASSIFIER:
@@ -119,6 +213,29 @@ def _spec(**kw) -> ModelSpec:
     return ModelSpec(**base)
 
 
+def standin(**kw) -> SimpleNamespace:
+    """What ref_forward reads of a spec, for cells and variants a ModelSpec may not have yet."""
+    base = dict(task_kind=TaskKind.LANGUAGE_MODEL, vocab_size=11, num_outputs=11, embed_size=4,
+                hidden_size=5, num_layers=2, variant="none", cell="lstm", tie_weights=False)
+    return SimpleNamespace(**{**base, **kw})
+
+
+def contract_weights(spec, seed: int = 0, scale: float = 0.5) -> dict[str, np.ndarray]:
+    """Random weights under the contract's names and shapes, written from the contract (not from
+    frameworks.base): G = 4 (LSTM) or 3 (GRU, plus rnn.{k}.bias_hh)."""
+    rng = np.random.default_rng(seed)
+    g, h = GATES[cell_of(spec)], spec.hidden_size
+    shapes = {"embedding": (spec.vocab_size, spec.embed_size)}
+    for k in range(spec.num_layers):
+        d = spec.embed_size if k == 0 else h
+        shapes |= {f"rnn.{k}.w_ih": (g * h, d), f"rnn.{k}.w_hh": (g * h, h),
+                   f"rnn.{k}.bias": (g * h,)}
+        if cell_of(spec) == "gru":
+            shapes[f"rnn.{k}.bias_hh"] = (g * h,)
+    shapes |= {"decoder.weight": (spec.num_outputs, h), "decoder.bias": (spec.num_outputs,)}
+    return {n: rng.uniform(-scale, scale, s) for n, s in shapes.items()}
+
+
 def test_reference_without_masks_equals_nn_lstm():
     spec = _spec()
     w = initial_weights(spec, 3)
@@ -128,13 +245,48 @@ def test_reference_without_masks_equals_nn_lstm():
     lstm = torch.nn.LSTM(4, 5, num_layers=2, batch_first=True).double()
     with torch.no_grad():
         for k in range(2):
-            getattr(lstm, f"weight_ih_l{k}").copy_(torch.tensor(w[f"lstm.{k}.w_ih"]))
-            getattr(lstm, f"weight_hh_l{k}").copy_(torch.tensor(w[f"lstm.{k}.w_hh"]))
-            getattr(lstm, f"bias_ih_l{k}").copy_(torch.tensor(w[f"lstm.{k}.bias"]))
+            getattr(lstm, f"weight_ih_l{k}").copy_(torch.tensor(w[f"rnn.{k}.w_ih"]))
+            getattr(lstm, f"weight_hh_l{k}").copy_(torch.tensor(w[f"rnn.{k}.w_hh"]))
+            getattr(lstm, f"bias_ih_l{k}").copy_(torch.tensor(w[f"rnn.{k}.bias"]))
             getattr(lstm, f"bias_hh_l{k}").zero_()
         out, _ = lstm(torch.tensor(w["embedding"], dtype=torch.float64)[torch.as_tensor(x)])
         expected = out @ p["decoder.weight"].T + p["decoder.bias"]
     torch.testing.assert_close(logits.detach(), expected, atol=1e-12, rtol=0)
+
+
+def _nn_gru(w: dict, layers: int, e: int, h: int) -> torch.nn.GRU:
+    gru = torch.nn.GRU(e, h, num_layers=layers, batch_first=True).double()
+    with torch.no_grad():
+        for k in range(layers):
+            for theirs, ours in (("weight_ih", "w_ih"), ("weight_hh", "w_hh"),
+                                 ("bias_ih", "bias"), ("bias_hh", "bias_hh")):
+                getattr(gru, f"{theirs}_l{k}").copy_(torch.tensor(w[f"rnn.{k}.{ours}"]))
+    return gru
+
+
+@pytest.mark.parametrize("task", [TaskKind.LANGUAGE_MODEL, TaskKind.CLASSIFIER])
+def test_gru_reference_without_masks_equals_nn_gru(task):
+    """Weights mapped one to one: w_ih -> weight_ih, w_hh -> weight_hh, bias -> bias_ih,
+    bias_hh -> bias_hh (row blocks r, z, n in both); from a non-zero initial state too."""
+    spec = standin(cell="gru", task_kind=task, num_outputs=11 if task.value == "lm" else 3)
+    w = contract_weights(spec, 4)
+    p = as_params(w)
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 11, (3, 6))
+    h0 = torch.tensor(rng.normal(size=(2, 3, 5)) * 0.5)
+    logits, (hs, cs) = ref_forward(spec, p, {}, x, (h0, None))
+    assert cs == [None, None]
+    gru = _nn_gru(w, 2, 4, 5)
+    with torch.no_grad():
+        out, h_n = gru(p["embedding"][torch.as_tensor(x)], h0)
+        if task is TaskKind.CLASSIFIER:
+            out = out[:, -1]
+        expected = out @ p["decoder.weight"].T + p["decoder.bias"]
+    torch.testing.assert_close(logits.detach(), expected, atol=1e-12, rtol=0)
+    torch.testing.assert_close(torch.stack(hs).detach(), h_n, atol=1e-12, rtol=0)
+    # the two biases are not interchangeable: bias_hh sits inside the reset product of gate n
+    swapped = {**p, "rnn.0.bias": p["rnn.0.bias_hh"], "rnn.0.bias_hh": p["rnn.0.bias"]}
+    assert not torch.allclose(ref_forward(spec, swapped, {}, x, (h0, None))[0], logits)
 
 
 def test_reference_masks_act_on_the_right_connections():
@@ -160,3 +312,219 @@ def test_reference_masks_act_on_the_right_connections():
     a = ref_layer(x, h, c, w_ih, w_col, b)
     bb = ref_layer(x, h, c, w_ih, w_hh, b, None, col.expand(2, 4))
     torch.testing.assert_close(a[0], bb[0])
+
+
+def _gru_params(rng, d: int = 3, hid: int = 4):
+    t = lambda *s: torch.tensor(rng.normal(size=s))  # noqa: E731
+    return t(3 * hid, d), t(3 * hid, hid), t(3 * hid), t(3 * hid)
+
+
+def test_gru_one_step_by_hand_and_the_recurrent_mask_never_reaches_the_mix():
+    """h' = (1-z) n + z h; a recurrent mask on gate n acts inside the reset product,
+    r * ((h*m) U_n^T + bh_n); a zero recurrent mask on every gate still leaves z * h."""
+    rng = np.random.default_rng(2)
+    x, h = torch.tensor(rng.normal(size=(2, 1, 3))), torch.tensor(rng.normal(size=(2, 4)))
+    w_ih, w_hh, b_i, b_h = _gru_params(rng)
+    sig, xt = torch.sigmoid, x[:, 0]
+    gi = xt @ w_ih.T + b_i
+    gh = h @ w_hh.T + b_h
+    r, z = sig(gi[:, :4] + gh[:, :4]), sig(gi[:, 4:8] + gh[:, 4:8])
+    n = torch.tanh(gi[:, 8:] + r * gh[:, 8:])
+    _, h1 = ref_gru_layer(x, h, w_ih, w_hh, b_i, b_h)
+    torch.testing.assert_close(h1, (1 - z) * n + z * h, atol=1e-12, rtol=0)
+
+    m_n = torch.tensor([[2.0, 0.0, 0.0, 2.0]] * 2, dtype=torch.float64)
+    rec = torch.stack([torch.ones(2, 4, dtype=torch.float64)] * 2 + [m_n])  # gate n only
+    _, h1 = ref_gru_layer(x, h, w_ih, w_hh, b_i, b_h, None, rec, untied=True)
+    n_m = torch.tanh(gi[:, 8:] + r * ((h * m_n) @ w_hh[8:].T + b_h[8:]))
+    torch.testing.assert_close(h1, (1 - z) * n_m + z * h, atol=1e-12, rtol=0)
+
+    zero = torch.zeros(2, 4, dtype=torch.float64)
+    _, h1 = ref_gru_layer(x, h, w_ih, w_hh, b_i, b_h, None, zero)
+    r0, z0 = sig(gi[:, :4] + b_h[:4]), sig(gi[:, 4:8] + b_h[4:8])
+    n0 = torch.tanh(gi[:, 8:] + r0 * b_h[8:])
+    torch.testing.assert_close(h1, (1 - z0) * n0 + z0 * h, atol=1e-12, rtol=0)
+
+
+def test_gru_column_weight_masks_equal_recurrent_masks_and_rows_do_not():
+    """(W_hh * col) h == W_hh (col * h) holds for the GRU too (bh is not masked in either), per
+    gate block for the untied form; a row mask also scales bh's partner term, so it differs."""
+    rng = np.random.default_rng(3)
+    x, h = torch.tensor(rng.normal(size=(2, 5, 3))), torch.tensor(rng.normal(size=(2, 4)))
+    w_ih, w_hh, b_i, b_h = _gru_params(rng)
+    col = torch.tensor([[2.0, 0.0, 2.0, 2.0]], dtype=torch.float64)
+    by_w = ref_gru_layer(x, h, w_ih, masked_recurrent_weight("weightdrop_column", w_hh, col),
+                         b_i, b_h)[0]
+    by_h = ref_gru_layer(x, h, w_ih, w_hh, b_i, b_h, None, col.expand(2, 4))[0]
+    torch.testing.assert_close(by_w, by_h, atol=1e-12, rtol=0)
+    untied = torch.stack([col, col.flip(1), 2.0 - col])  # (3, 1, H)
+    by_w = ref_gru_layer(x, h, w_ih, masked_recurrent_weight("weightdrop_column_untied", w_hh,
+                                                             untied), b_i, b_h)[0]
+    by_h = ref_gru_layer(x, h, w_ih, w_hh, b_i, b_h, None, untied.expand(3, 2, 4), True)[0]
+    torch.testing.assert_close(by_w, by_h, atol=1e-12, rtol=0)
+    row = torch.tensor([[2.0], [0.0], [2.0], [2.0]] * 3, dtype=torch.float64)
+    by_row = ref_gru_layer(x, h, w_ih, masked_recurrent_weight("weightdrop_variational", w_hh,
+                                                               row), b_i, b_h)[0]
+    assert not torch.allclose(by_row, ref_gru_layer(x, h, w_ih, w_hh, b_i, b_h, None,
+                                                    col.expand(2, 4))[0])
+
+
+def test_semeniuta_lstm_masks_the_candidate_after_its_tanh():
+    """c_1 = f c_0 + i (m * tanh(z_g)), h_1 = o tanh(c_1): the mask scales g, not z_g, and the
+    old memory f c_0 is untouched; an all-ones mask is the plain cell."""
+    rng = np.random.default_rng(4)
+    x = torch.tensor(rng.normal(size=(2, 1, 3)))
+    h, c = torch.tensor(rng.normal(size=(2, 4))), torch.tensor(rng.normal(size=(2, 4)))
+    w_ih, w_hh = torch.tensor(rng.normal(size=(16, 3))), torch.tensor(rng.normal(size=(16, 4)))
+    b = torch.tensor(rng.normal(size=16))
+    m = torch.tensor([[[0.0, 2.0, 2.0, 0.0]], [[2.0, 2.0, 0.0, 0.0]]], dtype=torch.float64)
+    _, h1, c1 = ref_layer(x, h, c, w_ih, w_hh, b, cand_mask=m)
+    z = x[:, 0] @ w_ih.T + h @ w_hh.T + b
+    sig = torch.sigmoid
+    c_exp = sig(z[:, 4:8]) * c + sig(z[:, :4]) * (m[:, 0] * torch.tanh(z[:, 8:12]))
+    torch.testing.assert_close(c1, c_exp, atol=1e-12, rtol=0)
+    torch.testing.assert_close(h1, sig(z[:, 12:]) * torch.tanh(c_exp), atol=1e-12, rtol=0)
+    dropped = m[:, 0] == 0
+    torch.testing.assert_close(c1[dropped], (sig(z[:, 4:8]) * c)[dropped], atol=1e-12, rtol=0)
+    ones = torch.ones(2, 1, 4, dtype=torch.float64)
+    for got, want in zip(ref_layer(x, h, c, w_ih, w_hh, b, cand_mask=ones),
+                         ref_layer(x, h, c, w_ih, w_hh, b), strict=True):
+        torch.testing.assert_close(got, want, atol=0, rtol=0)
+
+
+def test_semeniuta_per_sequence_mask_is_a_per_step_mask_constant_in_time():
+    rng = np.random.default_rng(5)
+    x = torch.tensor(rng.normal(size=(2, 6, 3)))
+    h, c = torch.zeros(2, 4, dtype=torch.float64), torch.zeros(2, 4, dtype=torch.float64)
+    w_ih, w_hh = torch.tensor(rng.normal(size=(16, 3))), torch.tensor(rng.normal(size=(16, 4)))
+    b = torch.tensor(rng.normal(size=16))
+    seq = torch.tensor((rng.random((2, 1, 4)) > 0.5) * 2.0)
+    a = ref_layer(x, h, c, w_ih, w_hh, b, cand_mask=seq)[0]
+    torch.testing.assert_close(a, ref_layer(x, h, c, w_ih, w_hh, b,
+                                            cand_mask=seq.expand(2, 6, 4))[0], atol=0, rtol=0)
+    step = torch.tensor((rng.random((2, 6, 4)) > 0.5) * 2.0)
+    step[:, 0] = seq[:, 0]
+    out = ref_layer(x, h, c, w_ih, w_hh, b, cand_mask=step)[0]
+    torch.testing.assert_close(out[:, 0], a[:, 0], atol=0, rtol=0)  # step t uses mask[:, t]
+    assert not torch.allclose(out[:, 1:], a[:, 1:])
+
+
+def test_semeniuta_gru_masks_n_in_the_mix_only():
+    rng = np.random.default_rng(6)
+    x, h = torch.tensor(rng.normal(size=(2, 1, 3))), torch.tensor(rng.normal(size=(2, 4)))
+    w_ih, w_hh, b_i, b_h = _gru_params(rng)
+    m = torch.tensor([[[0.0, 2.0, 2.0, 0.0]], [[2.0, 0.0, 2.0, 2.0]]], dtype=torch.float64)
+    _, h1 = ref_gru_layer(x, h, w_ih, w_hh, b_i, b_h, cand_mask=m)
+    gi, gh = x[:, 0] @ w_ih.T + b_i, h @ w_hh.T + b_h
+    r, z = torch.sigmoid(gi[:, :4] + gh[:, :4]), torch.sigmoid(gi[:, 4:8] + gh[:, 4:8])
+    n = torch.tanh(gi[:, 8:] + r * gh[:, 8:])
+    torch.testing.assert_close(h1, (1 - z) * (m[:, 0] * n) + z * h, atol=1e-12, rtol=0)
+
+
+def _lstm_params(rng, d: int = 3, hid: int = 4):
+    t = lambda *s: torch.tensor(rng.normal(size=s))  # noqa: E731
+    return t(4 * hid, d), t(4 * hid, hid), t(4 * hid)
+
+
+def test_zoneout_lstm_two_steps_by_hand():
+    """Krueger et al. 2017: c_t = d^c c_{t-1} + (1-d^c) c~_t and h_t = d^h h_{t-1} +
+    (1-d^h) o tanh(c~_t) with c~_t = f c_{t-1} + i g (u = 1 - d here): the h update reads the
+    new UN-ZONED cell c~_t, while the next step's gates and cell read the zoned c_t, h_t."""
+    rng = np.random.default_rng(7)
+    x = torch.tensor(rng.normal(size=(2, 2, 3)))
+    h0, c0 = torch.tensor(rng.normal(size=(2, 4))), torch.tensor(rng.normal(size=(2, 4)))
+    w_ih, w_hh, b = _lstm_params(rng)
+    u_c = torch.tensor(rng.random((2, 2, 4)) > 0.5, dtype=torch.float64)
+    u_h = torch.tensor(rng.random((2, 2, 4)) > 0.5, dtype=torch.float64)
+    u_c[0, 0], u_h[0, 0] = 0.0, 1.0  # sample 0, step 0: cell kept, hidden updated
+
+    def plain_step(xt, h, c):
+        z = xt @ w_ih.T + h @ w_hh.T + b
+        sig = torch.sigmoid
+        c_new = sig(z[:, 4:8]) * c + sig(z[:, :4]) * torch.tanh(z[:, 8:12])
+        return sig(z[:, 12:]) * torch.tanh(c_new), c_new
+
+    h, c, outs = h0, c0, []
+    for t in range(2):
+        h_new, c_new = plain_step(x[:, t], h, c)
+        h, c = u_h[:, t] * h_new + (1 - u_h[:, t]) * h, u_c[:, t] * c_new + (1 - u_c[:, t]) * c
+        outs.append(h)
+    out, h2, c2 = ref_layer(x, h0, c0, w_ih, w_hh, b, u_c=u_c, u_h=u_h)
+    torch.testing.assert_close(out, torch.stack(outs, 1), atol=1e-12, rtol=0)
+    torch.testing.assert_close((h2, c2), (h, c), atol=1e-12, rtol=0)
+    # the case that tells the two readings apart: kept cell, updated hidden
+    h_tilde, c_tilde = plain_step(x[:1, 0], h0[:1], c0[:1])
+    _, h1, c1 = ref_layer(x[:1, :1], h0[:1], c0[:1], w_ih, w_hh, b,
+                          u_c=torch.zeros(1, 1, 4, dtype=torch.float64),
+                          u_h=torch.ones(1, 1, 4, dtype=torch.float64))
+    torch.testing.assert_close(c1, c0[:1], atol=0, rtol=0)
+    torch.testing.assert_close(h1, h_tilde, atol=1e-12, rtol=0)
+    z = x[:1, 0] @ w_ih.T + h0[:1] @ w_hh.T + b
+    assert not torch.allclose(h1, torch.sigmoid(z[:, 12:]) * torch.tanh(c0[:1]))
+
+
+def test_zoneout_extremes_and_expectation():
+    """All-update masks are the plain cell; all-keep masks freeze (h, c) at their initial values;
+    the deterministic form u = 1 - p mixes old and new with weights p and 1 - p."""
+    rng = np.random.default_rng(8)
+    x = torch.tensor(rng.normal(size=(2, 5, 3)))
+    h0, c0 = torch.tensor(rng.normal(size=(2, 4))), torch.tensor(rng.normal(size=(2, 4)))
+    w_ih, w_hh, b = _lstm_params(rng)
+    ones = torch.ones(2, 5, 4, dtype=torch.float64)
+    plain = ref_layer(x, h0, c0, w_ih, w_hh, b)
+    for got, want in zip(ref_layer(x, h0, c0, w_ih, w_hh, b, u_c=ones, u_h=ones), plain,
+                         strict=True):
+        torch.testing.assert_close(got, want, atol=0, rtol=0)
+    out, h, c = ref_layer(x, h0, c0, w_ih, w_hh, b, u_c=0 * ones, u_h=0 * ones)
+    torch.testing.assert_close(out, h0[:, None].expand(2, 5, 4), atol=0, rtol=0)
+    torch.testing.assert_close(c, c0, atol=0, rtol=0)
+    _, h1, c1 = ref_layer(x[:, :1], h0, c0, w_ih, w_hh, b, u_c=0.7, u_h=0.4)
+    _, ht, ct = ref_layer(x[:, :1], h0, c0, w_ih, w_hh, b)
+    torch.testing.assert_close(c1, 0.3 * c0 + 0.7 * ct, atol=1e-12, rtol=0)
+    torch.testing.assert_close(h1, 0.6 * h0 + 0.4 * ht, atol=1e-12, rtol=0)
+
+    w_ih, w_hh, b_i, b_h = _gru_params(rng)
+    plain = ref_gru_layer(x, h0, w_ih, w_hh, b_i, b_h)
+    for got, want in zip(ref_gru_layer(x, h0, w_ih, w_hh, b_i, b_h, u_h=ones), plain,
+                         strict=True):
+        torch.testing.assert_close(got, want, atol=0, rtol=0)
+    out, _ = ref_gru_layer(x, h0, w_ih, w_hh, b_i, b_h, u_h=0 * ones)
+    torch.testing.assert_close(out, h0[:, None].expand(2, 5, 4), atol=0, rtol=0)
+    _, h1 = ref_gru_layer(x[:, :1], h0, w_ih, w_hh, b_i, b_h, u_h=0.25)
+    torch.testing.assert_close(h1, 0.75 * h0 + 0.25 * plain[0][:, 0], atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_forward_turns_sampler_masks_into_zoneout_updates(cell):
+    """Sampler masks are 0 or 1/(1-p): a kept entry (1/(1-p)) takes the update, a dropped one
+    (0) keeps the previous value; no 1/(1-p) scaling reaches the state. Standard evaluation
+    (deterministic) is every layer with the constant u = 1 - p."""
+    p_c, p_h = (0.3, 0.6) if cell == "lstm" else (0.0, 0.6)
+    spec = standin(variant="zoneout", cell=cell, zoneout_cell_dropout=p_c,
+                   zoneout_hidden_dropout=p_h)
+    w = as_params(contract_weights(spec, 9))
+    x = np.random.default_rng(9).integers(0, 11, (2, 4))
+    plain, _ = ref_forward(standin(cell=cell), w, {}, x)
+    names = ["zoneout_hidden"] + (["zoneout_cell"] if cell == "lstm" else [])
+    keep_all = {f"{n}.{k}": torch.full((2, 4, 5), 1 / (1 - rate_of(spec, n)),
+                                       dtype=torch.float64)
+                for n in names for k in range(2)}
+    got, _ = ref_forward(spec, w, keep_all, x)
+    torch.testing.assert_close(got, plain, atol=1e-12, rtol=0)
+    frozen = {n: 0 * m for n, m in keep_all.items()}
+    got, (hs, _) = ref_forward(spec, w, frozen, x)  # h stays at the zero initial state
+    torch.testing.assert_close(got, w["decoder.bias"].expand(2, 4, 11), atol=0, rtol=0)
+    torch.testing.assert_close(torch.stack(hs), torch.zeros(2, 2, 5, dtype=torch.float64))
+
+    det, _ = ref_forward(spec, w, {}, x, deterministic=True)
+    assert not torch.allclose(det, plain)
+    seq = w["embedding"][torch.as_tensor(x)]
+    zero = torch.zeros(2, 5, dtype=torch.float64)
+    for k in range(2):
+        wk = [w[f"rnn.{k}.{n}"] for n in ("w_ih", "w_hh", "bias")]
+        if cell == "lstm":
+            seq = ref_layer(seq, zero, zero, *wk, u_c=1 - p_c, u_h=1 - p_h)[0]
+        else:
+            seq = ref_gru_layer(seq, zero, *wk, w[f"rnn.{k}.bias_hh"], u_h=1 - p_h)[0]
+    torch.testing.assert_close(det, seq @ w["decoder.weight"].T + w["decoder.bias"],
+                               atol=1e-12, rtol=0)

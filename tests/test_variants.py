@@ -39,6 +39,7 @@ SEMANTICS_RATES = {
     "weightdrop": WD, "weightdrop_variational": WD, "weightdrop_column": WD,
     "weightdrop_column_untied": WD, "locked": {"embedding", "input", "output"},
     "torch_builtin": {"embedding", "input"}, "keras3_builtin": GAL, "semeniuta": GAL,
+    "zoneout": {"zoneout_cell", "zoneout_hidden"},
 }
 # docs/SEMANTICS.md, "Knobs": which variants allow each knob's non-default value.
 SEMANTICS_KNOBS = {
@@ -150,7 +151,7 @@ def test_frameworks_and_how_each_variant_runs():
     # SEMANTICS: the Gal family and the cell hooks run a time loop, WeightDrop passes a masked
     # W_hh into the fused path, everything else is the library's fused layer.
     assert variants.running_as("step_loop") == {"keras_impl0", "keras_impl1", "keras_impl2",
-                                                   "semeniuta"}
+                                                   "semeniuta", "zoneout"}
     assert variants.running_as("masked_weight") == set(SEMANTICS_WEIGHT_MASKS)
     assert variants.running_as("fused") == {"none", "naive", "locked", "torch_builtin",
                                             "keras3_builtin"}

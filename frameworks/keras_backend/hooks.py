@@ -39,8 +39,42 @@ def _candidate(spec: ModelSpec, k: int, masks: Masks) -> StepHook | None:
     return None if mask is None else CandidateDropout(mask)
 
 
+class Zoneout(StepHook):
+    """Krueger et al. 2017: per unit and step, the new h (and c) is the cell's update where the
+    unit takes it and the previous value where it is zoned out; no 1/(1-p) scaling. The cell
+    computes h from its un-zoned new c, as in the paper. `update` per state (h, c): a (B, T, H)
+    0/1 mask (1 = take the update), the expectation 1 - p at evaluation, or None (not zoned)."""
+
+    def __init__(self, update: list[tf.Tensor | float | None]):
+        self.update = [u if u is None or isinstance(u, float) else tf.transpose(u, (1, 0, 2))
+                       for u in update]
+
+    def sequences(self) -> list[tf.Tensor]:
+        return [u for u in self.update if u is not None and not isinstance(u, float)]
+
+    def mix(self, xs: Sequence[tf.Tensor], new, old):  # noqa: ANN001, ANN201
+        steps, out = iter(xs), []
+        for u, n, o in zip(self.update, new, old, strict=True):
+            if u is not None:
+                u = u if isinstance(u, float) else next(steps)
+                n = u * n + (1 - u) * o
+            out.append(n)
+        return out[0], out[1]
+
+
+def _zoneout(spec: ModelSpec, k: int, masks: Masks) -> StepHook | None:
+    update: list[tf.Tensor | float | None] = []
+    for state in ("hidden", "cell"):
+        p, mask = spec.rate(f"zoneout_{state}"), masks.get(f"zoneout_{state}.{k}")
+        # a drawn mask is 0 or 1/(1-p): 1 where the unit takes the update (exactly 0 or 1)
+        update.append(None if p == 0 else 1.0 - p if mask is None
+                      else tf.cast(mask != 0, mask.dtype))
+    return None if all(u is None for u in update) else Zoneout(update)
+
+
 HOOKS: dict[str, Callable[[ModelSpec, int, Masks], StepHook | None]] = {
     "candidate": _candidate,
+    "zoneout": _zoneout,
 }
 
 
