@@ -4,27 +4,32 @@ A custom loop (GradientTape inside `tf.function`) rather than `model.fit`: the L
 is carried across the batches of one call (truncated BPTT) and reset at the start of each call,
 the learning rate changes per epoch without retracing, and a non-finite loss stops the run at
 the batch where it happens. Masks are drawn eagerly per batch by the sampler and passed into the
-compiled step as tensors. One trace per distinct (batch, steps) shape and mask set.
+compiled step as tensors. One trace per distinct (batch, steps) shape and mask set. The loop
+itself (batches, carry and reset of the state, divergence check, loss averaging, mask streams)
+is frameworks/loop.py; this module supplies its compiled steps.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from frameworks.base import DivergenceError, check_weights, initial_weights
+from frameworks.base import check_weights, initial_weights
 from frameworks.keras_backend.model import Net, States
 from frameworks.keras_backend.optim import Optimizer
-from frameworks.keras_backend.sampler import EVAL, TRAIN, MaskSampler
+from frameworks.keras_backend.sampler import MaskSampler
+from frameworks.loop import PredictStep, RunnerLoop, TrainStep
 from frameworks.masks import Phase, mask_plan
 from frameworks.spec import Batch, ModelSpec, OptimSpec, TaskKind, check_framework_variant
 
 _EVAL_SEED_OFFSET = 0x5EED_0E7A
+
+Inputs = tuple[tf.Tensor, tf.Tensor, int, int]  # time-major ids (T, B), labels, B, T
 
 
 def _tf_device(device: str) -> str:
@@ -39,8 +44,9 @@ def _tf_device(device: str) -> str:
     raise ValueError(f"device={device!r} is not one of: cpu, gpu[:N], cuda[:N]")
 
 
-class Runner:
-    """Implements `frameworks.base.Runner` with Keras 3 on TensorFlow."""
+class Runner(RunnerLoop[Inputs, States]):
+    """Implements `frameworks.base.Runner` with Keras 3 on TensorFlow: `train_epoch` and
+    `predict` are the shared loop; this class supplies its compiled steps."""
 
     def __init__(self, spec: ModelSpec, optim: OptimSpec, seed: int, device: str = "cpu"):
         check_framework_variant("keras", spec.variant)
@@ -107,20 +113,11 @@ class Runner:
             return tf.nn.softmax(logits), new_states
         return tf.exp(-self._loss_terms(logits, y)), new_states
 
-    # -- passes --------------------------------------------------------------------------------
+    # -- hooks of the shared loop (frameworks/loop.py) -----------------------------------------
     def _masks(self, batch: int, steps: int, phase: Phase) -> dict[str, tf.Tensor]:
         return {r.name: self.sampler.draw(*r) for r in mask_plan(self.spec, batch, steps, phase)}
 
-    def _states(self, states: States | None, batch: int) -> States:
-        """Carry the LM state across batches of one call; fresh zeros otherwise."""
-        carried = (
-            self.spec.task_kind is TaskKind.LANGUAGE_MODEL
-            and states is not None
-            and int(states[0][0].shape[0]) == batch
-        )
-        return states if carried else self.net.zero_states(batch)
-
-    def _tensors(self, batch: Batch) -> tuple[tf.Tensor, tf.Tensor, int, int]:
+    def _inputs(self, batch: Batch) -> Inputs:
         """Time-major ids (T, B), labels, B, T."""
         x = np.asarray(batch.x)
         if x.ndim != 2:
@@ -128,49 +125,42 @@ class Runner:
         ids = tf.constant(np.ascontiguousarray(x.T), tf.int32)
         return ids, tf.constant(np.asarray(batch.y), tf.int32), x.shape[0], x.shape[1]
 
-    def train_epoch(self, batches: Iterable[Batch], lr: float) -> float:
-        """One pass with updates; mean loss per token (LM) or per example (classifier)."""
-        self.sampler.use(TRAIN)
+    @contextmanager
+    def _training(self, lr: float) -> Iterator[TrainStep[Inputs, States]]:
+        """The lr as one tensor for the epoch (a new Python float per epoch would retrace)."""
         lr_t = tf.constant(lr, tf.float32)
-        states, total, count = None, 0.0, 0
         with tf.device(self.device):
-            for i, batch in enumerate(batches):
-                x, y, b, t = self._tensors(batch)
-                states = self._states(states, b)
-                masks = self._masks(b, t, "train")
-                loss_t, states = self._train_step(x, y, states, masks, lr_t)
-                loss = float(loss_t)
-                if not math.isfinite(loss):
-                    raise DivergenceError(f"training loss is {loss} at batch {i} (lr={lr})")
-                n = int(np.prod(y.shape))
-                total += loss * n
-                count += n
-        if count == 0:
-            raise ValueError("train_epoch got no batches")
-        return total / count
+            yield partial(self._train_batch, lr=lr_t)
 
-    def predict(self, batches: Iterable[Batch], stochastic: bool) -> np.ndarray:
-        """LM: probability of each target token (B*T per batch, in batch order); classifier:
-        (N, C) probabilities. `stochastic` = one MC-dropout pass with the eval mask stream."""
-        phase: Phase = "mc" if stochastic else "eval"
-        outs: list[np.ndarray] = []
-        states = None
-        self.sampler.use(EVAL)
+    def _train_batch(self, inputs: Inputs, states: States | None,
+                     lr: tf.Tensor) -> tuple[float, States]:
+        x, y, b, t = inputs
+        states = self.net.zero_states(b) if states is None else states
+        masks = self._masks(b, t, "train")
+        loss, states = self._train_step(x, y, states, masks, lr)
+        return float(loss), states
+
+    def _detach(self, states: States) -> States:
+        """Outputs of a compiled step hold no tape: nothing to cut."""
+        return states
+
+    @contextmanager
+    def _evaluating(self, stochastic: bool) -> Iterator[PredictStep[Inputs, States]]:
+        """Library RNG on its evaluation state for the pass (see `_swap_library_rng`)."""
         self._swap_library_rng()
         try:
             with tf.device(self.device):
-                for batch in batches:
-                    x, y, b, t = self._tensors(batch)
-                    states = self._states(states, b)
-                    masks = self._masks(b, t, phase)
-                    probs, states = self._predict_step(x, y, states, masks, bool(stochastic))
-                    outs.append(probs.numpy())
+                yield partial(self._predict_batch, stochastic=stochastic)
         finally:
             self._swap_library_rng()
-            self.sampler.use(TRAIN)
-        if not outs:
-            raise ValueError("predict got no batches")
-        return np.concatenate(outs, axis=0)
+
+    def _predict_batch(self, inputs: Inputs, states: States | None,
+                       stochastic: bool) -> tuple[np.ndarray, States]:
+        x, y, b, t = inputs
+        states = self.net.zero_states(b) if states is None else states
+        masks = self._masks(b, t, "mc" if stochastic else "eval")
+        probs, states = self._predict_step(x, y, states, masks, stochastic)
+        return probs.numpy(), states
 
     def _swap_library_rng(self) -> None:
         """Exchange the library SeedGenerators' training and evaluation states (keras3_builtin):

@@ -6,26 +6,30 @@ the start of every call. Training masks come from the sampler's `train` stream, 
 (MC dropout, the `eval_active` row mask) from its `eval` stream, and nn.LSTM's own dropout
 (torch_builtin) from a runner-private global-RNG state (rng.py), so the training masks of a seed
 never depend on how many evaluation passes happened nor on other runners in the process.
+The loop itself (batches, carry and reset of the state, divergence check, loss averaging, mask
+streams) is frameworks/loop.py; this module supplies its torch steps.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
-from contextlib import AbstractContextManager
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from frameworks.base import DivergenceError
 from frameworks.base import initial_weights as numpy_initial_weights
+from frameworks.loop import PredictStep, RunnerLoop, TrainStep
 from frameworks.spec import Batch, ModelSpec, OptimSpec, TaskKind, check_framework_variant
 from frameworks.torch_backend import weights
 from frameworks.torch_backend.model import DropoutLSTMModel, State
 from frameworks.torch_backend.rng import LibraryRng
-from frameworks.torch_backend.sampler import EVAL, TRAIN, MaskSampler
+from frameworks.torch_backend.sampler import MaskSampler
+
+Inputs = tuple[Tensor, Tensor]  # token ids x and targets y, batch-first, on the runner's device
 
 
 def make_optimizer(params: Iterable[Tensor], optim: OptimSpec) -> torch.optim.Optimizer:
@@ -36,8 +40,9 @@ def make_optimizer(params: Iterable[Tensor], optim: OptimSpec) -> torch.optim.Op
     return kinds[optim.name](list(params), lr=1.0, weight_decay=optim.weight_decay)
 
 
-class Runner:
-    """One model, its optimiser and its mask sampler. Starts from `initial_weights(spec, seed)`."""
+class Runner(RunnerLoop[Inputs, State]):
+    """One model, its optimiser and its mask sampler. Starts from `initial_weights(spec, seed)`.
+    `train_epoch` and `predict` are the shared loop; this class supplies its torch steps."""
 
     def __init__(self, spec: ModelSpec, optim: OptimSpec, seed: int, device: str = "cpu"):
         check_framework_variant("torch", spec.variant)
@@ -59,53 +64,53 @@ class Runner:
     def export_weights(self) -> dict[str, np.ndarray]:
         return weights.export_weights(self.model)
 
-    def train_epoch(self, batches: Iterable[Batch], lr: float) -> float:
-        """One pass with updates; mean loss per token (LM) or per example (classifier)."""
+    # -- hooks of the shared loop (frameworks/loop.py) -----------------------------------------
+    def _inputs(self, batch: Batch) -> Inputs:
+        x = torch.as_tensor(np.asarray(batch.x), dtype=torch.long, device=self.device)
+        y = torch.as_tensor(np.asarray(batch.y), dtype=torch.long, device=self.device)
+        return x, y
+
+    @contextmanager
+    def _training(self, lr: float) -> Iterator[TrainStep[Inputs, State]]:
+        """Training mode, the epoch's lr, and nn.LSTM's dropout on the runner's training
+        stream (torch_builtin)."""
         self.model.train()
-        self.sampler.use(TRAIN)
         for group in self.optimizer.param_groups:
             group["lr"] = float(lr)
-        total, count = 0.0, 0
         with self.library_rng.training():
-            state: State | None = None
-            for i, batch in enumerate(batches):
-                x, y = self._tensors(batch)
-                logits, state = self.model(x, self._carry(state, x.shape[0]))
-                loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
-                value = loss.item()
-                if not math.isfinite(value):
-                    raise DivergenceError(f"non-finite training loss {value} at batch {i}")
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if self.optim.clip_norm > 0:
-                    torch.nn.utils.clip_grad_norm_(self.params, self.optim.clip_norm)
-                self.optimizer.step()
-                state = (state[0].detach(), state[1].detach())
-                total += value * y.numel()
-                count += y.numel()
-        if count == 0:
-            raise ValueError("train_epoch got no batches")
-        return total / count
+            yield self._train_step
 
-    @torch.no_grad()
-    def predict(self, batches: Iterable[Batch], stochastic: bool) -> np.ndarray:
-        """LM: probability of each target token, B*T per batch in order; classifier: (N, C)."""
-        self.model.train(bool(stochastic))
-        self.sampler.use(EVAL)
-        outputs: list[np.ndarray] = []
+    def _train_step(self, inputs: Inputs, state: State | None) -> tuple[float, State]:
+        x, y = inputs
+        logits, state = self.model(x, state)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+        value = loss.item()
+        if math.isfinite(value):  # otherwise no update: the loop raises DivergenceError
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.optim.clip_norm > 0:
+                torch.nn.utils.clip_grad_norm_(self.params, self.optim.clip_norm)
+            self.optimizer.step()
+        return value, state
+
+    def _detach(self, state: State) -> State:
+        return (state[0].detach(), state[1].detach())
+
+    @contextmanager
+    def _evaluating(self, stochastic: bool) -> Iterator[PredictStep[Inputs, State]]:
+        """Dropout active only for an MC pass, no autograd, and a library-RNG stream that never
+        touches the training one; training mode is back on exit."""
+        self.model.train(stochastic)
         try:
-            with self._library_rng(stochastic):
-                state: State | None = None
-                for batch in batches:
-                    x, y = self._tensors(batch)
-                    logits, state = self.model(x, self._carry(state, x.shape[0]))
-                    outputs.append(self._probabilities(logits, y))
+            with torch.no_grad(), self._library_rng(stochastic):
+                yield self._predict_step
         finally:
-            self.sampler.use(TRAIN)
             self.model.train()
-        if not outputs:
-            raise ValueError("predict got no batches")
-        return np.concatenate(outputs)
+
+    def _predict_step(self, inputs: Inputs, state: State | None) -> tuple[np.ndarray, State]:
+        x, y = inputs
+        logits, state = self.model(x, state)
+        return self._probabilities(logits, y), state
 
     def _probabilities(self, logits: Tensor, y: Tensor) -> np.ndarray:
         logp = torch.log_softmax(logits.float(), dim=-1)
@@ -114,17 +119,6 @@ class Runner:
         else:
             probs = logp.exp()
         return probs.cpu().numpy()
-
-    def _tensors(self, batch: Batch) -> tuple[Tensor, Tensor]:
-        x = torch.as_tensor(np.asarray(batch.x), dtype=torch.long, device=self.device)
-        y = torch.as_tensor(np.asarray(batch.y), dtype=torch.long, device=self.device)
-        return x, y
-
-    def _carry(self, state: State | None, batch: int) -> State | None:
-        """LM: the previous batch's state (None resets it); classifiers start every batch at 0."""
-        if self.spec.task_kind is not TaskKind.LANGUAGE_MODEL or state is None:
-            return None
-        return state if state[0].shape[1] == batch else None
 
     def _library_rng(self, stochastic: bool) -> AbstractContextManager[None]:
         """Evaluation never touches the training stream; MC passes of torch_builtin run
