@@ -159,7 +159,6 @@ def markdown(rows: list[dict]) -> str:
 
 
 def log_to_mlflow(rows: list[dict], uri: str) -> None:
-    from mlflow.entities import Metric
     from mlflow.tracking import MlflowClient
 
     from experiments import tracking
@@ -168,17 +167,12 @@ def log_to_mlflow(rows: list[dict], uri: str) -> None:
     tracking.ensure_store(uri)
     client = MlflowClient(uri)
     exp_id = tracking.experiment_id(client, "bench", uri)
-    now = int(time.time() * 1000)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     for r in rows:
-        run = client.create_run(exp_id, tags={
-            "mlflow.runName": f"{r['framework']}/{r['arm']}/{r['shape']}",
-            "bench_id": stamp, "framework": r["framework"], "variant": r["arm"],
-            "shape": r["shape"],
-            "threads": str(r["threads"]), "git_commit": tracking.git_commit()})
-        metrics = [Metric(k, float(v), now, 0) for k, v in r.items() if isinstance(v, int | float)]
-        client.log_batch(run.info.run_id, metrics=metrics)
-        client.set_terminated(run.info.run_id, "FINISHED")
+        tracking.log_bench_run(
+            client, exp_id, bench_id=stamp, framework=r["framework"], variant=r["arm"],
+            shape=r["shape"], threads=r["threads"],
+            metrics={k: v for k, v in r.items() if isinstance(v, int | float)})
 
 
 def main(argv: list[str] | None = None) -> int:

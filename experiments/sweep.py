@@ -28,7 +28,7 @@ from experiments.refusal import one_line, refuse
 ENV_PARENTS = "RDS_PARENT_RUNS"  # json {experiment name: parent run id}
 ENV_TOTAL, ENV_START, ENV_SWEEP_ID = "RDS_SWEEP_TOTAL", "RDS_SWEEP_START", "RDS_SWEEP_ID"
 RESULT_FILE = "result.json"
-STATUSES = ("FINISHED", "SKIPPED", "FAILED")
+STATUSES = tracking.JOB_STATUSES
 
 
 @dataclass
@@ -78,15 +78,11 @@ class SweepCallback(Callback):
             launch.experiment_ids.append(exp_id)
             if config.tracking.parent_run_id:
                 continue
-            run = client.create_run(exp_id, run_name=f"sweep {preset} {sweep_id}", tags={
-                "sweep_id": sweep_id, "sweep_preset": preset, "is_sweep_parent": "true",
-                "sweep_jobs": str(len(jobs)), "git_commit": tracking.git_commit(),
-                "sweep_overrides": " ".join(sweep_overrides(config))[:5000],
-                tracking.SWEEP_KEY: key, "pid": str(os.getpid()), **tracking.machine_tags(),
-                tracking.PRIMARY: "\n".join(config.study.primary)[:5000],
-            })
-            launch.parents[name] = run.info.run_id
-            closed += tracking.supersede_stale_parents(client, exp_id, key, run.info.run_id)
+            run_id = tracking.open_sweep_parent(
+                client, exp_id, sweep_id=sweep_id, preset=preset, jobs=len(jobs),
+                overrides=sweep_overrides(config), key=key, primary=config.study.primary)
+            launch.parents[name] = run_id
+            closed += tracking.supersede_stale_parents(client, exp_id, key, run_id)
         os.environ.update({
             ENV_PARENTS: json.dumps(launch.parents), ENV_TOTAL: str(len(jobs)),
             ENV_START: str(time.time()), ENV_SWEEP_ID: sweep_id,
@@ -124,8 +120,8 @@ class SweepCallback(Callback):
             # out a tracking server that is briefly down as the sweep ends
             client = MlflowClient(config.tracking.uri or tracking.default_uri())
             for run_id in parents.values():
-                _tag_counts(client, run_id, counts)
-                client.set_terminated(run_id, "FAILED" if counts["FAILED"] else "FINISHED")
+                tracking.close_sweep_parent(client, run_id, counts,
+                                            "FAILED" if counts["FAILED"] else "FINISHED")
         _launch = None
         if counts["FAILED"]:
             sys.exit(1)
@@ -149,22 +145,21 @@ def close_launch(error: BaseException) -> str | None:
     ours = set(launch.parents.values())
 
     def search(status: str) -> list:
-        where = f"tags.sweep_id = '{launch.sweep_id}' and attributes.status = '{status}'"
+        where = f"{tracking.tag_equals(tracking.SWEEP_ID, launch.sweep_id)} and " \
+            f"attributes.status = '{status}'"
         return client.search_runs(launch.experiment_ids, where, max_results=10000) \
             if launch.experiment_ids else []
 
     detail = "" if ctrl_c else f": {one_line(error)}"
     for run in search("RUNNING"):
         if run.info.run_id not in ours:
-            client.set_tag(run.info.run_id, "failure_reason",
-                           f"{type(error).__name__}: the sweep was {why}{detail}"[:5000])
-            client.set_terminated(run.info.run_id, "KILLED")
+            tracking.end_run(client, run.info.run_id, "KILLED",
+                             f"{type(error).__name__}: the sweep was {why}{detail}")
     results = collect_results(Path(launch.sweep_dir))
     after = f"after {len(results)} of {launch.total} jobs"
     for run_id in ours:
-        _tag_counts(client, run_id, _counts(results))
-        client.set_tag(run_id, "failure_reason", f"{why} {after}{detail}"[:5000])
-        client.set_terminated(run_id, "KILLED" if ctrl_c else "FAILED")
+        tracking.close_sweep_parent(client, run_id, _counts(results),
+                                    "KILLED" if ctrl_c else "FAILED", f"{why} {after}{detail}")
     killed = sum(r.info.run_id not in ours for r in search("KILLED"))
     parents = f"{len(ours)} parent run(s) {'KILLED' if ctrl_c else 'FAILED'}"
     return (f"[sweep {launch.sweep_id}] {why} {after}: {killed} run(s) marked KILLED, "
@@ -196,8 +191,3 @@ def collect_results(sweep_dir: Path) -> list[dict[str, Any]]:
 
 def _counts(results: list[dict[str, Any]]) -> dict[str, int]:
     return {s: sum(r["status"] == s for r in results) for s in STATUSES}
-
-
-def _tag_counts(client, run_id: str, counts: dict[str, int]) -> None:
-    for key, value in counts.items():
-        client.set_tag(run_id, f"sweep_{key.lower()}", str(value))

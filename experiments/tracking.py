@@ -1,4 +1,10 @@
-"""A thin layer over MLflow with the one naming scheme the report depends on.
+"""Every MLflow write of the project, and every name it writes: the report depends on both.
+
+Only this module writes to a store (experiments/ and reports/ call the functions below;
+tests/test_tracking_constants.py checks that no other module calls an MLflow write API). The tag
+names are the constants below and the metric names are those of experiments/metrics.py; writers
+and readers (reports/, experiments/ui.py) import them, so no name is spelled twice. Importing this
+module imports neither MLflow nor a framework.
 
 Metrics: `train_loss`, `lr`, `epoch_seconds`, `train_tokens_per_s`, `eval_seconds`,
 `valid_<metric>_std` per epoch (step = epoch), `valid_<metric>_mc` every `train.mc_every`
@@ -19,19 +25,63 @@ import contextlib
 import os
 import platform
 import subprocess
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "results"  # the only folder a store's folder is created in
+DEFAULT_STORE = RESULTS / "mlflow.db"
+URI_ENV = "MLFLOW_TRACKING_URI"
+DEFAULT_URI_HELP = f"${URI_ENV} or sqlite:///<repo>/{DEFAULT_STORE.relative_to(REPO).as_posix()}"
+
+# Tags of a training run (`open_training_run`)
+TASK, FRAMEWORK, VARIANT, SEED = "task", "framework", "variant", "seed"
+CONFIG_HASH = "config_hash"
 COMPLETED = "completed"
 SELECT_ON = "select_on"
 PRESET = "preset"
-PRIMARY = "primary_comparisons"
+GIT_COMMIT = "git_commit"
+PID, HOST, CPU_MODEL, CPU_COUNT = "pid", "host", "cpu_model", "cpu_count"
+VERSION_SUFFIX = "_version"  # `<package>_version`
+SLURM_VARIABLES = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID")  # tag: lower case
+SWEEP_ID = "sweep_id"  # a sweep job's, and its parent's
+FAILURE_REASON = "failure_reason"  # runs and parents that ended FAILED or KILLED
+SUPERSEDED_BY = "superseded_by"  # runs and parents a rerun redid
+# Tags of a sweep parent run (`open_sweep_parent`); also SWEEP_ID, GIT_COMMIT, PID, HOST, ...
+IS_SWEEP_PARENT = "is_sweep_parent"
+SWEEP_PRESET = "sweep_preset"
+SWEEP_JOBS = "sweep_jobs"
+SWEEP_OVERRIDES = "sweep_overrides"
 SWEEP_KEY = "sweep_key"
+PRIMARY = "primary_comparisons"
+JOB_STATUSES = ("FINISHED", "SKIPPED", "FAILED")  # a sweep job's outcome; counted per parent
+# Tags of a benchmark run (`log_bench_run`); also FRAMEWORK, VARIANT, GIT_COMMIT
+BENCH_ID, SHAPE, THREADS = "bench_id", "shape", "threads"
+# MLflow's own tags
+RUN_NAME = "mlflow.runName"
+PARENT_RUN_ID = "mlflow.parentRunId"
+TRUE, FALSE = "true", "false"
+# Params: the flattened config (experiments/config.py `flatten`) and the threads a run used
+THREADS_PARAM = "threads"
+CONFIG_ARTIFACT = "config.yaml"  # the resolved config of a training run
+MAX_TAG = 5000  # characters kept of a free-text tag (failure_reason, sweep_overrides, ...)
+_BATCH_PARAMS, _BATCH_METRICS = 100, 1000  # MLflow's log_batch limits
+
+
+def sweep_count_tag(status: str) -> str:
+    """The parent's tag counting the jobs that ended `status` (one of JOB_STATUSES)."""
+    return f"sweep_{status.lower()}"
+
+
+def tag_equals(name: str, value: str) -> str:
+    """An MLflow search clause: tag `name` equals `value` (quotes escaped)."""
+    quoted = value.replace("'", "\\'")
+    return f"tags.{name} = '{quoted}'"
 
 
 def preset_tag() -> dict[str, str]:
@@ -49,7 +99,7 @@ class TrackingError(ValueError):
 
 
 def default_uri() -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{REPO / 'results' / 'mlflow.db'}"
+    return os.environ.get(URI_ENV) or f"sqlite:///{DEFAULT_STORE}"
 
 
 def resolve_uri(uri: str | None) -> str:
@@ -82,7 +132,7 @@ def _make_store_folder(uri: str, folder: Path) -> None:
     """Create a store's folder only under results/; elsewhere the folder must exist (a typo
     in an absolute path must not build a tree at /)."""
     folder = folder.resolve()
-    results = (REPO / "results").resolve()
+    results = RESULTS.resolve()
     if folder.is_dir():
         return
     if folder.is_relative_to(results):
@@ -139,10 +189,136 @@ def experiment_id(client, name: str, uri: str) -> str:
         return exp.experiment_id
 
 
+def create_run(client, exp_id: str, tags: Mapping[str, str], run_name: str | None = None) -> str:
+    """A RUNNING run with `tags`; returns its id."""
+    return client.create_run(exp_id, run_name=run_name, tags=dict(tags)).info.run_id
+
+
+def open_training_run(client, exp_id: str, uri: str, *, task: str, framework: str, variant: str,
+                      seed: int, config_hash: str, select_on: str, parent: str | None = None,
+                      sweep_id: str | None = None) -> str:
+    """Create a training run with every tag the report reads (`completed` false until
+    `complete_run`) and mark the earlier unfinished runs of its config superseded by it."""
+    tags = {
+        TASK: task, FRAMEWORK: framework, VARIANT: variant, SEED: str(seed),
+        CONFIG_HASH: config_hash, COMPLETED: FALSE, SELECT_ON: select_on, **preset_tag(),
+        GIT_COMMIT: git_commit(), PID: str(os.getpid()), **machine_tags(),
+        RUN_NAME: f"{framework}/{variant}/{task}/s{seed}",
+        **{f"{k}{VERSION_SUFFIX}": v for k, v in package_versions(framework).items()},
+        # a SLURM job (hydra/launcher=slurm): slurm_job_id is what `scancel`/`sacct` take
+        **{v.lower(): os.environ[v] for v in SLURM_VARIABLES if v in os.environ},
+    }
+    if parent:
+        tags[PARENT_RUN_ID] = parent
+    if sweep_id:
+        tags[SWEEP_ID] = sweep_id
+    with store_errors(uri):
+        run_id = create_run(client, exp_id, tags)
+    supersede_unfinished(client, exp_id, config_hash, run_id)
+    return run_id
+
+
+def log_config(client, run_id: str, params: Mapping[str, object], threads: int,
+               config_yaml: str) -> None:
+    """A training run's flattened config and its thread count as params, and the resolved
+    config as the artifact config.yaml."""
+    log_params(client, run_id, {**params, THREADS_PARAM: threads})
+    log_text(client, run_id, CONFIG_ARTIFACT, config_yaml)
+
+
+def log_params(client, run_id: str, params: Mapping[str, object]) -> None:
+    from mlflow.entities import Param
+
+    items = [Param(k, str(v)) for k, v in sorted(params.items())]
+    for i in range(0, len(items), _BATCH_PARAMS):
+        client.log_batch(run_id, params=items[i : i + _BATCH_PARAMS])
+
+
+def log_metrics(client, run_id: str, values: Mapping[str, float], step: int) -> None:
+    """`values` at one step (an epoch; the best epoch for the final metrics)."""
+    log_points(client, run_id, ((k, v, step) for k, v in values.items()))
+
+
+def log_points(client, run_id: str, points: Iterable[tuple[str, float, int]]) -> None:
+    """(key, value, step) metric points, at any steps."""
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    items = [Metric(k, float(v), now, step) for k, v, step in points]
+    for i in range(0, len(items), _BATCH_METRICS):
+        client.log_batch(run_id, metrics=items[i : i + _BATCH_METRICS])
+
+
+def log_text(client, run_id: str, name: str, text: str) -> None:
+    """`text` as the artifact `name` at the root of the run's artifacts."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / name
+        path.write_text(text)
+        client.log_artifact(run_id, str(path))
+
+
+def log_artifacts(client, run_id: str, paths: Iterable[Path], folder: str | None = None) -> None:
+    """Files as artifacts under `folder` (the root when None); a path logged again
+    overwrites."""
+    for path in paths:
+        client.log_artifact(run_id, str(path), folder)
+
+
+def end_run(client, run_id: str, status: str, reason: str | None = None) -> None:
+    """Close a run FINISHED, FAILED or KILLED; `reason` becomes its `failure_reason`."""
+    if reason is not None:
+        client.set_tag(run_id, FAILURE_REASON, reason[:MAX_TAG])
+    client.set_terminated(run_id, status)
+
+
+def complete_run(client, run_id: str) -> None:
+    """Everything was logged: only now is the run tagged `completed` and closed FINISHED."""
+    client.set_tag(run_id, COMPLETED, TRUE)
+    client.set_terminated(run_id, "FINISHED")
+
+
+def open_sweep_parent(client, exp_id: str, *, sweep_id: str, preset: str, jobs: int,
+                      overrides: Iterable[str], key: str, primary: Iterable[str]) -> str:
+    """The parent run of one experiment's jobs of a sweep; returns its id."""
+    return create_run(client, exp_id, run_name=f"sweep {preset} {sweep_id}", tags={
+        SWEEP_ID: sweep_id, SWEEP_PRESET: preset, IS_SWEEP_PARENT: TRUE,
+        SWEEP_JOBS: str(jobs), GIT_COMMIT: git_commit(),
+        SWEEP_OVERRIDES: " ".join(overrides)[:MAX_TAG],
+        SWEEP_KEY: key, PID: str(os.getpid()), **machine_tags(),
+        PRIMARY: "\n".join(primary)[:MAX_TAG],
+    })
+
+
+def close_sweep_parent(client, run_id: str, counts: Mapping[str, int], status: str,
+                       reason: str | None = None) -> None:
+    """Tag the parent with its jobs' outcomes ({JOB_STATUSES item: count}) and close it."""
+    for job_status, count in counts.items():
+        client.set_tag(run_id, sweep_count_tag(job_status), str(count))
+    end_run(client, run_id, status, reason)
+
+
+def log_bench_run(client, exp_id: str, *, bench_id: str, framework: str, variant: str,
+                  shape: str, threads: int, metrics: Mapping[str, float]) -> str:
+    """One measured (framework, variant, shape) of `make bench`, closed FINISHED."""
+    run_id = create_run(client, exp_id, tags={
+        RUN_NAME: f"{framework}/{variant}/{shape}", BENCH_ID: bench_id, FRAMEWORK: framework,
+        VARIANT: variant, SHAPE: shape, THREADS: str(threads), GIT_COMMIT: git_commit()})
+    log_metrics(client, run_id, metrics, 0)
+    end_run(client, run_id, "FINISHED")
+    return run_id
+
+
+def set_experiment_tags(client, exp_id: str, tags: Mapping[str, str]) -> None:
+    for key, value in tags.items():
+        client.set_experiment_tag(exp_id, key, value)
+
+
 def find_completed(client, exp_id: str, config_hash: str):
     runs = client.search_runs(
         [exp_id],
-        filter_string=f"tags.config_hash = '{config_hash}' and tags.{COMPLETED} = 'true'",
+        filter_string=f"{tag_equals(CONFIG_HASH, config_hash)} and {tag_equals(COMPLETED, TRUE)}",
         max_results=1,
     )
     return runs[0] if runs else None
@@ -152,12 +328,13 @@ def supersede_unfinished(client, exp_id: str, config_hash: str, new_run_id: str)
     """Mark earlier runs of the same config that never completed (killed, crashed) as KILLED
     and point them to the run that redoes them, so they never look like results."""
     runs = client.search_runs(
-        [exp_id], filter_string=f"tags.config_hash = '{config_hash}' and tags.{COMPLETED} != 'true'"
+        [exp_id],
+        filter_string=f"{tag_equals(CONFIG_HASH, config_hash)} and tags.{COMPLETED} != '{TRUE}'",
     )
     for run in runs:
         if run.info.run_id == new_run_id:
             continue
-        client.set_tag(run.info.run_id, "superseded_by", new_run_id)
+        client.set_tag(run.info.run_id, SUPERSEDED_BY, new_run_id)
         if run.info.status == "RUNNING":
             client.set_terminated(run.info.run_id, "KILLED")
 
@@ -167,16 +344,15 @@ def supersede_stale_parents(client, exp_id: str, sweep_key: str, new_run_id: str
     RUNNING because their launching process was killed (kill -9, a lost node): KILLED and
     pointed to the new parent, as `supersede_unfinished` does for runs. A parent whose launching
     process still runs on this machine (the same grid launched twice) is left alone."""
-    runs = client.search_runs([exp_id], filter_string=f"tags.{SWEEP_KEY} = '{sweep_key}' and "
+    runs = client.search_runs([exp_id], filter_string=f"{tag_equals(SWEEP_KEY, sweep_key)} and "
                               "attributes.status = 'RUNNING'")
     closed = []
     for run in runs:
         if run.info.run_id == new_run_id or _launcher_alive(run):
             continue
-        client.set_tag(run.info.run_id, "superseded_by", new_run_id)
-        client.set_tag(run.info.run_id, "failure_reason",
-                       "never closed: its sweep was killed; a rerun of the sweep superseded it")
-        client.set_terminated(run.info.run_id, "KILLED")
+        client.set_tag(run.info.run_id, SUPERSEDED_BY, new_run_id)
+        end_run(client, run.info.run_id, "KILLED",
+                "never closed: its sweep was killed; a rerun of the sweep superseded it")
         closed.append(run.info.run_id)
     return closed
 
@@ -187,10 +363,10 @@ def _launcher_alive(run) -> bool:
     import psutil
 
     tags = run.data.tags
-    if tags.get("host") != platform.node() or not tags.get("pid", "").isdigit():
+    if tags.get(HOST) != platform.node() or not tags.get(PID, "").isdigit():
         return False
     try:
-        proc = psutil.Process(int(tags["pid"]))
+        proc = psutil.Process(int(tags[PID]))
         return proc.status() != psutil.STATUS_ZOMBIE and \
             proc.create_time() * 1000 <= run.info.start_time
     except psutil.Error:
@@ -219,7 +395,7 @@ def machine_tags() -> dict[str, str]:
                 break
     except OSError:
         pass
-    return {"host": platform.node(), "cpu_model": model, "cpu_count": str(os.cpu_count())}
+    return {HOST: platform.node(), CPU_MODEL: model, CPU_COUNT: str(os.cpu_count())}
 
 
 def git_commit() -> str:

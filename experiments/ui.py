@@ -35,13 +35,14 @@ import time
 import urllib.parse
 import urllib.request
 
-from experiments import offline
+from experiments import offline, tracking
 
 KIND_TAG = "mlflow.experimentKind"
 KIND = "custom_model_development"
 VIEW_KEY = "runs-table"
 VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
-TRAINING_RUNS = "tags.config_hash LIKE '%'"  # every training run has it; sweep parents do not
+# every training run has a config hash; sweep parents do not
+TRAINING_RUNS = f"tags.{tracking.CONFIG_HASH} LIKE '%'"
 
 
 def _col(kind: str, key: str) -> str:
@@ -51,16 +52,16 @@ def _col(kind: str, key: str) -> str:
 def view_state() -> dict:
     """The run table: training runs sorted by name (framework/variant/task/seed), flat, with
     the framework, variant and seed tags and every test metric (standard and MC) as columns."""
-    from experiments.metrics import METRICS
+    from experiments.metrics import BEST_EPOCH, METRICS, MODES, TEST, key
 
     names = list(dict.fromkeys(m for kind in METRICS.values() for m in kind))
-    tags = [("framework", 90), ("variant", 180), ("seed", 60)]
-    metrics = [(f"test_{m}_{s}", 150) for m in names for s in ("std", "mc")] + [("best_epoch", 100)]
+    tags = [(tracking.FRAMEWORK, 90), (tracking.VARIANT, 180), (tracking.SEED, 60)]
+    metrics = [(key(TEST, m, s), 150) for m in names for s in MODES] + [(BEST_EPOCH, 100)]
     columns = [(_col("tags", k), w) for k, w in tags]
     columns += [(_col("metrics", k), w) for k, w in metrics]
     return {
-        "searchFilter": "tags.variant LIKE '%'",
-        "orderByKey": _col("tags", "mlflow.runName"),
+        "searchFilter": f"tags.{tracking.VARIANT} LIKE '%'",
+        "orderByKey": _col("tags", tracking.RUN_NAME),
         "orderByAsc": True,
         "selectedColumns": [c for c, _ in columns],
         "columnOrder": [c for c, _ in columns],
@@ -76,8 +77,6 @@ def prepare_store(uri: str) -> list[str]:
     """Give every task experiment of the store the UI tags it lacks; return their ids."""
     from mlflow.tracking import MlflowClient
 
-    from experiments import tracking
-
     tracking.ensure_store(uri)
     client = MlflowClient(uri)
     wanted = experiment_tags()
@@ -86,9 +85,8 @@ def prepare_store(uri: str) -> list[str]:
         if not client.search_runs([exp.experiment_id], TRAINING_RUNS, max_results=1):
             continue
         ids.append(exp.experiment_id)
-        for key, value in wanted.items():
-            if exp.tags.get(key) != value:
-                client.set_experiment_tag(exp.experiment_id, key, value)
+        tracking.set_experiment_tags(client, exp.experiment_id,
+                                     {k: v for k, v in wanted.items() if exp.tags.get(k) != v})
     return sorted(ids, key=int) if all(i.isdigit() for i in ids) else sorted(ids)
 
 
@@ -150,12 +148,10 @@ def serve(uri: str, host: str, port: int, workers: int, wait_s: float) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from experiments import tracking
-
     p = argparse.ArgumentParser(prog="python -m experiments.ui", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tracking-uri", default=None,
-                   help="store (default $MLFLOW_TRACKING_URI or sqlite:///<repo>/results/mlflow.db)")
+                   help=f"store (default {tracking.DEFAULT_URI_HELP})")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=5000)
     p.add_argument("--workers", type=int, default=1)

@@ -13,16 +13,20 @@ from __future__ import annotations
 
 import pandas as pd
 
+from experiments import tracking as T
+
 # Never part of an arm: the replication unit, the compared framework, and settings that change
 # neither the model nor the numbers (experiments/config.py NON_SEMANTIC; importing it would cost
 # the report a second for Hydra, so tests/test_report_units.py checks these copies against it).
 IGNORED = ("seed", "framework.name", "task.name", "dropout.variant", "train.threads",
-           "train.device", "threads")
+           "train.device", "framework.torch_loop", "framework.torch_compile", T.THREADS_PARAM)
 IGNORED_PREFIXES = ("tracking.", "published.", "study.")
 # Keys added after runs were logged, as logged by a run that sets the value reproducing the
 # older behaviour (experiments/config.py ADDED_LATER): an older run lacks the param, and must
 # land in the same arm as a newer run at that value.
-ADDED_LATER = {"train.patience": "0", "train.select_on": "None", "train.mc_every": "1"}
+ADDED_LATER = {"train.patience": "0", "train.select_on": "None", "train.mc_every": "1",
+               "model.cell": "lstm", "dropout.per_step": "False",
+               "dropout.zoneout_cell": "0.0", "dropout.zoneout_hidden": "0.0"}
 
 
 def semantic(params: dict[str, str]) -> dict[str, str]:
@@ -33,7 +37,7 @@ def semantic(params: dict[str, str]) -> dict[str, str]:
 
 def preset_of(tags: object) -> str:
     """The preset a run was composed from ('' when none: a plain grid run)."""
-    return tags.get("preset", "") if isinstance(tags, dict) else ""
+    return tags.get(T.PRESET, "") if isinstance(tags, dict) else ""
 
 
 def assign(runs: pd.DataFrame) -> pd.DataFrame:

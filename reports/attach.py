@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from experiments import tracking as T
+
 ARTIFACT_DIR = "report"
 
 
@@ -22,7 +24,7 @@ def covered(runs: pd.DataFrame, parents: pd.DataFrame) -> list[str]:
     out = []
     for p in parents.itertuples():
         mine = (runs["parent_run_id"] == p.run_id) | (
-            runs["sweep_id"].notna() & (runs["sweep_id"] == p.sweep_id)
+            runs[T.SWEEP_ID].notna() & (runs[T.SWEEP_ID] == p.sweep_id)
             & (runs["experiment"] == p.experiment))
         if mine.any():
             out.append(p.run_id)
@@ -38,8 +40,6 @@ def log_report(uri: str, runs: pd.DataFrame, parents: pd.DataFrame, files: list[
     client = MlflowClient(uri)
     targets = covered(runs, parents)
     for run_id in targets:
-        for path in files:
-            client.log_artifact(run_id, str(path), ARTIFACT_DIR)
-        for path in figures:
-            client.log_artifact(run_id, str(path), f"{ARTIFACT_DIR}/figures")
+        T.log_artifacts(client, run_id, files, ARTIFACT_DIR)
+        T.log_artifacts(client, run_id, figures, f"{ARTIFACT_DIR}/figures")
     return targets

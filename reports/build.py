@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import experiments.offline  # noqa: F401  (MLflow telemetry off before mlflow is imported)
-from experiments.tracking import REPO, TrackingError, default_uri, store_errors
+from experiments.tracking import DEFAULT_URI_HELP, REPO, TrackingError, default_uri, store_errors
 
 DEFAULT_OUT = REPO / "results" / "report"
 
@@ -28,8 +28,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m reports.build", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tracking-uri", default=None,
-                   help="MLflow store (default $MLFLOW_TRACKING_URI or "
-                        "sqlite:///<repo>/results/mlflow.db)")
+                   help=f"MLflow store (default {DEFAULT_URI_HELP})")
     p.add_argument("--experiment", action="append", help="experiment name(s) or id(s); "
                    "default: every experiment of the store")
     p.add_argument("--task", action="append", help="task(s): ptb, imdb, rt")

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from experiments.metrics import TEST
+from experiments.metrics import key as metric_key
 from reports import fmt
 from reports.arms import short
 from reports.load import HIGHER_IS_BETTER
@@ -134,7 +136,7 @@ def compare(per: pd.DataFrame, arms: list[Arm], metric: str, mode: str,
     rejected), and every other automatic pair is exploratory with its unadjusted p. Without,
     the automatic pairs are Holm-adjusted as before: as one family (`family="task"`) or per
     question (`family="question"`). Every row carries the minimum detectable difference."""
-    column = f"test_{metric}_{mode}"
+    column = metric_key(TEST, metric, mode)
     values = {arm: dict(zip(g["seed"], g[column], strict=True))
               for arm, g in per.groupby("arm")}
     rows = [_row("primary", "declared", p.a, p.b, values, metric, mode, p.text, p.problem,

@@ -22,6 +22,8 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from experiments.metrics import MC, STD, TRAIN_LOSS, TRAIN_TOKENS_PER_S, VALID  # noqa: E402
+from experiments.metrics import key as metric_key  # noqa: E402
 from reports import fmt  # noqa: E402
 from reports.forest import forest_plot  # noqa: E402
 from reports.layout import fit  # noqa: E402
@@ -62,12 +64,12 @@ def learning_curves(wide: pd.DataFrame, runs: pd.DataFrame, labels: list[str], m
     row shows MC where every epoch has it; runs that MC-validated only some epochs
     (`train.mc_every`) show the standard metric as lines and their MC values as dots."""
     palette = colors(labels)
-    std, mc = f"valid_{metric}_std", f"valid_{metric}_mc"
+    std, mc = metric_key(VALID, metric, STD), metric_key(VALID, metric, MC)
     merged = wide.merge(runs[["run_id", "label", "framework"]], on="run_id")
     dense = mc in merged and (std not in merged or merged[mc].notna().sum()
                               >= merged[std].notna().sum())
     valid = mc if dense else std
-    keys = [("train_loss", "training loss"),
+    keys = [(TRAIN_LOSS, "training loss"),
             (valid, f"validation {fmt.metric_name(metric)}, {'MC' if dense else 'standard'}")]
     scale = fmt.SCALE.get(metric, 1.0)
     fig = Figure(figsize=(4.6 * len(frameworks), 6.4))
@@ -119,7 +121,7 @@ def mc_histograms(wide: pd.DataFrame, runs: pd.DataFrame, labels: list[str], met
                   frameworks: list[str]) -> Figure:
     """Part 3's plot: per arm, the histogram of (MC - standard) validation metric over every
     epoch with an MC evaluation, of every seed, one colour per framework."""
-    std, mc = f"valid_{metric}_std", f"valid_{metric}_mc"
+    std, mc = metric_key(VALID, metric, STD), metric_key(VALID, metric, MC)
     merged = wide.merge(runs[["run_id", "label", "framework"]], on="run_id")
     ncols = min(4, max(1, len(labels)))
     nrows = -(-len(labels) // ncols)
@@ -175,7 +177,7 @@ def cost_chart(table: pd.DataFrame) -> Figure:
     y = np.arange(len(labels))
     for i, f in enumerate(frameworks):
         t = table[table["framework"] == f].set_index("label")
-        vals = [t["train_tokens_per_s_rel"].get(lab, np.nan) for lab in labels]
+        vals = [t[f"{TRAIN_TOKENS_PER_S}_rel"].get(lab, np.nan) for lab in labels]
         ax.barh(y + i * height, vals, height=height, color=FRAMEWORK_COLORS.get(f), label=f)
     ax.axvline(1.0, color="k", lw=0.8)
     ax.set_yticks(y + height * (len(frameworks) - 1) / 2, labels, fontsize=8)

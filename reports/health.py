@@ -15,10 +15,22 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from reports.load import PER_EPOCH, StoreData, task_metrics
+from experiments import tracking as T
+from experiments.metrics import (
+    BEST_EPOCH,
+    EPOCH_SECONDS,
+    EPOCHS_RUN,
+    MC,
+    MODES,
+    TEST,
+    TRAIN_LOSS,
+    TRAIN_TOKENS_PER_S,
+    VALID,
+)
+from experiments.metrics import key as metric_key
+from reports.load import StoreData, task_metrics
 
-REQUIRED_HISTORY = ("train_loss", "epoch_seconds", "train_tokens_per_s")
-assert set(REQUIRED_HISTORY) <= set(PER_EPOCH)
+REQUIRED_HISTORY = (TRAIN_LOSS, EPOCH_SECONDS, TRAIN_TOKENS_PER_S)
 
 
 @dataclass
@@ -88,15 +100,15 @@ def missing_metrics(row, steps: dict[str, set[int]]) -> str:
     metrics = task_metrics(row.task, row.metrics)
     if not metrics:
         return "no test_<metric>_std|mc metric logged"
-    lacks = [k for k in ("best_epoch", *(f"test_{m}_{s}" for m in metrics for s in ("std", "mc")))
+    lacks = [k for k in (BEST_EPOCH, *(metric_key(TEST, m, s) for m in metrics for s in MODES))
              if not _finite(row.metrics.get(k))]
     epochs = _epochs_run(row, steps)
     every = set(range(1, epochs + 1))
     mc = _mc_steps(row, epochs)
-    for key in (*REQUIRED_HISTORY, *(f"valid_{m}_{s}" for m in metrics for s in ("std", "mc"))):
-        gap = sorted((mc if key.endswith("_mc") else every) - steps.get(key, set()))
+    for name in (*REQUIRED_HISTORY, *(metric_key(VALID, m, s) for m in metrics for s in MODES)):
+        gap = sorted((mc if name.endswith(f"_{MC}") else every) - steps.get(name, set()))
         if gap:
-            lacks.append(f"{key} epochs {_ranges(gap)}")
+            lacks.append(f"{name} epochs {_ranges(gap)}")
     return ("missing " + ", ".join(lacks)) if lacks else ""
 
 
@@ -104,7 +116,7 @@ def _epochs_run(row, steps: dict[str, set[int]]) -> int:
     """Epochs the run trained: metric `epochs_run` (fewer than train.epochs after an early
     stop), else param train.epochs (runs logged before early stopping existed), else the
     history's last step."""
-    logged = row.metrics.get("epochs_run")
+    logged = row.metrics.get(EPOCHS_RUN)
     if _finite(logged):
         return int(logged)
     try:
@@ -123,7 +135,7 @@ def _mc_steps(row, epochs: int) -> set[int]:
     except ValueError:
         every = 1
     steps = set(range(every, epochs + 1, every)) if every > 0 else set()
-    best = row.metrics.get("best_epoch")
+    best = row.metrics.get(BEST_EPOCH)
     if _finite(best) and 1 <= int(best) <= epochs:
         steps.add(int(best))
     return steps
@@ -145,8 +157,8 @@ def _ranges(values: list[int]) -> str:
 def _older_duplicates(runs: pd.DataFrame) -> dict[str, tuple[str, str]]:
     """Completed runs sharing a config hash (a forced rerun): all but the newest."""
     out = {}
-    has_hash = runs[runs["config_hash"].notna()]
-    for config, group in has_hash.groupby("config_hash"):
+    has_hash = runs[runs[T.CONFIG_HASH].notna()]
+    for config, group in has_hash.groupby(T.CONFIG_HASH):
         if len(group) > 1:
             group = group.sort_values("start_time")
             newest = group["run_id"].iloc[-1]
@@ -161,12 +173,12 @@ def sweep_health(data: StoreData) -> pd.DataFrame:
     runs = data.runs
     for p in data.parents.itertuples():
         children = runs[(runs["parent_run_id"] == p.run_id)
-                        | ((runs["sweep_id"] == p.sweep_id) & runs["sweep_id"].notna()
+                        | ((runs[T.SWEEP_ID] == p.sweep_id) & runs[T.SWEEP_ID].notna()
                            & (runs["experiment"] == p.experiment))]
         t = p.tags
-        counts = {k: _int(t.get(f"sweep_{k}")) for k in ("finished", "skipped", "failed")}
-        jobs = _int(t.get("sweep_jobs"))
-        done = children["completed"] & (children["status"] == "FINISHED")
+        counts = {s.lower(): _int(t.get(T.sweep_count_tag(s))) for s in T.JOB_STATUSES}
+        jobs = _int(t.get(T.SWEEP_JOBS))
+        done = children[T.COMPLETED] & (children["status"] == "FINISHED")
         issues = []
         if p.status == "RUNNING":
             issues.append("never closed (killed, or still running)")
@@ -180,15 +192,15 @@ def sweep_health(data: StoreData) -> pd.DataFrame:
         if (~done).sum():
             issues.append(f"{int((~done).sum())} run(s) not completed")
         verdict = "incomplete: " + "; ".join(issues) if issues else "complete"
-        if t.get("superseded_by"):  # a killed sweep whose rerun carries on under a new parent
-            verdict = f"superseded by the rerun's parent {str(t['superseded_by'])[:8]}"
+        if t.get(T.SUPERSEDED_BY):  # a killed sweep whose rerun carries on under a new parent
+            verdict = f"superseded by the rerun's parent {str(t[T.SUPERSEDED_BY])[:8]}"
         rows.append({
-            "sweep_id": p.sweep_id or "", "parent_run": p.run_id, "experiment": p.experiment,
-            "preset": t.get("sweep_preset", ""), "status": p.status, "jobs": jobs,
+            T.SWEEP_ID: p.sweep_id or "", "parent_run": p.run_id, "experiment": p.experiment,
+            "preset": t.get(T.SWEEP_PRESET, ""), "status": p.status, "jobs": jobs,
             **counts, "runs_here": len(children), "runs_completed": int(done.sum()),
             "verdict": verdict,
         })
-    cols = ["sweep_id", "parent_run", "experiment", "preset", "status", "jobs", "finished",
+    cols = [T.SWEEP_ID, "parent_run", "experiment", "preset", "status", "jobs", "finished",
             "skipped", "failed", "runs_here", "runs_completed", "verdict"]
     frame = pd.DataFrame(rows, columns=cols)
     # counts stay integers where one is missing (a column with None would turn 4 into 4.0)

@@ -7,21 +7,23 @@ trip each and dominates the report's run time on SQLite.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import pandas as pd
 
-PER_EPOCH = ("train_loss", "lr", "epoch_seconds", "train_tokens_per_s", "eval_seconds")
+from experiments import metrics as M
+from experiments import tracking as T
+from experiments.metrics import METRICS, MODES, PER_EPOCH, TEST, VALID, parse_key
+from experiments.metrics import key as metric_key
+from experiments.tasks import TASK_KINDS
+
 # Selection metric first: it picks the best epoch and is the primary metric of the report.
-TASK_METRICS = {"ptb": ("perplexity",), "imdb": ("accuracy", "log_loss"),
-                "rt": ("accuracy", "log_loss")}
-HIGHER_IS_BETTER = {"perplexity": False, "accuracy": True, "log_loss": False, "rmse": False}
-MODES = ("std", "mc")
+TASK_METRICS = {task: tuple(METRICS[kind]) for task, kind in TASK_KINDS.items()}
+# and RMSE, the metric of Part 3's published numbers (reports/published.py)
+HIGHER_IS_BETTER = {**M.HIGHER_IS_BETTER, "rmse": False}
 _BULK_CHUNK = 500  # run ids per SQL query (SQLite's variable limit is far above)
-_TEST_KEY = re.compile(r"^test_(.+)_(std|mc)$")
 
 
 class StoreError(LookupError):
@@ -57,12 +59,12 @@ def task_metrics(task: str, metric_keys: Iterable[str] = ()) -> tuple[str, ...]:
     logged `test_<metric>_std|mc` keys."""
     if task in TASK_METRICS:
         return TASK_METRICS[task]
-    found = sorted({m.group(1) for k in metric_keys if (m := _TEST_KEY.match(k))})
+    found = sorted({p[1] for k in metric_keys if (p := parse_key(k)) and p[0] == TEST})
     return tuple(found)
 
 
 def history_keys(metrics: Iterable[str]) -> list[str]:
-    return [*PER_EPOCH, *(f"valid_{m}_{mode}" for m in metrics for mode in MODES)]
+    return [*PER_EPOCH, *(metric_key(VALID, m, mode) for m in metrics for mode in MODES)]
 
 
 def load(uri: str, filters: Filters | None = None) -> StoreData:
@@ -85,24 +87,24 @@ def load(uri: str, filters: Filters | None = None) -> StoreData:
     ids = list(experiments)
     raw = _search(client, ids, _filter_string(filters)) if ids else []
     runs = _frame(raw, experiments)
-    runs = runs[~runs["is_sweep_parent"]]
-    parents = _frame(_search(client, ids, "tags.is_sweep_parent = 'true'") if ids else [],
+    runs = runs[~runs[T.IS_SWEEP_PARENT]]
+    parents = _frame(_search(client, ids, T.tag_equals(T.IS_SWEEP_PARENT, T.TRUE)) if ids else [],
                      experiments)
     runs = _apply_filters(runs, parents, filters).reset_index(drop=True)
     narrowed = filters.sweep or filters.tasks or filters.frameworks or filters.variants
     if narrowed:  # the sweeps of the selected runs; unfiltered, every sweep (even run-less)
         parents = parents[parents["run_id"].isin(runs["parent_run_id"])
-                          | parents["sweep_id"].isin(runs["sweep_id"].dropna())
+                          | parents[T.SWEEP_ID].isin(runs[T.SWEEP_ID].dropna())
                           | _is_sweep(parents, filters.sweep)]
     parents = parents.reset_index(drop=True)
-    keys = sorted({k for t in runs["task"].unique()
+    keys = sorted({k for t in runs[T.TASK].unique()
                    for k in history_keys(task_metrics(t, _metric_keys(runs, t)))})
     history = read_histories(client, list(runs["run_id"]), keys)
     return StoreData(uri, experiments, runs, history, parents)
 
 
 def _metric_keys(runs: pd.DataFrame, task: str) -> set[str]:
-    return {k for m in runs.loc[runs["task"] == task, "metrics"] for k in m}
+    return {k for m in runs.loc[runs[T.TASK] == task, "metrics"] for k in m}
 
 
 def _search(client, exp_ids: list[str], filter_string: str) -> list:
@@ -120,51 +122,49 @@ def _filter_string(filters: Filters) -> str:
     """Push single-value filters into MLflow's query; lists are filtered in pandas (MLflow's
     IN on tags is not supported by every store)."""
     clauses = []
-    for tag, values in (("task", filters.tasks), ("framework", filters.frameworks)):
+    for tag, values in ((T.TASK, filters.tasks), (T.FRAMEWORK, filters.frameworks)):
         if len(values) == 1:
-            clauses.append(f"tags.{tag} = '{_quote(values[0])}'")
+            clauses.append(T.tag_equals(tag, values[0]))
     return " and ".join(clauses)
 
 
-def _quote(value: str) -> str:
-    return value.replace("'", "\\'")
-
-
 def _frame(raw: Sequence, experiments: dict[str, str]) -> pd.DataFrame:
+    """One row per run; a column taken from a tag is named after the tag."""
     rows = []
     for run in raw:
-        tags, info = run.data.tags, run.info
-        seed = tags.get("seed", run.data.params.get("seed"))
+        tags, info, params = run.data.tags, run.info, run.data.params
+        seed = tags.get(T.SEED, params.get("seed"))
         rows.append({
             "run_id": info.run_id,
             "experiment": experiments.get(info.experiment_id, info.experiment_id),
-            "run_name": info.run_name or tags.get("mlflow.runName", ""),
+            "run_name": info.run_name or tags.get(T.RUN_NAME, ""),
             "status": info.status,
             "start_time": info.start_time,
             "end_time": info.end_time,
-            "task": tags.get("task") or run.data.params.get("task.name") or "",
-            "framework": tags.get("framework") or run.data.params.get("framework.name") or "",
-            "variant": tags.get("variant") or run.data.params.get("dropout.variant") or "",
-            "seed": int(seed) if seed is not None and str(seed).lstrip("-").isdigit() else None,
-            "config_hash": tags.get("config_hash"),
-            "completed": tags.get("completed") == "true",
-            "failure_reason": tags.get("failure_reason"),
-            "superseded_by": tags.get("superseded_by"),
-            "sweep_id": tags.get("sweep_id"),
-            "parent_run_id": tags.get("mlflow.parentRunId"),
-            "is_sweep_parent": tags.get("is_sweep_parent") == "true",
-            "params": dict(run.data.params),
+            T.TASK: tags.get(T.TASK) or params.get("task.name") or "",
+            T.FRAMEWORK: tags.get(T.FRAMEWORK) or params.get("framework.name") or "",
+            T.VARIANT: tags.get(T.VARIANT) or params.get("dropout.variant") or "",
+            T.SEED: int(seed) if seed is not None and str(seed).lstrip("-").isdigit() else None,
+            T.CONFIG_HASH: tags.get(T.CONFIG_HASH),
+            T.COMPLETED: tags.get(T.COMPLETED) == T.TRUE,
+            T.FAILURE_REASON: tags.get(T.FAILURE_REASON),
+            T.SUPERSEDED_BY: tags.get(T.SUPERSEDED_BY),
+            T.SWEEP_ID: tags.get(T.SWEEP_ID),
+            "parent_run_id": tags.get(T.PARENT_RUN_ID),
+            T.IS_SWEEP_PARENT: tags.get(T.IS_SWEEP_PARENT) == T.TRUE,
+            "params": dict(params),
             "tags": dict(tags),
             "metrics": dict(run.data.metrics),
         })
-    columns = ["run_id", "experiment", "run_name", "status", "start_time", "end_time", "task",
-               "framework", "variant", "seed", "config_hash", "completed", "failure_reason",
-               "superseded_by", "sweep_id", "parent_run_id", "is_sweep_parent", "params",
+    columns = ["run_id", "experiment", "run_name", "status", "start_time", "end_time", T.TASK,
+               T.FRAMEWORK, T.VARIANT, T.SEED, T.CONFIG_HASH, T.COMPLETED, T.FAILURE_REASON,
+               T.SUPERSEDED_BY, T.SWEEP_ID, "parent_run_id", T.IS_SWEEP_PARENT, "params",
                "tags", "metrics"]
     frame = pd.DataFrame(rows, columns=columns)
-    frame["seed"] = frame["seed"].astype("Int64")
-    frame[["completed", "is_sweep_parent"]] = frame[["completed", "is_sweep_parent"]].astype(bool)
-    for col in ("failure_reason", "superseded_by", "sweep_id", "parent_run_id", "config_hash"):
+    frame[T.SEED] = frame[T.SEED].astype("Int64")
+    flags = [T.COMPLETED, T.IS_SWEEP_PARENT]
+    frame[flags] = frame[flags].astype(bool)
+    for col in (T.FAILURE_REASON, T.SUPERSEDED_BY, T.SWEEP_ID, "parent_run_id", T.CONFIG_HASH):
         frame[col] = frame[col].astype(object).where(frame[col].notna(), None)
     return frame
 
@@ -172,19 +172,19 @@ def _frame(raw: Sequence, experiments: dict[str, str]) -> pd.DataFrame:
 def _is_sweep(frame: pd.DataFrame, sweep: str | None) -> pd.Series:
     if not sweep:
         return pd.Series(False, index=frame.index)
-    return (frame["sweep_id"] == sweep) | (frame["run_id"] == sweep)
+    return (frame[T.SWEEP_ID] == sweep) | (frame["run_id"] == sweep)
 
 
 def _apply_filters(runs: pd.DataFrame, parents: pd.DataFrame, f: Filters) -> pd.DataFrame:
     keep = pd.Series(True, index=runs.index)
-    for column, values in (("task", f.tasks), ("framework", f.frameworks),
-                           ("variant", f.variants)):
+    for column, values in ((T.TASK, f.tasks), (T.FRAMEWORK, f.frameworks),
+                           (T.VARIANT, f.variants)):
         if values:
             keep &= runs[column].isin(values)
     if f.sweep:
         match = parents[_is_sweep(parents, f.sweep)]
-        ids = set(match["sweep_id"].dropna()) | {f.sweep}
-        keep &= runs["sweep_id"].isin(ids) | runs["parent_run_id"].isin(set(match["run_id"]))
+        ids = set(match[T.SWEEP_ID].dropna()) | {f.sweep}
+        keep &= runs[T.SWEEP_ID].isin(ids) | runs["parent_run_id"].isin(set(match["run_id"]))
     return runs[keep]
 
 

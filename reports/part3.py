@@ -16,6 +16,8 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 
+from experiments import tracking as T
+from experiments.metrics import MODES
 from reports import fmt
 from reports.compare import corrected, p_used
 from reports.load import HIGHER_IS_BETTER, task_metrics
@@ -23,7 +25,6 @@ from reports.stats import ALPHA
 
 PREFIX = "published."
 TEST = "published.test."
-MODES = ("std", "mc")
 NOTES = "abcdefghijklmnopqrstuvwxyz"
 
 
@@ -64,13 +65,13 @@ def claims(runs: pd.DataFrame) -> pd.DataFrame:
             "task": g["task"].iloc[0],
             **{f: _common(p.get(PREFIX + f, "") for p in g["params"])
                for f in ("source", "setting", "note")},
-            "select_on": _common(t.get("select_on", "") for t in g["tags"])
+            T.SELECT_ON: _common(t.get(T.SELECT_ON, "") for t in g["tags"])
             or (first[0] if first else ""),
             "numbers": {k: Counter(f[k] for f in found if k in f).most_common(1)[0][0]
                         for k in keys},
         })
     return pd.DataFrame(rows, columns=["arm", "label", "framework", "task", "source", "setting",
-                                       "note", "select_on", "numbers"])
+                                       "note", T.SELECT_ON, "numbers"])
 
 
 def preferred(numbers_: dict[tuple[str, str], float], metric: str, mode: str) -> float:
@@ -99,14 +100,14 @@ def table(found: pd.DataFrame, summary: pd.DataFrame, rank_metric: str) -> pd.Da
             mean, low, high = (ours.get(f"{col}_{x}", np.nan) for x in ("mean", "low", "high"))
             rows.append({
                 "arm": c.arm, "label": c.label, "framework": c.framework, "source": c.source,
-                "setting": c.setting, "note": c.note, "select_on": c.select_on,
+                "setting": c.setting, "note": c.note, T.SELECT_ON: c.select_on,
                 "metric": metric, "mode": mode, "published": value, "compared_mode": compared,
                 "n": int(ours["n"]), "ours_mean": mean, "ours_low": low, "ours_high": high,
                 "ours_half": ours.get(f"{col}_half", np.nan),
                 "inside": _inside(value, low, high),
             })
     frame = pd.DataFrame(rows, columns=[
-        "arm", "label", "framework", "source", "setting", "note", "select_on", "metric", "mode",
+        "arm", "label", "framework", "source", "setting", "note", T.SELECT_ON, "metric", "mode",
         "published", "compared_mode", "n", "ours_mean", "ours_low", "ours_high", "ours_half",
         "inside"])
     theirs = {c.arm: preferred(c.numbers, rank_metric, "std") for c in found.itertuples()}

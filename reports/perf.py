@@ -23,6 +23,20 @@ import numpy as np
 
 import experiments.offline  # noqa: F401  (MLflow telemetry off before mlflow is imported)
 from experiments import config as C
+from experiments.metrics import (
+    BEST_EPOCH,
+    EPOCH_SECONDS,
+    EVAL_SECONDS,
+    LR,
+    MC,
+    STD,
+    TEST,
+    TRAIN_LOSS,
+    TRAIN_TOKENS_PER_S,
+    VALID,
+    key,
+    parse_key,
+)
 
 VARIANTS = ["none", "naive", "locked", "keras_impl0", "keras_impl1", "keras_impl2",
             "weightdrop", "weightdrop_variational", "weightdrop_column",
@@ -44,51 +58,52 @@ def _history(task: str, variant: str, framework: str, seed: int, epochs: int,
              rng: np.random.Generator) -> tuple[dict[str, list[float]], dict[str, float]]:
     effect = VARIANTS.index(variant) / len(VARIANTS)
     speed = (40000 if framework == "torch" else 25000) * (1 - 0.4 * effect)
+    metric = "perplexity" if task == "ptb" else "accuracy"
     per: dict[str, list[float]] = {}
     for e in range(1, epochs + 1):
         noise = rng.normal(0, 0.01)
         if task == "ptb":
             ppl = 400 / (1 + 0.5 * e) + 90 - 8 * effect + rng.normal(0, 1.5)
-            vals = {"valid_perplexity_std": ppl,
-                    "valid_perplexity_mc": ppl - 0.4 * effect + rng.normal(0, 0.3),
-                    "train_loss": math.log(ppl) - 0.1}
+            vals = {key(VALID, metric, STD): ppl,
+                    key(VALID, metric, MC): ppl - 0.4 * effect + rng.normal(0, 0.3),
+                    TRAIN_LOSS: math.log(ppl) - 0.1}
         else:
             acc = 0.6 + 0.15 * (1 - math.exp(-e / 2)) + 0.03 * effect + noise
-            vals = {"valid_accuracy_std": acc,
-                    "valid_accuracy_mc": acc + 0.002 * effect + rng.normal(0, 0.002),
-                    "valid_log_loss_std": 1 - acc, "valid_log_loss_mc": 1 - acc - 0.001,
-                    "train_loss": 0.7 / e + noise}
-        vals.update({"lr": 1.0, "epoch_seconds": 60.0 / speed * 1000 + rng.normal(0, 0.1),
-                     "train_tokens_per_s": speed * (1 + rng.normal(0, 0.02)),
-                     "eval_seconds": 0.3})
+            vals = {key(VALID, metric, STD): acc,
+                    key(VALID, metric, MC): acc + 0.002 * effect + rng.normal(0, 0.002),
+                    key(VALID, "log_loss", STD): 1 - acc,
+                    key(VALID, "log_loss", MC): 1 - acc - 0.001,
+                    TRAIN_LOSS: 0.7 / e + noise}
+        vals.update({LR: 1.0, EPOCH_SECONDS: 60.0 / speed * 1000 + rng.normal(0, 0.1),
+                     TRAIN_TOKENS_PER_S: speed * (1 + rng.normal(0, 0.02)),
+                     EVAL_SECONDS: 0.3})
         for k, v in vals.items():
             per.setdefault(k, []).append(float(v))
-    key = "valid_perplexity_std" if task == "ptb" else "valid_accuracy_std"
-    best = int(np.argmin(per[key]) if task == "ptb" else np.argmax(per[key]))
-    final = {"best_epoch": best + 1.0}
+    selected = per[key(VALID, metric, STD)]
+    best = int(np.argmin(selected) if task == "ptb" else np.argmax(selected))
+    final = {BEST_EPOCH: best + 1.0}
     for k in per:
-        if k.startswith("valid_"):
-            final["test_" + k.removeprefix("valid_")] = per[k][best] + rng.normal(0, 0.002)
+        if (parsed := parse_key(k)) and parsed[0] == VALID:
+            final[key(TEST, parsed[1], parsed[2])] = per[k][best] + rng.normal(0, 0.002)
     return per, final
 
 
 def make_store(db: Path, seeds: int = 5) -> int:
     """Write 2 tasks x 2 frameworks x 10 variants x `seeds` completed runs, a failed and a
     killed one; returns the number of training runs."""
-    from mlflow.entities import Metric, Param
     from mlflow.tracking import MlflowClient
 
-    from experiments import tracking
+    from experiments import tracking as T
 
     uri = f"sqlite:///{db}"
-    tracking.ensure_store(uri)
+    T.ensure_store(uri)
     client = MlflowClient(uri)
     rng = np.random.default_rng(0)
     count = 0
     for task, epochs in (("ptb", 13), ("rt", 5)):
-        exp = tracking.experiment_id(client, task, uri)
-        parent = client.create_run(exp, tags={"sweep_id": f"perf-{task}", "is_sweep_parent":
-                                              "true", "sweep_jobs": str(20 * seeds)})
+        exp = T.experiment_id(client, task, uri)
+        parent = T.create_run(client, exp, {T.SWEEP_ID: f"perf-{task}", T.IS_SWEEP_PARENT: T.TRUE,
+                                            T.SWEEP_JOBS: str(20 * seeds)})
         for framework in ("torch", "keras"):
             for variant in VARIANTS:
                 cfg = compose_cfg([f"task={task}", f"framework={framework}",
@@ -98,30 +113,25 @@ def make_store(db: Path, seeds: int = 5) -> int:
                     params["seed"] = seed
                     count += 1
                     per, final = _history(task, variant, framework, seed, epochs, rng)
-                    tags = {"task": task, "framework": framework, "variant": variant,
-                            "seed": str(seed), "config_hash": f"{task}{framework}{variant}{seed}",
-                            "completed": "true", "sweep_id": f"perf-{task}",
-                            "mlflow.parentRunId": parent.info.run_id, "git_commit": "perf",
-                            "torch_version": "2.13.0"}
-                    run = client.create_run(exp, tags=tags).info.run_id
-                    now = int(time.time() * 1000)
-                    metrics = [Metric(k, v, now, e + 1) for k, vs in per.items()
-                               for e, v in enumerate(vs)]
-                    metrics += [Metric(k, v, now, int(final["best_epoch"]))
-                                for k, v in final.items()]
-                    client.log_batch(run, metrics=metrics[:1000],
-                                     params=[Param(k, str(v)) for k, v in params.items()][:100])
-                    client.set_terminated(run, "FINISHED")
+                    tags = {T.TASK: task, T.FRAMEWORK: framework, T.VARIANT: variant,
+                            T.SEED: str(seed), T.CONFIG_HASH: f"{task}{framework}{variant}{seed}",
+                            T.COMPLETED: T.TRUE, T.SWEEP_ID: f"perf-{task}",
+                            T.PARENT_RUN_ID: parent, T.GIT_COMMIT: "perf",
+                            f"torch{T.VERSION_SUFFIX}": "2.13.0"}
+                    run = T.create_run(client, exp, tags)
+                    points = [(k, v, e + 1) for k, vs in per.items() for e, v in enumerate(vs)]
+                    points += [(k, v, int(final[BEST_EPOCH])) for k, v in final.items()]
+                    T.log_points(client, run, points)
+                    T.log_params(client, run, params)
+                    T.end_run(client, run, "FINISHED")
         for status in ("FAILED", "KILLED"):
-            run = client.create_run(exp, tags={"task": task, "framework": "torch",
-                                               "variant": "naive", "seed": "9",
-                                               "completed": "false",
-                                               "failure_reason": "RuntimeError: perf"})
-            client.set_terminated(run.info.run_id, status)
+            run = T.create_run(client, exp, {T.TASK: task, T.FRAMEWORK: "torch",
+                                             T.VARIANT: "naive", T.SEED: "9",
+                                             T.COMPLETED: T.FALSE})
+            T.end_run(client, run, status, "RuntimeError: perf")
             count += 1
-        for key, value in (("finished", 20 * seeds), ("skipped", 0), ("failed", 0)):
-            client.set_tag(parent.info.run_id, f"sweep_{key}", str(value))
-        client.set_terminated(parent.info.run_id, "FINISHED")
+        T.close_sweep_parent(client, parent, {"FINISHED": 20 * seeds, "SKIPPED": 0, "FAILED": 0},
+                             "FINISHED")
     return count
 
 

@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from experiments import tracking as T
 from reports.compare import Arm, differing
 
-TAG = "primary_comparisons"  # experiments/tracking.py PRIMARY
+TAG = T.PRIMARY
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ def declared(parents: pd.DataFrame) -> list[Declared]:
     out: dict[tuple[str, str, str], Declared] = {}
     ordered = parents.sort_values("start_time", kind="stable") if len(parents) else parents
     for p in ordered.itertuples():
-        preset = p.tags.get("sweep_preset", "") or p.sweep_id or p.run_id
+        preset = p.tags.get(T.SWEEP_PRESET, "") or p.sweep_id or p.run_id
         for a, b in parse(p.tags.get(TAG, "")):
             out.setdefault((preset, a, b), Declared(a, b, preset))
     return list(out.values())
@@ -71,7 +72,7 @@ def declared(parents: pd.DataFrame) -> list[Declared]:
 
 def sweep_presets(runs: pd.DataFrame, parents: pd.DataFrame) -> list[str]:
     """The sweep preset each run belongs to ('' for runs outside any sweep)."""
-    by_parent = {p.run_id: p.tags.get("sweep_preset", "") or p.sweep_id or p.run_id
+    by_parent = {p.run_id: p.tags.get(T.SWEEP_PRESET, "") or p.sweep_id or p.run_id
                  for p in parents.itertuples()}
     by_sweep = {p.sweep_id: by_parent[p.run_id] for p in parents.itertuples() if p.sweep_id}
     return [by_parent.get(r.parent_run_id) or by_sweep.get(r.sweep_id) or ""
@@ -84,18 +85,18 @@ def for_task(found: list[Declared], task: str, every_run: pd.DataFrame, usable: 
     not), each resolved against the usable arms of that sweep preset."""
     if not found:
         return []
-    every = every_run.assign(sweep_preset=sweep_presets(every_run, parents))
-    mine = usable.assign(sweep_preset=sweep_presets(usable, parents))
+    every = every_run.assign(**{T.SWEEP_PRESET: sweep_presets(every_run, parents)})
+    mine = usable.assign(**{T.SWEEP_PRESET: sweep_presets(usable, parents)})
     mine = mine[mine["task"] == task]
     by_id = {a.arm: a for a in arms}
     out = []
     for d in found:
-        if not ((every["task"] == task) & (every["sweep_preset"] == d.sweep_preset)).any():
+        if not ((every["task"] == task) & (every[T.SWEEP_PRESET] == d.sweep_preset)).any():
             continue
         if not d.b:
             out.append(Resolved(d.a, None, None, "not of the form 'A vs B'"))
             continue
-        scope = mine[mine["sweep_preset"] == d.sweep_preset]
+        scope = mine[mine[T.SWEEP_PRESET] == d.sweep_preset]
         sides, problems = [], []
         for side in (d.a, d.b):
             ids = sorted(set(scope.loc[_matches(scope, side), "arm"]))
@@ -115,4 +116,4 @@ def _matches(runs: pd.DataFrame, side: str) -> pd.Series:
     if "/" in side:
         framework, variant = side.split("/", 1)
         return (runs["framework"] == framework) & (runs["variant"] == variant)
-    return runs["preset"] == side
+    return runs[T.PRESET] == side

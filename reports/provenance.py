@@ -11,9 +11,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from experiments import tracking as T
+
 REPO = Path(__file__).resolve().parent.parent
-# Tags a future tracking layer may log to describe the machine; shown when present.
-MACHINE_TAGS = ("host", "hostname", "machine", "cpu", "cpu_model", "gpu", "gpu_name",
+# Tags that describe the machine: those experiments/tracking.py logs, and others a future
+# tracking layer may log; shown when present.
+MACHINE_TAGS = (T.HOST, "hostname", "machine", "cpu", T.CPU_MODEL, "gpu", "gpu_name",
                 "accelerator", "platform")
 
 
@@ -74,17 +77,17 @@ def rows(runs: pd.DataFrame, usable: pd.DataFrame, flagged: pd.DataFrame, parent
            ("filters", filters or "none")]
     out.append(("runs", f"{len(runs)} training runs read: {len(usable)} used, {len(flagged)} "
                         f"flagged (see Run health); {len(parents)} sweep parent run(s)"))
-    sweeps = runs["sweep_id"].fillna("(not in a sweep)")
+    sweeps = runs[T.SWEEP_ID].fillna("(not in a sweep)")
     out.append(("sweeps", _counts(sweeps)))
     for task, g in usable.groupby("task"):
         seeds = sorted(int(s) for s in g["seed"].dropna().unique())
         out.append((f"seeds ({task})", ", ".join(map(str, seeds))))
-    out.append(("git commit of runs", _counts(t.get("git_commit") for t in runs["tags"])))
-    packages = sorted({k for t in runs["tags"] for k in t if k.endswith("_version")})
+    out.append(("git commit of runs", _counts(t.get(T.GIT_COMMIT) for t in runs["tags"])))
+    packages = sorted({k for t in runs["tags"] for k in t if k.endswith(T.VERSION_SUFFIX)})
     for key in packages:
-        out.append((key.removesuffix("_version"), _counts(t.get(key) for t in runs["tags"])))
+        out.append((key.removesuffix(T.VERSION_SUFFIX), _counts(t.get(key) for t in runs["tags"])))
     out.append(("device (train.device)", _counts(p.get("train.device") for p in runs["params"])))
-    out.append(("threads per run", _counts(p.get("threads") or p.get("train.threads")
+    out.append(("threads per run", _counts(p.get(T.THREADS_PARAM) or p.get("train.threads")
                                            for p in runs["params"])))
     machine = [(k, _counts(t.get(k) for t in runs["tags"])) for k in MACHINE_TAGS
                if any(k in t for t in runs["tags"])]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from experiments.metrics import TRAIN_TOKENS_PER_S
 from reports import arms as A
 from reports import figures, fmt, part3, provenance, published, sections, tables, text
 from reports.health import Health
@@ -213,7 +214,7 @@ def _cost_section(ctx: Context, built: Built) -> list:
     for task in ctx.tasks:
         built.cost[task] = c = tables.cost(ctx.per, ctx.runs, task, ctx.order)
         blocks += [Heading(task, 3), Table(text.cost_text(c))]
-        if c["train_tokens_per_s_rel"].notna().any():
+        if c[f"{TRAIN_TOKENS_PER_S}_rel"].notna().any():
             blocks.append(Image(ctx.figure("cost", f"cost_{task}",
                                            f"{task}: training tokens/s relative to none", c)))
     return blocks

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from experiments.metrics import MODES
 from reports import arms as A
 from reports import compare, fmt, part3, primary, text
 from reports.load import StoreData
@@ -39,7 +40,7 @@ def forest_data(summary: pd.DataFrame, claims: pd.DataFrame, c: pd.DataFrame, me
     arms = pd.DataFrame({
         "name": [f"{r.label} ({r.framework})" for r in summary.itertuples()],
         **{f"{m}_{x}": summary.get(f"{metric}_{m}_{x}", np.nan)
-           for m in ("std", "mc") for x in ("mean", "low", "high")},
+           for m in MODES for x in ("mean", "low", "high")},
         "published": [part3.preferred(numbers[a], metric, mode) if a in numbers else np.nan
                       for a in summary["arm"]],
     })

@@ -10,10 +10,23 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from reports.load import MODES, task_metrics
+from experiments.metrics import (
+    BEST_EPOCH,
+    EPOCH_SECONDS,
+    EPOCHS_RUN,
+    EVAL_SECONDS,
+    MC,
+    MODES,
+    STD,
+    TEST,
+    TRAIN_TOKENS_PER_S,
+    VALID,
+)
+from experiments.metrics import key as metric_key
+from reports.load import task_metrics
 from reports.stats import MeanCI, mean_ci
 
-COST = ("train_tokens_per_s", "epoch_seconds", "eval_seconds")
+COST = (TRAIN_TOKENS_PER_S, EPOCH_SECONDS, EVAL_SECONDS)
 
 
 def wide_history(history: pd.DataFrame) -> pd.DataFrame:
@@ -38,15 +51,15 @@ def per_run(runs: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
         row = {"run_id": r.run_id, "arm": r.arm, "label": r.label, "task": r.task,
                "framework": r.framework, "variant": r.variant, "seed": int(r.seed),
                "preset": getattr(r, "preset", ""),
-               "best_epoch": r.metrics.get("best_epoch", np.nan),
-               "epochs_run": r.metrics.get("epochs_run", np.nan)}
+               BEST_EPOCH: r.metrics.get(BEST_EPOCH, np.nan),
+               EPOCHS_RUN: r.metrics.get(EPOCHS_RUN, np.nan)}
         for key in COST:
             row[key] = float(steady[key].median()) if key in steady else np.nan
         for m in task_metrics(r.task, r.metrics):
             for mode in MODES:
-                row[f"test_{m}_{mode}"] = r.metrics.get(f"test_{m}_{mode}", np.nan)
-            row[f"test_{m}_diff"] = row[f"test_{m}_mc"] - row[f"test_{m}_std"]
-            std, mc = f"valid_{m}_std", f"valid_{m}_mc"
+                row[metric_key(TEST, m, mode)] = r.metrics.get(metric_key(TEST, m, mode), np.nan)
+            row[f"test_{m}_diff"] = row[metric_key(TEST, m, MC)] - row[metric_key(TEST, m, STD)]
+            std, mc = metric_key(VALID, m, STD), metric_key(VALID, m, MC)
             if std in h and mc in h:
                 d = (h[mc] - h[std]).to_numpy(dtype=float)
                 row[f"valid_{m}_diff"] = float(np.nanmean(d)) if len(d) else np.nan
@@ -87,7 +100,7 @@ def summary(per: pd.DataFrame, task: str, variant_order: list[str]) -> pd.DataFr
     epoch, epochs run (early stopping), tokens/s and epoch time."""
     rows = []
     mine = per[per["task"] == task]
-    metrics = task_metrics(task, [c for c in mine.columns if c.startswith("test_")])
+    metrics = task_metrics(task, [c for c in mine.columns if c.startswith(f"{TEST}_")])
     for arm, label, framework in arms_of(mine, variant_order):
         g = mine[mine["arm"] == arm]
         row = {"arm": arm, "label": label, "framework": framework, "n": len(g),
@@ -95,12 +108,12 @@ def summary(per: pd.DataFrame, task: str, variant_order: list[str]) -> pd.DataFr
                "seeds": ",".join(str(s) for s in sorted(g["seed"]))}
         for m in metrics:
             for mode in MODES:
-                row.update(_ci_columns(f"{m}_{mode}", mean_ci(g[f"test_{m}_{mode}"])))
-        for key in ("best_epoch", "epochs_run"):
+                row.update(_ci_columns(f"{m}_{mode}", mean_ci(g[metric_key(TEST, m, mode)])))
+        for key in (BEST_EPOCH, EPOCHS_RUN):
             row.update({f"{key}_mean": g[key].mean(), f"{key}_min": g[key].min(),
                         f"{key}_max": g[key].max()})
-        row.update(_ci_columns("tokens_per_s", mean_ci(g["train_tokens_per_s"])))
-        row.update(_ci_columns("epoch_seconds", mean_ci(g["epoch_seconds"])))
+        row.update(_ci_columns("tokens_per_s", mean_ci(g[TRAIN_TOKENS_PER_S])))
+        row.update(_ci_columns(EPOCH_SECONDS, mean_ci(g[EPOCH_SECONDS])))
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -110,7 +123,7 @@ def mc_minus_std(per: pd.DataFrame, task: str, variant_order: list[str]) -> pd.D
     validation epochs; CI over seeds; share of validation epochs where MC was better."""
     rows = []
     mine = per[per["task"] == task]
-    metrics = task_metrics(task, [c for c in mine.columns if c.startswith("test_")])
+    metrics = task_metrics(task, [c for c in mine.columns if c.startswith(f"{TEST}_")])
     for arm, label, framework in arms_of(mine, variant_order):
         g = mine[mine["arm"] == arm]
         for m in metrics:

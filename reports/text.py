@@ -5,9 +5,22 @@ from __future__ import annotations
 
 import pandas as pd
 
+from experiments import tracking as T
+from experiments.metrics import (
+    BEST_EPOCH,
+    EPOCH_SECONDS,
+    EPOCHS_RUN,
+    EVAL_SECONDS,
+    MODES,
+    STD,
+    TEST,
+    TRAIN_TOKENS_PER_S,
+    mode_key,
+)
+from experiments.metrics import key as metric_key
 from reports import fmt, provenance
 from reports.health import Health
-from reports.load import HIGHER_IS_BETTER, MODES, StoreData, task_metrics
+from reports.load import HIGHER_IS_BETTER, StoreData, task_metrics
 from reports.render import Bullets, Para, Table, slug
 from reports.stats import ALPHA
 
@@ -29,7 +42,7 @@ def selection_metrics(runs: pd.DataFrame) -> list[str]:
     found = set()
     for task, tags, metrics in zip(runs["task"], runs["tags"], runs["metrics"], strict=True):
         default = task_metrics(task, metrics)
-        found.add(tags.get("select_on") or (default[0] if default else "?"))
+        found.add(tags.get(T.SELECT_ON) or (default[0] if default else "?"))
     return sorted(fmt.metric_name(m) for m in found)
 
 
@@ -43,24 +56,24 @@ def bold_best(frame: pd.DataFrame, col: str, metric: str) -> set[int]:
 
 def summary_text(s: pd.DataFrame, task: str, flagged: pd.DataFrame) -> pd.DataFrame:
     present = summary_metrics(s)
-    metrics = [m for m in task_metrics(task, [f"test_{m}_std" for m in present])
+    metrics = [m for m in task_metrics(task, [metric_key(TEST, m, STD) for m in present])
                if m in present]
     out = pd.DataFrame({"variant": s["label"], "framework": s["framework"],
                         "seeds": s["n"].astype(str)})
     for m in metrics:
         for mode in MODES:
-            col = f"{m}_{mode}"
+            col = mode_key(m, mode)
             best = bold_best(s, col, m)
             out[f"{fmt.metric_name(m)} {mode}"] = [
                 (f"**{t}**" if i in best else t) for i, t in
                 ((i, fmt.pm(m, s.at[i, f"{col}_mean"], s.at[i, f"{col}_half"])) for i in s.index)]
-    out["best epoch"] = [_spread(r, "best_epoch") for r in s.itertuples()]
-    if s["epochs_run_mean"].notna().any():
-        out["epochs run"] = [_spread(r, "epochs_run") for r in s.itertuples()]
+    out["best epoch"] = [_spread(r, BEST_EPOCH) for r in s.itertuples()]
+    if s[f"{EPOCHS_RUN}_mean"].notna().any():
+        out["epochs run"] = [_spread(r, EPOCHS_RUN) for r in s.itertuples()]
     out["tokens/s"] = [fmt.count(x) for x in s["tokens_per_s_mean"]]
-    out["epoch s"] = [fmt.seconds(x) for x in s["epoch_seconds_mean"]]
+    out["epoch s"] = [fmt.seconds(x) for x in s[f"{EPOCH_SECONDS}_mean"]]
     mine = flagged[flagged["task"] == task] if len(flagged) else flagged
-    presets = [(t or {}).get("preset", "") if isinstance(t, dict) else ""
+    presets = [(t or {}).get(T.PRESET, "") if isinstance(t, dict) else ""
                for t in mine.get("tags", [])]
     out["flagged runs"] = [str(int(((mine["framework"] == r.framework)
                                     & (mine["variant"] == r.variant)
@@ -160,13 +173,13 @@ def cost_text(c: pd.DataFrame) -> pd.DataFrame:
         "variant": c["label"], "framework": c["framework"], "seeds": c["n"].astype(str),
         "train tokens/s": [fmt.count_pm(r.train_tokens_per_s_mean, r.train_tokens_per_s_half)
                            for r in c.itertuples()],
-        "vs none": [fmt.ratio(x) for x in c["train_tokens_per_s_rel"]],
+        "vs none": [fmt.ratio(x) for x in c[f"{TRAIN_TOKENS_PER_S}_rel"]],
         "epoch s": [fmt.seconds(r.epoch_seconds_mean, r.epoch_seconds_half)
                     for r in c.itertuples()],
-        "vs none ": [fmt.ratio(x) for x in c["epoch_seconds_rel"]],
+        "vs none ": [fmt.ratio(x) for x in c[f"{EPOCH_SECONDS}_rel"]],
         "eval s": [fmt.seconds(r.eval_seconds_mean, r.eval_seconds_half)
                    for r in c.itertuples()],
-        "vs none  ": [fmt.ratio(x) for x in c["eval_seconds_rel"]],
+        "vs none  ": [fmt.ratio(x) for x in c[f"{EVAL_SECONDS}_rel"]],
     })
 
 
@@ -189,7 +202,7 @@ def health_blocks(data: StoreData, health: Health) -> list:
             "run": [provenance.short_id(r) for r in f["run_id"]], "name": f["run_name"],
             "task": f["task"], "framework": f["framework"], "variant": f["variant"],
             "seed": [str(s) if not pd.isna(s) else "?" for s in f["seed"]],
-            "status": f["status"], "completed": ["yes" if c else "no" for c in f["completed"]],
+            "status": f["status"], T.COMPLETED: ["yes" if c else "no" for c in f[T.COMPLETED]],
             "category": f["category"], "problem": [str(p)[:300] for p in f["problem"]],
         }), "Runs not used", kind="wide"))
     s = health.sweeps
@@ -197,7 +210,7 @@ def health_blocks(data: StoreData, health: Health) -> list:
         shown = s.assign(parent_run=[provenance.short_id(r) for r in s["parent_run"]])
         shown = shown.astype(object).map(lambda v: fmt.DASH if pd.isna(v) else str(v))
         shown = shown.rename(columns={
-            "sweep_id": "sweep id", "parent_run": "parent run", "runs_here": "runs in store",
+            T.SWEEP_ID: "sweep id", "parent_run": "parent run", "runs_here": "runs in store",
             "runs_completed": "runs completed", "finished": "jobs finished",
             "skipped": "jobs skipped", "failed": "jobs failed"})
         blocks.append(Table(shown, "Sweeps (parent runs; job counts from the sweep's closing "
