@@ -12,8 +12,8 @@ ARGS ?=
 PRESET ?= cpu
 PORT ?= 5000
 HOST ?= 127.0.0.1
-MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/results/mlflow.db
-export MLFLOW_TRACKING_URI
+# The store: $MLFLOW_TRACKING_URI when set, else experiments/tracking.py's default
+# (results/mlflow.db of this checkout); the Python entry points resolve it, not make.
 # Offline: no MLflow telemetry (the Python entry points also set these, experiments/offline.py).
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true

@@ -28,6 +28,7 @@ from omegaconf.errors import OmegaConfBaseException
 from experiments import config as C
 from experiments.refusal import Refused, one_line
 from experiments.tasks import TASK_KINDS
+from frameworks import variants
 from frameworks.spec import FRAMEWORK_VARIANTS, TaskKind
 
 
@@ -40,10 +41,18 @@ class Job:
 
 def skip_reason(cfg: DictConfig) -> str:
     """Why a grid point is not run ("" when it is): grids are products, so a pair one framework
-    lacks, or one the study leaves out (`study.arms`), is skipped rather than refused."""
+    lacks, a variant (or a rate) a cell does not have, or a pair the study leaves out
+    (`study.arms`), is skipped rather than refused."""
     framework, variant = cfg.framework.name.value, cfg.dropout.variant
     if variant not in FRAMEWORK_VARIANTS[framework]:
         return "framework does not implement this variant"
+    cell = variants.cell(cfg.model.cell.value)
+    if cell.name not in variants.entry(variant).cells:
+        return f"variant not defined for model.cell={cell.name}"
+    lacking = [r for r, state in variants.RATE_STATE.items()
+               if cfg.dropout[r] > 0 and state not in cell.state]
+    if lacking:
+        return f"model.cell={cell.name} has no state for dropout.{lacking[0]}"
     if cfg.study.arms and f"{framework}/{variant.value}" not in cfg.study.arms:
         return "not an arm of this study (study.arms)"
     return ""

@@ -65,6 +65,19 @@ def test_a_pair_a_framework_lacks_is_skipped_not_refused(hydra_app):
     assert [j.skip for j in jobs] == ["framework does not implement this variant"]
 
 
+def test_a_variant_or_rate_a_cell_lacks_is_skipped_not_refused(hydra_app):
+    jobs = sweep_jobs.checked("config", [
+        "sweep=smoke", "model.cell=lstm,gru", "framework=keras", "variant=keras3_builtin,zoneout"])
+    skips = {(j.cfg.model.cell.value, j.cfg.dropout.variant.value): j.skip for j in jobs}
+    assert skips[("lstm", "keras3_builtin")] == skips[("lstm", "zoneout")] == ""
+    assert skips[("gru", "keras3_builtin")] == "variant not defined for model.cell=gru"
+    # zoneout's default rates zone c, which a GRU does not have; with zoneout_cell=0 it runs
+    assert "dropout.zoneout_cell" in skips[("gru", "zoneout")]
+    hidden_only = sweep_jobs.checked("config", [
+        "sweep=smoke", "model.cell=gru", "variant=zoneout", "dropout.zoneout_cell=0"])
+    assert [j.skip for j in hidden_only] == [""]
+
+
 def test_the_sweep_key_is_the_set_of_configs(hydra_app):
     def key(*overrides: str) -> str:
         return sweep_jobs.sweep_key(sweep_jobs.compose_jobs("config", list(overrides)))

@@ -242,4 +242,10 @@ def test_the_preset_grid_is_the_registry_minus_its_stated_exclusions(hydra_app, 
     runs = {(j.cfg.framework.name.value, j.cfg.dropout.variant.value) for j in jobs if not j.skip}
     assert runs == {(f, v) for f in variants.FRAMEWORKS for v in variants.for_framework(f)
                     if v not in excluded}
-    assert len(jobs) == 2 * 3 * len(grid)  # framework x seed x variant
+    cells = {j.cfg.model.cell.value for j in jobs}
+    assert len(jobs) == 2 * 3 * len(grid) * len(cells)  # framework x seed x variant x cell
+    if preset == "cpu":  # the GRU runs every variant defined for it, as LSTM does
+        gru = {j.cfg.dropout.variant.value for j in jobs if not j.skip
+               and j.cfg.model.cell.value == "gru"}
+        assert cells == {"lstm", "gru"}
+        assert gru == {v for v in grid if "gru" in variants.entry(v).cells} - {"zoneout"}
