@@ -303,17 +303,15 @@ def selection(cfg: DictConfig) -> tuple[str, bool]:
     return name, metrics[name]
 
 
-def to_spec(cfg: DictConfig, vocab_size: int, num_outputs: int) -> ModelSpec:
+def spec_args(cfg: DictConfig) -> dict[str, Any]:
+    """Every `ModelSpec` argument but the data's sizes (known once the data is loaded)."""
     kind = TASK_KINDS[cfg.task.name.value]
-    layers = cfg.model.num_layers or (2 if kind is TaskKind.LANGUAGE_MODEL else 1)
     d = cfg.dropout
-    return ModelSpec(
+    return dict(
         task_kind=kind,
-        vocab_size=vocab_size,
-        num_outputs=num_outputs,
         embed_size=cfg.model.embed_size,
         hidden_size=cfg.model.hidden_size,
-        num_layers=layers,
+        num_layers=cfg.model.num_layers or (2 if kind is TaskKind.LANGUAGE_MODEL else 1),
         variant=d.variant,
         **{f"{rate}_dropout": d[rate] for rate in variants.RATES},
         granularity=d.granularity,
@@ -326,12 +324,10 @@ def to_spec(cfg: DictConfig, vocab_size: int, num_outputs: int) -> ModelSpec:
     )
 
 
+def to_spec(cfg: DictConfig, vocab_size: int, num_outputs: int) -> ModelSpec:
+    return ModelSpec(vocab_size=vocab_size, num_outputs=num_outputs, **spec_args(cfg))
+
+
 def to_optim(cfg: DictConfig) -> OptimSpec:
     tr = cfg.train
     return OptimSpec(name=tr.optimizer.value, clip_norm=tr.clip_norm, weight_decay=tr.weight_decay)
-
-
-def epoch_lr(cfg: DictConfig, epoch: int) -> float:
-    """Learning rate of 1-based `epoch`: constant until `decay_start`, then decayed each epoch."""
-    tr = cfg.train
-    return tr.lr * tr.lr_decay ** max(0, epoch - tr.decay_start)

@@ -17,10 +17,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
-from experiments import config as C
+from experiments import plan as P
 from experiments import tracking
 from experiments.batching import batches, num_batches
 from experiments.metrics import (
@@ -57,21 +57,25 @@ class RunResult:
 class Prepared:
     """Everything checked and loaded before a framework is imported."""
 
-    cfg: DictConfig
+    plan: P.RunPlan
     data: TaskData
     spec: ModelSpec
     weights: dict[str, np.ndarray]
     uri: str
-    config_hash: str
+
+    @property
+    def config_hash(self) -> str:
+        return self.plan.config_hash
 
 
 def prepare(cfg: DictConfig) -> Prepared:
-    """All validation that can fail, before any training or framework import."""
-    C.validate(cfg)
-    uri = tracking.resolve_uri(cfg.tracking.uri)
-    t = cfg.task
+    """All validation that can fail, before any training or framework import. The config is
+    read here, once, into the run's frozen plan; nothing later reads it."""
+    plan = P.make(cfg)
+    uri = tracking.resolve_uri(plan.tracking.uri)
+    t = plan.data
     data = load_task(
-        t.name.value,
+        t.name,
         vocab_size=t.vocab_size,
         maxlen=t.maxlen,
         train_limit=t.train_limit,
@@ -82,12 +86,12 @@ def prepare(cfg: DictConfig) -> Prepared:
         if num_batches(data, split, t.batch_size, t.bptt) < 1:
             key = "train_limit" if split == "train" else "eval_limit"
             raise DataError(
-                f"the {split} split of task {t.name.value} gives no batch with "
+                f"the {split} split of task {t.name} gives no batch with "
                 f"batch_size={t.batch_size}, bptt={t.bptt}: raise task.{key} or lower the sizes"
             )
-    spec = C.to_spec(cfg, data.vocab_size, data.num_outputs)
-    weights = load_initial_weights(cfg, spec, uri)
-    return Prepared(cfg, data, spec, weights, uri, C.config_hash(cfg))
+    spec = plan.spec(data.vocab_size, data.num_outputs)
+    weights = load_initial_weights(plan, spec, uri)
+    return Prepared(plan, data, spec, weights, uri)
 
 
 def has_dropout(spec: ModelSpec) -> bool:
@@ -99,17 +103,17 @@ def evaluate(runner, prep: Prepared, split: str, mc: bool = True) -> dict[str, f
     """Standard (deterministic) and, with `mc`, MC-dropout metrics of one split. MC averages
     the probabilities of `mc_samples` stochastic passes; a model without dropout gets one pass,
     which equals the standard one."""
-    cfg, data, kind = prep.cfg, prep.data, prep.spec.task_kind
+    t, data, kind = prep.plan.data, prep.data, prep.spec.task_kind
     labels = None if kind is TaskKind.LANGUAGE_MODEL else data.splits[split][1]
 
     def split_batches() -> Iterator[Batch]:
-        return batches(data, split, cfg.task.batch_size, cfg.task.bptt)
+        return batches(data, split, t.batch_size, t.bptt)
 
     out = {mode_key(k, STD): v for k, v in compute(kind, runner.predict(split_batches(), False),
                                                    labels).items()}
     if not mc:
         return out
-    samples = cfg.train.mc_samples if has_dropout(prep.spec) else 1
+    samples = prep.plan.schedule.mc_samples if has_dropout(prep.spec) else 1
     mean = runner.predict(split_batches(), True).astype(np.float64)
     for _ in range(samples - 1):
         mean += runner.predict(split_batches(), True)
@@ -117,11 +121,11 @@ def evaluate(runner, prep: Prepared, split: str, mc: bool = True) -> dict[str, f
     return out
 
 
-def thread_count(cfg: DictConfig) -> int:
+def thread_count(plan: P.RunPlan) -> int:
     """`train.threads`, else the cores SLURM gave this task, else this machine's cores divided
     by the parallel jobs of the sweep."""
-    if cfg.train.threads > 0:
-        return cfg.train.threads
+    if plan.threads > 0:
+        return plan.threads
     if os.environ.get("SLURM_CPUS_PER_TASK", "").isdigit():
         return max(1, int(os.environ["SLURM_CPUS_PER_TASK"]))
     jobs = max(1, int(os.environ.get("RDS_PARALLEL_JOBS", "1")))
@@ -146,12 +150,13 @@ def execute(cfg: DictConfig, prep: Prepared | None = None) -> RunResult:
     from mlflow.tracking import MlflowClient
 
     prep = prepare(cfg) if prep is None else prep
+    plan = prep.plan
     tracking.ensure_store(prep.uri)
     client = MlflowClient(prep.uri)
-    task, framework = cfg.task.name.value, cfg.framework.name.value
+    task, framework = plan.data.name, plan.framework
     with tracking.store_errors(prep.uri):
-        exp_id = tracking.experiment_id(client, cfg.tracking.experiment or task, prep.uri)
-    if not cfg.tracking.force:
+        exp_id = tracking.experiment_id(client, plan.tracking.experiment, prep.uri)
+    if not plan.tracking.force:
         done = tracking.find_completed(client, exp_id, prep.config_hash)
         if done is not None:
             print(f"skip: config {prep.config_hash} already completed as run {done.info.run_id}")
@@ -159,24 +164,24 @@ def execute(cfg: DictConfig, prep: Prepared | None = None) -> RunResult:
 
     backend = load_backend(framework)
     try:
-        backend.configure_threads(thread_count(cfg))
+        backend.configure_threads(thread_count(plan))
     except RuntimeError as e:  # a second run in one process: TensorFlow's pools are fixed
         warnings.warn(f"{e}; this run keeps the running thread pools", stacklevel=2)
-    if not backend.device_available(cfg.train.device):
-        raise SpecError(f"train.device={cfg.train.device}: {framework} sees no such device on "
+    if not backend.device_available(plan.device):
+        raise SpecError(f"train.device={plan.device}: {framework} sees no such device on "
                         "this machine; use train.device=cpu")
-    backend.configure_compute(**C.compute_options(cfg))
-    runner = backend.Runner(prep.spec, C.to_optim(cfg), cfg.seed, cfg.train.device)
+    backend.configure_compute(**plan.compute)
+    runner = backend.Runner(prep.spec, plan.optim, plan.seed, plan.device)
     runner.load_weights(prep.weights)
 
-    parent = cfg.tracking.parent_run_id or sweep_parent(cfg.tracking.experiment or task)
+    parent = plan.tracking.parent_run_id or sweep_parent(plan.tracking.experiment)
     run_id = tracking.open_training_run(
-        client, exp_id, prep.uri, task=task, framework=framework,
-        variant=cfg.dropout.variant.value, seed=cfg.seed, config_hash=prep.config_hash,
-        select_on=C.selection(cfg)[0], parent=parent, sweep_id=os.environ.get(ENV_SWEEP_ID))
+        client, exp_id, prep.uri, task=task, framework=framework, variant=plan.variant,
+        seed=plan.seed, config_hash=plan.config_hash, select_on=plan.schedule.select_on,
+        parent=parent, sweep_id=os.environ.get(ENV_SWEEP_ID))
     try:
         _terminate_on_sigterm()
-        _log_params(client, run_id, cfg, runner)
+        _log_params(client, run_id, plan)
         metrics = _train(client, run_id, prep, runner)
     except BaseException as e:
         status = "KILLED" if isinstance(e, KeyboardInterrupt | SystemExit) else "FAILED"
@@ -209,9 +214,8 @@ def _terminate_on_sigterm() -> None:
         signal.signal(signal.SIGTERM, handler)
 
 
-def _log_params(client, run_id: str, cfg: DictConfig, runner) -> None:
-    tracking.log_config(client, run_id, C.flatten(cfg), thread_count(cfg),
-                        OmegaConf.to_yaml(cfg, resolve=True))
+def _log_params(client, run_id: str, plan: P.RunPlan) -> None:
+    tracking.log_config(client, run_id, plan.params, thread_count(plan), plan.yaml)
 
 
 def _train(client, run_id: str, prep: Prepared, runner) -> dict[str, float]:
@@ -220,15 +224,15 @@ def _train(client, run_id: str, prep: Prepared, runner) -> dict[str, float]:
     evaluate the test split once with the kept weights. MC validation runs every
     `train.mc_every` epochs (it draws from the evaluation stream only, so skipping it changes
     no training step) and always at the selected epoch."""
-    cfg, data = prep.cfg, prep.data
-    t, tr = cfg.task, cfg.train
-    name, higher = C.selection(cfg)
+    plan, data = prep.plan, prep.data
+    t, tr = plan.data, plan.schedule
+    name, higher = tr.select_on, tr.higher_is_better
     best: tuple[float, int, dict[str, np.ndarray], bool] | None = None
     stale = 0
     n_train = num_batches(data, "train", t.batch_size, t.bptt)
     for epoch in tqdm(range(1, tr.epochs + 1), desc="epochs", disable=None):
-        lr = C.epoch_lr(cfg, epoch)
-        counter = _Counter(batches(data, "train", t.batch_size, t.bptt, (cfg.seed, epoch)))
+        lr = tr.lr_at(epoch)
+        counter = _Counter(batches(data, "train", t.batch_size, t.bptt, (plan.seed, epoch)))
         bar = tqdm(counter, total=n_train, desc=f"epoch {epoch}", leave=False, disable=None)
         start = time.perf_counter()
         try:

@@ -6,9 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from omegaconf import DictConfig
 
-from experiments.config import flatten
+from experiments.plan import RunPlan
 from frameworks.base import check_weights, initial_weights
 from frameworks.spec import ModelSpec
 
@@ -20,12 +19,12 @@ INIT_KEYS = ("task.name", "task.vocab_size", "task.split_seed", "model.embed_siz
 _DEFAULT_PARAMS = {"model.cell": "lstm"}
 
 
-def load_initial_weights(cfg: DictConfig, spec: ModelSpec, uri: str) -> dict[str, np.ndarray]:
+def load_initial_weights(plan: RunPlan, spec: ModelSpec, uri: str) -> dict[str, np.ndarray]:
     """`train.init_from` is an .npz file of the shared naming scheme, or the id of an MLflow run
     whose initial weights are reproduced from its logged seed and model settings."""
-    source = cfg.train.init_from
+    source = plan.init_from
     if not source:
-        return initial_weights(spec, cfg.seed)
+        return initial_weights(spec, plan.seed)
     path = Path(source)
     if path.suffix == ".npz" or path.exists():
         if not path.is_file():
@@ -33,7 +32,7 @@ def load_initial_weights(cfg: DictConfig, spec: ModelSpec, uri: str) -> dict[str
         with np.load(path) as z:  # files saved before the GRU named the layers lstm.{k}
             weights = {_renamed(k): z[k] for k in z.files}
     else:
-        weights = _weights_of_run(source, cfg, spec, uri)
+        weights = _weights_of_run(source, plan, spec, uri)
     try:
         check_weights(spec, weights)
     except ValueError as e:
@@ -41,7 +40,7 @@ def load_initial_weights(cfg: DictConfig, spec: ModelSpec, uri: str) -> dict[str
     return weights
 
 
-def _weights_of_run(run_id: str, cfg: DictConfig, spec: ModelSpec, uri: str):
+def _weights_of_run(run_id: str, plan: RunPlan, spec: ModelSpec, uri: str):
     from mlflow.tracking import MlflowClient
 
     try:
@@ -53,7 +52,7 @@ def _weights_of_run(run_id: str, cfg: DictConfig, spec: ModelSpec, uri: str):
     if params.get("train.init_from") not in (None, "None"):
         raise ValueError(f"train.init_from={run_id!r}: that run itself started from "
                          f"init_from={params['train.init_from']}; use that source instead")
-    mine = flatten(cfg)
+    mine = plan.params
     for key in INIT_KEYS:
         if str(mine[key]) != params.get(key, _DEFAULT_PARAMS.get(key)):
             raise ValueError(

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+import pytest
+
 from experiments import config as C
+from experiments.plan import make as make_plan
 from frameworks.spec import Variant
 from tests.conftest import compose_cfg
 
@@ -25,7 +30,8 @@ def test_task_presets_set_their_training_defaults():
 
 def test_lr_schedule_is_zaremba_small():
     cfg = compose_cfg(["task=ptb"])
-    assert [C.epoch_lr(cfg, e) for e in (1, 4, 5, 6)] == [35.0, 35.0, 17.5, 8.75]
+    schedule = make_plan(cfg).schedule
+    assert [schedule.lr_at(e) for e in (1, 4, 5, 6)] == [35.0, 35.0, 17.5, 8.75]
 
 
 def test_config_hash_ignores_tracking_and_threads_only():
@@ -50,3 +56,16 @@ def test_keys_added_later_keep_the_hash_of_runs_logged_before_them():
     assert C.config_hash(compose_cfg(["model.cell=gru"])) != logged_before[()]
     assert C.config_hash(compose_cfg(["variant=semeniuta", "dropout.per_step=true"])) != \
         C.config_hash(compose_cfg(["variant=semeniuta"]))
+
+
+def test_the_run_plan_is_frozen_and_read_once():
+    """Everything below experiments/run.py reads the plan, typed and immutable, not the config."""
+    cfg = compose_cfg(["variant=keras_impl2", "train.lr=0.5", "seed=3", "task=ptb"])
+    plan = make_plan(cfg)
+    assert (plan.variant, plan.seed, plan.schedule.lr, plan.data.bptt) == \
+        ("keras_impl2", 3, 0.5, 35)
+    assert plan.config_hash == C.config_hash(cfg)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        plan.seed = 4
+    cfg.train.lr = 9.0  # a later change of the config does not reach the plan
+    assert plan.schedule.lr == 0.5 and plan.spec(100, 100).variant.value == "keras_impl2"

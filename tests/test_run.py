@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from mlflow.tracking import MlflowClient
 
-from experiments.config import to_optim
 from experiments.run import evaluate, execute, prepare
 from frameworks.base import load_backend
 from tests.conftest import TINY_RT, compose_cfg
@@ -63,7 +62,7 @@ def test_rerun_of_a_completed_config_is_skipped(naive_run):
 def test_mc_equals_standard_without_dropout(store):
     prep = prepare(compose_cfg([*TINY_RT, "variant=none", f"tracking.uri={store}"]))
     backend = load_backend("torch")
-    runner = backend.Runner(prep.spec, to_optim(prep.cfg), seed=0)
+    runner = backend.Runner(prep.spec, prep.plan.optim, seed=0)
     runner.load_weights(prep.weights)
     out = evaluate(runner, prep, "valid")
     assert out["accuracy_mc"] == out["accuracy_std"]
