@@ -123,18 +123,6 @@ class TrackingConfig:
 
 
 @dataclass
-class PublishedConfig:
-    """A published result this configuration reproduces (presets only). Logged as params, so
-    the report sets our runs beside the number without a second copy of it."""
-
-    source: str = ""
-    setting: str = ""
-    test: dict[str, float] = field(default_factory=dict)  # e.g. accuracy_std, accuracy_mc,
-    # or accuracy when the source does not say which evaluation it used
-    note: str = ""
-
-
-@dataclass
 class StudyConfig:
     """What a sweep preset asks: its primary comparisons ("A vs B", each side a preset name or
     framework/variant), Holm-corrected as one family by the report (every other pair is
@@ -154,7 +142,6 @@ class Config:
     framework: FrameworkConfig = field(default_factory=FrameworkConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
-    published: PublishedConfig = field(default_factory=PublishedConfig)
     study: StudyConfig = field(default_factory=StudyConfig)
     seed: int = 0
 

@@ -34,7 +34,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--task", action="append", help="task(s): ptb, imdb, rt")
     p.add_argument("--framework", action="append", help="framework(s): torch, keras")
     p.add_argument("--variants", action="append", help="variant(s), comma-separated")
-    p.add_argument("--sweep", help="a sweep_id, or the run id of a sweep's parent run")
+    p.add_argument("--sweep", help="a sweep_id, or the run id of a sweep's parent run: the "
+                   "runs of every launch of that sweep (the parents sharing its sweep_key, or "
+                   "linked by superseded_by), named in the report")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"default {DEFAULT_OUT}")
     p.add_argument("--compare-on", choices=["std", "mc"], default="std",
                    help="evaluation mode of the paired comparisons (default std)")

@@ -32,12 +32,21 @@ WEIGHTDROP = [("weightdrop_variational", "weightdrop"), ("weightdrop_column", "w
               ("weightdrop_column", "weightdrop_variational")]
 SAMPLE_BATCH = [("keras_impl2", "weightdrop_column"),
                 ("keras_impl1", "weightdrop_column_untied")]
+# Dropout inside the cell update: Semeniuta's candidate mask against the Gal mask it replaces
+# (keras_impl2 drops h_{t-1} with one mask for all gates, the same rates and knobs), and
+# zoneout, which has no rate in common with the other variants, against no dropout.
+CELL = [("semeniuta", "keras_impl2"), ("zoneout", "none")]
+# In the order the report lists them: the mask questions, the cell, then each variant against
+# the baselines, the framework, and whatever single setting is left.
 QUESTIONS = {
     "untied": "Untied (per-gate) vs tied masks (Keras impl 0/1 vs 2; impl 0 vs 1 is a check: "
               "same distribution)",
     "weightdrop": "WeightDrop masks: elementwise vs rows (awd variational) vs columns",
     "granularity": "Per-sample vs per-minibatch masks (dropout.granularity; the column mask is "
                    "the minibatch-shared form of Keras impl 2)",
+    "cell": "Dropout inside the cell update: Semeniuta (candidate update only) vs Gal's tied "
+            "mask on h (keras_impl2), and zoneout vs no dropout",
+    "gru": "GRU vs LSTM cell (model.cell), same variant, framework and setting",
     "none": "Each variant vs no dropout",
     "naive": "Each variant vs naive (Zaremba) dropout",
     "framework": "PyTorch vs Keras, same variant and setting",
@@ -56,14 +65,24 @@ class Arm:
     preset: str = ""
 
 
-def applicable(key: str, variant: str) -> bool:
+def applicable(key: str, variant: str, cell: str | None = None) -> bool:
     """Whether a dropout key has an effect for `variant` (rates it uses, knobs it allows, as
-    its registry entry says); unknown variants and keys count as applicable."""
+    its registry entry says) in `cell` (a rate on a state the cell lacks, like zoneout_cell in a
+    GRU, has none); unknown variants, cells and keys count as applicable."""
     from frameworks import variants
 
+    leaf = key.rsplit(".", 1)[-1]
+    state = variants.RATE_STATE.get(leaf)
+    if state and cell in variants.CELLS and state not in variants.CELLS[cell].state:
+        return False
     if variant not in variants.REGISTRY:
         return True
     return variants.uses(variant, key)
+
+
+def cell_of(arm: Arm) -> str:
+    """The arm's model.cell; runs logged before the GRU existed lack it and are LSTMs."""
+    return arm.setting.get("model.cell", "lstm")
 
 
 def differences(a: Arm, b: Arm) -> list[str]:
@@ -71,12 +90,13 @@ def differences(a: Arm, b: Arm) -> list[str]:
     keys = sorted(set(a.setting) | set(b.setting))
     return [k for k in keys if a.setting.get(k) != b.setting.get(k)
             and (not k.startswith("dropout.")
-                 or (applicable(k, a.variant) and applicable(k, b.variant)))]
+                 or (applicable(k, a.variant, cell_of(a))
+                     and applicable(k, b.variant, cell_of(b))))]
 
 
 def pairs(arms: list[Arm]) -> list[tuple[str, Arm, Arm]]:
-    """(question, A, B) for every comparable pair; each unordered pair once, first question
-    wins."""
+    """(question, A, B) for every comparable pair, grouped by question in QUESTIONS' order;
+    each unordered pair once, the first question in that order wins."""
     out: list[tuple[str, Arm, Arm]] = []
     seen: set[frozenset[str]] = set()
 
@@ -102,6 +122,13 @@ def pairs(arms: list[Arm]) -> list[tuple[str, Arm, Arm]]:
                     "dropout.granularity"] == "sample":
                 add("granularity", a, b)
     variant_pairs("granularity", SAMPLE_BATCH)
+    variant_pairs("cell", CELL)
+    for a in arms:
+        for b in arms:
+            if a.variant == b.variant and a.framework == b.framework \
+                    and (cell_of(a), cell_of(b)) == ("gru", "lstm") \
+                    and differences(a, b) == ["model.cell"]:
+                add("gru", a, b)
     variants = sorted({a.variant for a in arms})
     variant_pairs("none", [(v, "none") for v in variants if v != "none"])
     variant_pairs("naive", [(v, "naive") for v in variants if v not in ("none", "naive")])
@@ -116,7 +143,8 @@ def pairs(arms: list[Arm]) -> list[tuple[str, Arm, Arm]]:
             if knob and knob != "dropout.granularity" and a.setting.get(knob, "") < \
                     b.setting.get(knob, ""):
                 add("other", a, b)
-    return out
+    order = list(QUESTIONS)
+    return sorted(out, key=lambda x: order.index(x[0]) if x[0] in order else len(order))
 
 
 def _one_knob(a: Arm, b: Arm) -> str | None:

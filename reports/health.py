@@ -28,7 +28,7 @@ from experiments.metrics import (
     VALID,
 )
 from experiments.metrics import key as metric_key
-from reports.load import StoreData, task_metrics
+from reports.load import StoreData, sweep_groups, task_metrics
 
 REQUIRED_HISTORY = (TRAIN_LOSS, EPOCH_SECONDS, TRAIN_TOKENS_PER_S)
 
@@ -168,10 +168,21 @@ def _older_duplicates(runs: pd.DataFrame) -> dict[str, tuple[str, str]]:
 
 
 def sweep_health(data: StoreData) -> pd.DataFrame:
-    """One row per sweep parent: what its closing summary says and what its runs show."""
+    """One row per sweep parent, newest first: what its closing summary says and what its runs
+    show.
+
+    A sweep interrupted and launched again has a parent per launch (`load.sweep_groups`); the
+    rerun skips the jobs earlier launches completed and counts them as skipped, so only its
+    newest parent judges the sweep. An earlier parent is "superseded" (its missing jobs are the
+    rerun's, not missing), whether the rerun closed it (tag superseded_by) or it was closed
+    before, e.g. by Ctrl-C."""
     rows = []
     runs = data.runs
-    for p in data.parents.itertuples():
+    parents = data.parents  # newest first, as MLflow lists them
+    if "start_time" in parents:
+        parents = parents.sort_values("start_time", ascending=False, kind="stable")
+    groups = sweep_groups(parents)
+    for i, p in enumerate(parents.itertuples()):
         children = runs[(runs["parent_run_id"] == p.run_id)
                         | ((runs[T.SWEEP_ID] == p.sweep_id) & runs[T.SWEEP_ID].notna()
                            & (runs["experiment"] == p.experiment))]
@@ -192,21 +203,38 @@ def sweep_health(data: StoreData) -> pd.DataFrame:
         if (~done).sum():
             issues.append(f"{int((~done).sum())} run(s) not completed")
         verdict = "incomplete: " + "; ".join(issues) if issues else "complete"
+        rerun = _rerun(parents, groups, i)
         if t.get(T.SUPERSEDED_BY):  # a killed sweep whose rerun carries on under a new parent
             verdict = f"superseded by the rerun's parent {str(t[T.SUPERSEDED_BY])[:8]}"
+        elif issues and rerun:  # closed before it was relaunched (Ctrl-C, an error)
+            verdict = f"superseded by the rerun's parent {rerun[:8]} (here: {'; '.join(issues)})"
         rows.append({
-            T.SWEEP_ID: p.sweep_id or "", "parent_run": p.run_id, "experiment": p.experiment,
+            T.SWEEP_ID: p.sweep_id or "", "parent_run": p.run_id,
+            "sweep": groups.get(p.run_id, p.run_id), "experiment": p.experiment,
             "preset": t.get(T.SWEEP_PRESET, ""), "status": p.status, "jobs": jobs,
             **counts, "runs_here": len(children), "runs_completed": int(done.sum()),
             "verdict": verdict,
         })
-    cols = [T.SWEEP_ID, "parent_run", "experiment", "preset", "status", "jobs", "finished",
-            "skipped", "failed", "runs_here", "runs_completed", "verdict"]
+    cols = [T.SWEEP_ID, "parent_run", "sweep", "experiment", "preset", "status", "jobs",
+            "finished", "skipped", "failed", "runs_here", "runs_completed", "verdict"]
     frame = pd.DataFrame(rows, columns=cols)
     # counts stay integers where one is missing (a column with None would turn 4 into 4.0)
     counted = ["jobs", "finished", "skipped", "failed", "runs_here", "runs_completed"]
     frame[counted] = frame[counted].astype("Int64")
     return frame
+
+
+def _rerun(parents: pd.DataFrame, groups: dict[str, str], i: int) -> str:
+    """The run id of the next launch of parent `i`'s sweep in the same experiment ('' when it
+    is the newest)."""
+    p = parents.iloc[i]
+    if "start_time" not in parents:
+        return ""
+    same = pd.Series([groups.get(r) == groups.get(p["run_id"]) for r in parents["run_id"]],
+                     index=parents.index, dtype=bool)
+    later = parents[same & (parents["experiment"] == p["experiment"])
+                    & (parents["start_time"] > p["start_time"])]
+    return str(later.sort_values("start_time")["run_id"].iloc[0]) if len(later) else ""
 
 
 def _int(value) -> int | None:

@@ -21,7 +21,7 @@ from experiments.tasks import TASK_KINDS
 
 # Selection metric first: it picks the best epoch and is the primary metric of the report.
 TASK_METRICS = {task: tuple(METRICS[kind]) for task, kind in TASK_KINDS.items()}
-# and RMSE, the metric of Part 3's published numbers (reports/published.py)
+# and RMSE, the metric of Part 3's Cornell numbers (conf/published.yaml)
 HIGHER_IS_BETTER = {**M.HIGHER_IS_BETTER, "rmse": False}
 _BULK_CHUNK = 500  # run ids per SQL query (SQLite's variable limit is far above)
 
@@ -38,20 +38,25 @@ class Filters:
     tasks: list[str] = field(default_factory=list)
     frameworks: list[str] = field(default_factory=list)
     variants: list[str] = field(default_factory=list)
-    sweep: str | None = None  # a sweep_id or the run id of a sweep's parent run
+    # a sweep_id or the run id of a sweep's parent run: selects every launch of that sweep
+    # (`sweep_selection`)
+    sweep: str | None = None
 
 
 @dataclass
 class StoreData:
     """`runs`: one row per training run (parent runs of sweeps excluded), with `params`, `tags`
     and `metrics` (latest values) as dict columns. `history`: long table run_id, key, step,
-    value. `parents`: the sweep parent runs the selected runs belong to."""
+    value. `parents`: the sweep parent runs the selected runs belong to. `selected`: with
+    `Filters.sweep`, the run ids of the parents it covers (every launch of the sweep, oldest
+    first); empty without."""
 
     uri: str
     experiments: dict[str, str]  # id -> name
     runs: pd.DataFrame
     history: pd.DataFrame
     parents: pd.DataFrame
+    selected: list[str] = field(default_factory=list)
 
 
 def task_metrics(task: str, metric_keys: Iterable[str] = ()) -> tuple[str, ...]:
@@ -90,17 +95,18 @@ def load(uri: str, filters: Filters | None = None) -> StoreData:
     runs = runs[~runs[T.IS_SWEEP_PARENT]]
     parents = _frame(_search(client, ids, T.tag_equals(T.IS_SWEEP_PARENT, T.TRUE)) if ids else [],
                      experiments)
-    runs = _apply_filters(runs, parents, filters).reset_index(drop=True)
+    selection = sweep_selection(parents, filters.sweep)
+    runs = _apply_filters(runs, selection, filters).reset_index(drop=True)
     narrowed = filters.sweep or filters.tasks or filters.frameworks or filters.variants
     if narrowed:  # the sweeps of the selected runs; unfiltered, every sweep (even run-less)
         parents = parents[parents["run_id"].isin(runs["parent_run_id"])
                           | parents[T.SWEEP_ID].isin(runs[T.SWEEP_ID].dropna())
-                          | _is_sweep(parents, filters.sweep)]
+                          | parents["run_id"].isin(selection["run_id"])]
     parents = parents.reset_index(drop=True)
     keys = sorted({k for t in runs[T.TASK].unique()
                    for k in history_keys(task_metrics(t, _metric_keys(runs, t)))})
     history = read_histories(client, list(runs["run_id"]), keys)
-    return StoreData(uri, experiments, runs, history, parents)
+    return StoreData(uri, experiments, runs, history, parents, list(selection["run_id"]))
 
 
 def _metric_keys(runs: pd.DataFrame, task: str) -> set[str]:
@@ -175,16 +181,74 @@ def _is_sweep(frame: pd.DataFrame, sweep: str | None) -> pd.Series:
     return (frame[T.SWEEP_ID] == sweep) | (frame["run_id"] == sweep)
 
 
-def _apply_filters(runs: pd.DataFrame, parents: pd.DataFrame, f: Filters) -> pd.DataFrame:
+def sweep_groups(parents: pd.DataFrame) -> dict[str, str]:
+    """{parent run id: the sweep it launched}. A sweep interrupted and launched again gets a
+    new parent (and sweep_id) each time; its launches share the tag sweep_key, and a parent the
+    rerun closed points to the rerun's parent by superseded_by (parents logged before sweep_key
+    existed have only that link). Parents joined by either are one sweep, named by its
+    sweep_key, else by its oldest parent's run id; a parent with neither is a sweep alone."""
+    if parents.empty:
+        return {}
+    ordered = _oldest_first(parents)
+    ids = list(ordered["run_id"])
+    root = {r: r for r in ids}
+
+    def find(r: str) -> str:
+        while root[r] != r:
+            root[r] = root[root[r]]
+            r = root[r]
+        return r
+
+    def join(a: str, b: str) -> None:
+        ra, rb = find(a), find(b)
+        if ra != rb:  # the older parent stays the root
+            keep, drop = (ra, rb) if ids.index(ra) < ids.index(rb) else (rb, ra)
+            root[drop] = keep
+
+    first_of_key: dict[str, str] = {}
+    for run_id, tags in zip(ordered["run_id"], ordered["tags"], strict=True):
+        key = _tag(tags, T.SWEEP_KEY)
+        if key:
+            join(first_of_key.setdefault(key, run_id), run_id)
+        newer = _tag(tags, T.SUPERSEDED_BY)
+        if newer in root:
+            join(run_id, newer)
+    keys = {find(r): _tag(t, T.SWEEP_KEY) for r, t in zip(ids, ordered["tags"], strict=True)
+            if _tag(t, T.SWEEP_KEY)}
+    return {r: keys.get(find(r)) or find(r) for r in ids}
+
+
+def _tag(tags: object, name: str) -> str:
+    return str(tags.get(name) or "") if isinstance(tags, dict) else ""
+
+
+def sweep_selection(parents: pd.DataFrame, sweep: str | None) -> pd.DataFrame:
+    """The parents `--sweep X` covers, oldest first: every parent of the sweep X launched (X a
+    sweep_id or a parent's run id), across its relaunches (`sweep_groups`); X's own parents
+    when it has no other launch; none without X or when no parent matches."""
+    hit = _is_sweep(parents, sweep)
+    if not hit.any():
+        return parents[hit]
+    groups = sweep_groups(parents)
+    wanted = {groups[r] for r in parents.loc[hit, "run_id"]}
+    return _oldest_first(parents[[groups[r] in wanted for r in parents["run_id"]]])
+
+
+def _oldest_first(parents: pd.DataFrame) -> pd.DataFrame:
+    return parents.sort_values("start_time", kind="stable") if "start_time" in parents \
+        else parents
+
+
+def _apply_filters(runs: pd.DataFrame, selection: pd.DataFrame, f: Filters) -> pd.DataFrame:
+    """`selection`: the parents of the sweep selected by `f.sweep` (`sweep_selection`)."""
     keep = pd.Series(True, index=runs.index)
     for column, values in ((T.TASK, f.tasks), (T.FRAMEWORK, f.frameworks),
                            (T.VARIANT, f.variants)):
         if values:
             keep &= runs[column].isin(values)
     if f.sweep:
-        match = parents[_is_sweep(parents, f.sweep)]
-        ids = set(match[T.SWEEP_ID].dropna()) | {f.sweep}
-        keep &= runs[T.SWEEP_ID].isin(ids) | runs["parent_run_id"].isin(set(match["run_id"]))
+        ids = set(selection[T.SWEEP_ID].dropna()) | {f.sweep}
+        keep &= runs[T.SWEEP_ID].isin(ids) | runs["parent_run_id"].isin(set(selection["run_id"]))
     return runs[keep]
 
 

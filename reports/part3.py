@@ -1,12 +1,13 @@
 """Part 3 beside us: the single numbers a preset reproduces, against our seeds.
 
-A preset that reproduces a published experiment (conf/preset/part3_imdb_*.yaml) logs the
-published numbers as params: `published.source`, `.setting`, `.note` and `published.test.
-<metric>_<mode>` (mode std or mc) or `published.test.<metric>` when the source did not say which
-evaluation it used (then compared with our standard evaluation). Those params are the only copy
-of the numbers; this module reads them from the runs, places each beside our mean and 95%
+A preset that reproduces a published experiment (conf/preset/part3_imdb_*.yaml) has an entry of
+the same name with `match: preset` in conf/published.yaml, the one copy of its numbers: source,
+setting, stated differences (`caveat`) and test numbers per metric and mode (std or mc, or
+unstated: then compared with our standard evaluation). Runs name their preset in the tag
+`preset`; this module looks the entry up by it, places each number beside our mean and 95%
 interval, ranks the arms both ways and says, per primary comparison, whether the source's
-conclusion holds (right), is reversed (wrong) or lies within seed noise.
+conclusion holds (right), is reversed (wrong) or lies within seed noise. Runs logged before the
+data file also carry the numbers as `published.*` params; those are not read.
 """
 
 from __future__ import annotations
@@ -18,31 +19,12 @@ import pandas as pd
 
 from experiments import tracking as T
 from experiments.metrics import MODES
-from reports import fmt
+from reports import fmt, published
 from reports.compare import corrected, p_used
 from reports.load import HIGHER_IS_BETTER, task_metrics
 from reports.stats import ALPHA
 
-PREFIX = "published."
-TEST = "published.test."
 NOTES = "abcdefghijklmnopqrstuvwxyz"
-
-
-def numbers(params: dict[str, str]) -> dict[tuple[str, str], float]:
-    """{(metric, mode): value} of one run's published.test.* params; mode '' = not stated."""
-    out = {}
-    for key, value in params.items():
-        if not key.startswith(TEST):
-            continue
-        name = key.removeprefix(TEST)
-        metric, _, mode = name.rpartition("_")
-        if mode not in MODES:
-            metric, mode = name, ""
-        try:
-            out[(metric, mode)] = float(value)
-        except ValueError:
-            continue
-    return out
 
 
 def _common(values) -> str:
@@ -51,24 +33,24 @@ def _common(values) -> str:
 
 
 def claims(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per arm with published numbers: source, setting, note, select_on and the numbers
-    (most common value over the arm's runs: a preset edited between runs still shows one)."""
+    """One row per arm whose preset (its runs' most common `preset` tag) has an entry with
+    `match: preset` in conf/published.yaml: source, setting, note (the entry's caveat),
+    select_on and the numbers {(metric, mode): value}, mode '' when not stated."""
     rows = []
     for arm, g in runs.groupby("arm", sort=False):
-        found = [numbers(p) for p in g["params"]]
-        if not any(found):
+        preset = _common(g["preset"]) if "preset" in g else \
+            _common(t.get(T.PRESET, "") for t in g["tags"])
+        entry = published.by_preset(preset) if preset else None
+        if entry is None:
             continue
-        keys = sorted({k for f in found for k in f})
         first = task_metrics(g["task"].iloc[0], g["metrics"].iloc[0])
         rows.append({
             "arm": arm, "label": g["label"].iloc[0], "framework": g["framework"].iloc[0],
-            "task": g["task"].iloc[0],
-            **{f: _common(p.get(PREFIX + f, "") for p in g["params"])
-               for f in ("source", "setting", "note")},
+            "task": g["task"].iloc[0], "source": entry.source, "setting": entry.setting,
+            "note": entry.caveat,
             T.SELECT_ON: _common(t.get(T.SELECT_ON, "") for t in g["tags"])
             or (first[0] if first else ""),
-            "numbers": {k: Counter(f[k] for f in found if k in f).most_common(1)[0][0]
-                        for k in keys},
+            "numbers": dict(entry.test),
         })
     return pd.DataFrame(rows, columns=["arm", "label", "framework", "task", "source", "setting",
                                        "note", T.SELECT_ON, "numbers"])

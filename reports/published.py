@@ -1,4 +1,10 @@
-"""Published numbers (transcribed from docs/REFERENCES.md) and how our arms match them.
+"""Published numbers (conf/published.yaml, their one copy) and how our arms match them.
+
+The data file maps an id to a published result: its source, setting, our closest variant and
+framework, test (and validation) numbers by metric and evaluation mode, the parameters the
+setting fixes and its caveat. Entries with `match: preset` are set beside the runs of their
+preset in "Part 3 beside us" (reports/part3.py, by the runs' `preset` tag); every other entry
+becomes one row per (metric, mode) here, set beside our closest arm.
 
 A published row is "same setting" only when one of our arms has every parameter the paper's
 setting fixes and the row has no caveat that no run of this suite can remove (one seed with the
@@ -8,48 +14,50 @@ closest arm and labelled "different setting", naming what differs.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pandas as pd
 
 from reports import fmt
 
-FULL_DATA = {"task.train_limit": None, "task.eval_limit": None}
+DATA = Path(__file__).resolve().parent.parent / "conf" / "published.yaml"
+UNSTATED = "unstated"  # the mode of a number whose source did not say which evaluation it used
+MODES = ("std", "mc", UNSTATED)
+MATCHES = ("closest", "preset")
+FIELDS = {"source", "task", "setting", "variant", "framework", "test", "valid", "mc_passes",
+          "requires", "caveat", "note", "preset", "overrides", "match", "in_report"}
 
 
-def _sgd(bptt: int, clip: float, epochs: int, decay: float, start: int, init: float,
-         size: int) -> dict:
-    """Zaremba/Gal SGD settings in this suite's convention. The papers' lr 1 and clip act on the
-    loss summed over the unrolled steps; this suite averages over tokens, so the same updates
-    need lr x bptt and clip / bptt (as conf/preset/ptb_* do)."""
-    return {"train.optimizer": "sgd", "task.batch_size": 20, "model.num_layers": 2,
-            **FULL_DATA, "task.bptt": bptt, "train.lr": 1.0 * bptt, "train.clip_norm": clip / bptt,
-            "train.epochs": epochs, "train.lr_decay": decay, "train.decay_start": start,
-            "model.init_scale": init, "model.hidden_size": size, "model.embed_size": size}
+@dataclass(frozen=True)
+class Entry:
+    """One published result of the data file. `test`/`valid`: {(metric, mode): value}, mode ''
+    when the source did not state it, in the file's order."""
 
-
-ZAREMBA = {
-    "small": _sgd(20, 5.0, 13, 0.5, 4, 0.1, 200),
-    "medium": {**_sgd(35, 5.0, 39, 1 / 1.2, 6, 0.05, 650), "dropout.input": 0.5,
-               "dropout.output": 0.5},
-    "large": {**_sgd(35, 10.0, 55, 1 / 1.15, 14, 0.04, 1500), "dropout.input": 0.65,
-              "dropout.output": 0.65},
-}
-GAL_LARGE = {**_sgd(35, 10.0, 55, 1 / 1.15, 10, 0.04, 1500), "dropout.embedding": 0.3,
-             "dropout.input": 0.5, "dropout.recurrent": 0.3, "dropout.output": 0.5,
-             "train.weight_decay": 1e-7}
-GAL_MEDIUM = {k: v for k, v in ZAREMBA["medium"].items() if not k.startswith("dropout.")}
-GAL_MEDIUM_NOTE = "REFERENCES.md records only the large config of Gal's code; other medium " \
-                  "settings are not checked"
-PART3_RT = ("different task: Part 3 used Cornell 'scale' sentiment regression (RMSE); our rt is "
-            "Rotten Tomatoes polarity classification")
-AWD_NOTE = "3 layers (last 400 units), NT-ASGD, 500+ epochs, finetuning: not this suite's model"
-MELIS_NOTE = "tuned 10M-parameter 1-layer LSTM; hyperparameters not in REFERENCES.md"
+    id: str
+    source: str
+    task: str
+    setting: str
+    variant: str
+    framework: str | None
+    test: dict
+    valid: dict = field(default_factory=dict)
+    mc_passes: int | None = None
+    requires: dict = field(default_factory=dict)
+    caveat: str = ""
+    note: str = ""
+    preset: str = ""
+    overrides: tuple[str, ...] = ()
+    match: str = "closest"
+    in_report: bool = True
 
 
 @dataclass(frozen=True)
 class Published:
+    """One row of the "Other published numbers" table: one number of an entry."""
+
     source: str
     task: str
     setting: str
@@ -61,57 +69,97 @@ class Published:
     mode: str = "std"  # std | mc | "" (not stated: compared with our standard evaluation)
     requires: dict = field(default_factory=dict)
     caveat: str = ""
+    id: str = ""
 
 
-def _rows() -> list[Published]:
-    z, g = "Zaremba et al. 2014", "Gal & Ghahramani 2016"
-    rows = [
-        Published(z, "ptb", "small, no dropout", "none", None, "perplexity", 114.5, 120.7,
-                  requires=ZAREMBA["small"]),
-        Published(z, "ptb", "medium, dropout 0.5", "naive", None, "perplexity", 82.7, 86.2,
-                  requires=ZAREMBA["medium"]),
-        Published(z, "ptb", "large, dropout 0.65", "naive", None, "perplexity", 78.4, 82.2,
-                  requires=ZAREMBA["large"]),
-    ]
-    for size, req, note, tied, untied in (
-            ("medium", GAL_MEDIUM, GAL_MEDIUM_NOTE, (79.7, 81.8, 79.0), (79.7, 81.9, 78.6)),
-            ("large", GAL_LARGE, "", (75.0, 77.3, 74.1), (75.2, 77.9, 73.4))):
-        for name, variant, (test, valid, mc) in (("tied", "keras_impl2", tied),
-                                                 ("untied", "keras_impl1", untied)):
-            rows.append(Published(g, "ptb", f"{size}, variational {name}", variant, None,
-                                  "perplexity", test, valid, requires=req, caveat=note))
-            rows.append(Published(g, "ptb", f"{size}, variational {name}, MC (1000 passes)",
-                                  variant, None, "perplexity", mc, None, "mc",
-                                  {**req, "train.mc_samples": 1000}, note))
-    rows += [
-        Published("Merity et al. 2017", "ptb", "AWD-LSTM, no finetuning", "weightdrop", None,
-                  "perplexity", 58.8, 60.7, caveat=AWD_NOTE),
-        Published("Merity et al. 2017", "ptb", "AWD-LSTM without weight dropping", "locked",
-                  None, "perplexity", 68.9, 71.1, caveat=AWD_NOTE),
-        Published("Melis et al. 2017", "ptb", "10M 1-layer LSTM (variational dropout)", "locked",
-                  None, "perplexity", 59.6, 61.8, caveat=MELIS_NOTE),
-    ]
-    # Part 3's IMDB numbers are not here: they live in conf/preset/part3_imdb_*.yaml and reach
-    # the report as each run's published.* params (reports/part3.py), one place for one fact.
-    p3 = "Part 3 (seed series)"
-    for fw, setting, variant, test, mode in (
-            ("keras", "variational", "keras_impl0", 0.1503, "mc"),
-            ("keras", "variational", "keras_impl0", 0.1510, "std"),
-            ("keras", "no dropout", "none", 0.1559, ""),
-            ("keras", "naive", "naive", 0.1425, ""),
-            ("torch", "weight-dropped", "weightdrop", 0.1391, "mc"),
-            ("torch", "weight-dropped", "weightdrop", 0.1383, "std"),
-            ("torch", "no dropout", "none", 0.1422, ""),
-            ("torch", "naive", "naive", 0.1402, ""),
-            ("torch", "variational WeightDrop", "weightdrop_variational", 0.1454, "mc"),
-            ("torch", "variational WeightDrop", "weightdrop_variational", 0.1434, "std"),
-            ("torch", "locked + embedding only", "locked", 0.1404, "")):
-        rows.append(Published(p3, "rt", setting, variant, fw, "rmse", test, None, mode,
-                              caveat=PART3_RT))
-    return rows
+class DataError(ValueError):
+    """conf/published.yaml is malformed; the message names the entry and the field."""
 
 
-PUBLISHED = _rows()
+def _numbers(entry_id: str, what: str, raw: object) -> dict[tuple[str, str], float]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise DataError(f"{DATA.name}: {entry_id}.{what} must map metric -> {{mode: value}}")
+    out = {}
+    for metric, by_mode in raw.items():
+        if not isinstance(by_mode, dict) or not by_mode:
+            raise DataError(f"{DATA.name}: {entry_id}.{what}.{metric} must map mode -> value")
+        for mode, value in by_mode.items():
+            if mode not in MODES or not isinstance(value, int | float):
+                raise DataError(f"{DATA.name}: {entry_id}.{what}.{metric}.{mode}: the mode must "
+                                f"be one of {', '.join(MODES)} and the value a number")
+            out[(metric, "" if mode == UNSTATED else mode)] = float(value)
+    return out
+
+
+def parse(raw: dict) -> dict[str, Entry]:
+    """The entries of a loaded data file (keys starting with "_" are shared fields, skipped)."""
+    out = {}
+    for entry_id, e in raw.items():
+        if str(entry_id).startswith("_"):
+            continue
+        if not isinstance(e, dict):
+            raise DataError(f"{DATA.name}: {entry_id} is not a mapping")
+        unknown = set(e) - FIELDS
+        missing = {"source", "task", "setting", "variant", "test"} - set(e)
+        if unknown or missing:
+            raise DataError(f"{DATA.name}: {entry_id}: " + "; ".join(
+                x for x in (f"unknown field(s) {', '.join(sorted(unknown))}" if unknown else "",
+                            f"missing {', '.join(sorted(missing))}" if missing else "") if x))
+        if e.get("match", "closest") not in MATCHES:
+            raise DataError(f"{DATA.name}: {entry_id}.match must be one of {MATCHES}")
+        test = _numbers(entry_id, "test", e["test"])
+        if not test:
+            raise DataError(f"{DATA.name}: {entry_id} has no test number")
+        out[entry_id] = Entry(
+            id=entry_id, source=e["source"], task=e["task"], setting=e["setting"],
+            variant=e["variant"], framework=e.get("framework"), test=test,
+            valid=_numbers(entry_id, "valid", e.get("valid")), mc_passes=e.get("mc_passes"),
+            requires=dict(e.get("requires") or {}), caveat=" ".join(
+                str(e.get("caveat") or "").split()), note=str(e.get("note") or ""),
+            preset=e.get("preset") or "", overrides=tuple(e.get("overrides") or ()),
+            match=e.get("match", "closest"), in_report=bool(e.get("in_report", True)))
+    return out
+
+
+@functools.cache
+def entries() -> dict[str, Entry]:
+    """Every entry of conf/published.yaml, by id, in the file's order."""
+    import yaml
+
+    try:
+        raw = yaml.safe_load(DATA.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise DataError(f"the published numbers are missing: {e}") from None
+    return parse(raw or {})
+
+
+def by_preset(preset: str) -> Entry | None:
+    """The entry whose numbers the runs of `preset` carry (match: preset), or None."""
+    for e in entries().values():
+        if e.match == "preset" and e.preset == preset and not e.overrides:
+            return e
+    return None
+
+
+def rows_of(e: Entry) -> list[Published]:
+    """One row per (metric, mode) of an entry; an MC number of stated passes requires as many."""
+    out = []
+    for (metric, mode), test in e.test.items():
+        requires, setting = e.requires, e.setting
+        if mode == "mc" and e.mc_passes:
+            requires = {**requires, "train.mc_samples": e.mc_passes}
+            setting = f"{setting}, MC ({e.mc_passes} passes)"
+        out.append(Published(e.source, e.task, setting, e.variant, e.framework, metric, test,
+                             e.valid.get((metric, mode)), mode, requires, e.caveat, e.id))
+    return out
+
+
+def rows() -> list[Published]:
+    """The rows of "Other published numbers": every entry matched to our closest arm."""
+    return [r for e in entries().values() if e.match == "closest" and e.in_report
+            for r in rows_of(e)]
 
 
 def same(want, have: str | None) -> bool:
@@ -150,7 +198,7 @@ def mismatches(row: Published, setting: dict[str, str]) -> list[str]:
 
 
 def for_task(task: str) -> list[Published]:
-    return [r for r in PUBLISHED if r.task == task]
+    return [r for r in rows() if r.task == task]
 
 
 def table(task: str, summary: pd.DataFrame, settings: dict[str, dict[str, str]]
@@ -158,7 +206,7 @@ def table(task: str, summary: pd.DataFrame, settings: dict[str, dict[str, str]]
     """Published rows of `task` beside our closest arm (same variant and framework, fewest
     mismatching parameters); returns the text table and the footnotes {caveat: letter}."""
     notes: dict[str, str] = {}
-    rows = []
+    shown = []
     present = {c.removesuffix("_std_mean") for c in summary.columns if c.endswith("_std_mean")}
     for p in for_task(task):
         mode = p.mode or "std"
@@ -189,7 +237,7 @@ def table(task: str, summary: pd.DataFrame, settings: dict[str, dict[str, str]]
             reasons += miss[:6] + ([f"+{len(miss) - 6} more"] if len(miss) > 6 else [])
         else:
             reasons.append("no run of this variant")
-        rows.append({
+        shown.append({
             "source": p.source, "published setting": p.setting,
             "closest variant": f"{p.variant} ({p.framework or 'either framework'})",
             "metric": f"test {fmt.metric_name(p.metric)}, {p.mode or 'mode not stated'}",
@@ -199,4 +247,4 @@ def table(task: str, summary: pd.DataFrame, settings: dict[str, dict[str, str]]
             "setting": "**same setting**" if not reasons
             else "different setting: " + "; ".join(reasons),
         })
-    return pd.DataFrame(rows), notes
+    return pd.DataFrame(shown), notes

@@ -1,9 +1,9 @@
 """Assemble the report's sections from the loaded store: tables, figures and sentences.
 
 Order: the answer first (per task a forest plot, then the summary table), the primary questions
-in words, the published numbers the runs carry beside ours with the verdict on them, then the
-supporting sections (curves, MC minus standard, cost, other published numbers, run health,
-provenance) and, last, the appendix table of every pairwise comparison."""
+in words, the published numbers of the runs' presets (conf/published.yaml) beside ours with the
+verdict on them, then the supporting sections (curves, MC minus standard, cost, other published
+numbers, run health, provenance) and, last, the appendix table of every pairwise comparison."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from experiments import tracking as T
 from experiments.metrics import TRAIN_TOKENS_PER_S
 from reports import arms as A
 from reports import figures, fmt, part3, provenance, published, sections, tables, text
@@ -232,7 +233,7 @@ def _published_section(ctx: Context, built: Built) -> list:
             blocks += [Heading(task, 3), Table(frame, kind="wide")]
             if notes:
                 blocks.append(Bullets([f"[{k}] {v}" for v, k in notes.items()]))
-    others = sorted({p.task for p in published.PUBLISHED} - set(ctx.tasks))
+    others = sorted({p.task for p in published.rows()} - set(ctx.tasks))
     if others:
         blocks.append(Para(f"Published numbers for {', '.join(others)} are omitted: no runs "
                            "of that task are in this report."))
@@ -248,6 +249,7 @@ def _intro(data: StoreData, health: Health, filters: str) -> list:
                    f"({len(data.runs)} training runs{'; filters: ' + filters if filters else ''}"
                    "). Regenerate with `make report` (options: `python -m reports.build "
                    "--help`).")]
+    blocks += _selection(data)
     if len(health.flagged):
         counts = health.flagged["category"].value_counts()
         text_ = ", ".join(f"{n} {c}" for c, n in counts.items())
@@ -258,6 +260,26 @@ def _intro(data: StoreData, health: Health, filters: str) -> list:
         blocks.append(Para(f"**{len(bad)} sweep(s) incomplete** — see "
                            f"[Run health](#{slug(HEALTH)})."))
     return blocks
+
+
+def _selection(data: StoreData) -> list:
+    """With `--sweep`: every parent run (launch) of the sweep the report covers, by sweep id."""
+    if not data.selected:
+        return []
+    parents = data.parents.set_index("run_id")
+    chosen = [r for r in data.selected if r in parents.index]
+    keys = sorted({str(parents.loc[r, "tags"].get(T.SWEEP_KEY) or "") for r in chosen} - {""})
+    items = [f"sweep id `{parents.loc[r, T.SWEEP_ID] or '?'}`: parent run "
+             f"`{provenance.short_id(r)}` ({parents.loc[r, 'experiment']}, "
+             f"{parents.loc[r, 'status']}"
+             + (f", superseded by {provenance.short_id(parents.loc[r, 'tags'][T.SUPERSEDED_BY])}"
+                if parents.loc[r, "tags"].get(T.SUPERSEDED_BY) else "") + ")"
+             for r in chosen]
+    launches = len({parents.loc[r, T.SWEEP_ID] or r for r in chosen})
+    same = f" (sweep_key {', '.join(f'`{k}`' for k in keys)})" if keys else ""
+    return [Para(f"The selected sweep covers {len(chosen)} parent run(s) from {launches} "
+                 f"launch(es){same}; the report includes the runs of all of them, oldest "
+                 "first:"), Bullets(items)]
 
 
 def _notes(runs: pd.DataFrame, tasks: list[str], mode: str) -> list:

@@ -98,9 +98,9 @@ def part3_blocks(task: str, runs: pd.DataFrame, summary: pd.DataFrame, c: pd.Dat
 def no_part3(tasks_with: list[str]) -> list:
     if tasks_with:
         return []
-    return [Para("No run in this report carries published numbers (`published.test.*` params, "
-                 "logged by presets that reproduce a published experiment such as "
-                 "conf/preset/part3_imdb_*.yaml).")]
+    return [Para("No run in this report comes from a preset that reproduces a published "
+                 "experiment (an entry with `match: preset` in conf/published.yaml, such as "
+                 "the presets conf/preset/part3_imdb_*.yaml).")]
 
 
 def appendix(tasks: list[str], comparisons_: dict[str, pd.DataFrame]) -> list:

@@ -19,6 +19,7 @@ from experiments.metrics import (
 )
 from experiments.metrics import key as metric_key
 from reports import fmt, provenance
+from reports.compare import QUESTIONS
 from reports.health import Health
 from reports.load import HIGHER_IS_BETTER, StoreData, task_metrics
 from reports.render import Bullets, Para, Table, slug
@@ -163,9 +164,11 @@ def appendix_blocks(c: pd.DataFrame) -> list:
         return [Para("No comparisons (comparisons need two arms that share seeds).")]
     counts = c["family"].value_counts()
     words = ", ".join(f"{n} {_FAMILY_WORDS[f]}" for f, n in counts.items())
+    asked = [q for q in QUESTIONS if q in set(c["question"])]
     return [Table(comparison_table(c), f"Every pairwise comparison: {words}. Exploratory rows "
                   "are not corrected for multiplicity: read them as leads, not findings.",
-                  kind="wide")]
+                  kind="wide"),
+            *([Bullets([f"*{q}*: {QUESTIONS[q]}" for q in asked])] if asked else [])]
 
 
 def cost_text(c: pd.DataFrame) -> pd.DataFrame:
@@ -207,14 +210,35 @@ def health_blocks(data: StoreData, health: Health) -> list:
         }), "Runs not used", kind="wide"))
     s = health.sweeps
     if len(s):
-        shown = s.assign(parent_run=[provenance.short_id(r) for r in s["parent_run"]])
+        shown = s.assign(parent_run=[provenance.short_id(r) for r in s["parent_run"]],
+                         sweep=[str(g)[:8] for g in s["sweep"]])
         shown = shown.astype(object).map(lambda v: fmt.DASH if pd.isna(v) else str(v))
         shown = shown.rename(columns={
             T.SWEEP_ID: "sweep id", "parent_run": "parent run", "runs_here": "runs in store",
             "runs_completed": "runs completed", "finished": "jobs finished",
             "skipped": "jobs skipped", "failed": "jobs failed"})
         blocks.append(Table(shown, "Sweeps (parent runs; job counts from the sweep's closing "
-                            "summary)", kind="wide"))
+                            "summary; sweep: the sweep_key its launches share)", kind="wide"))
+        blocks += relaunch_blocks(s)
     else:
         blocks.append(Para("No sweep parent runs among the selected runs."))
     return blocks
+
+
+def relaunch_blocks(sweeps: pd.DataFrame) -> list:
+    """One sentence per sweep launched more than once: its parents in order, and that only the
+    newest one's counts judge it (earlier launches' completed jobs are its skipped ones)."""
+    lines = []
+    for group, g in sweeps.groupby("sweep", sort=False):
+        launches = g[T.SWEEP_ID].replace("", None).fillna(g["parent_run"]).nunique()
+        if launches < 2:  # one launch (a parent per experiment it logged to)
+            continue
+        g = g.iloc[::-1]  # the table lists the newest parent first
+        parents = ", ".join(f"{provenance.short_id(r.parent_run)} (sweep id {r.sweep_id or '?'}, "
+                            f"{r.experiment}, {r.status})" for r in g.itertuples())
+        lines.append(f"Sweep {str(group)[:8]} was launched {launches} times; parents, oldest "
+                     f"first: {parents}. {int(g['runs_completed'].sum())} completed run(s) "
+                     "across them. A relaunch skips the jobs earlier launches completed, so "
+                     "the earlier parents are superseded, not incomplete, and the newest "
+                     "parent's counts judge the sweep.")
+    return [Bullets(lines)] if lines else []

@@ -80,7 +80,9 @@ def test_part3_arm_has_part3_settings(arm):
     assert (t.name.value, t.maxlen, t.vocab_size, t.batch_size) == ("imdb", 80, 20000, 128)
     assert (m.embed_size, m.hidden_size, m.num_layers) == (128, 128, 1)
     assert (tr.epochs, tr.mc_samples, tr.select_on) == (20, 10, "log_loss")
-    assert cfg.published.test and all(0 < v < 1 for v in cfg.published.test.values())
+    # the published numbers live in conf/published.yaml under the preset's name
+    # (tests/test_report_published.py checks the entries); the preset carries none
+    assert "published" not in cfg
 
 
 def test_keras_variational_arm_uses_a_plain_dropout_on_the_output():

@@ -2,8 +2,8 @@
 the primary family and its Holm correction, the minimum detectable difference, the forest plot,
 the report logged on the sweeps' parent runs, and the store named without a machine path.
 
-Every expected value is computed from the store (MlflowClient), the preset and sweep files and
-scipy, independently of the report's code (tests/part3_expect.py).
+Every expected value is computed from the store (MlflowClient), the sweep files, the published
+numbers' data file and scipy, independently of the report's code (tests/part3_expect.py).
 """
 
 from __future__ import annotations
@@ -62,8 +62,9 @@ def test_early_stopped_runs_with_mc_only_at_the_best_epoch_are_all_used(p3):
 
 
 def test_arms_are_the_presets_with_all_five_seeds(p3):
-    """A restarted sweep spreads a preset's seeds over two parents, and published.*/study.*
-    params differ between presets: neither splits or merges arms."""
+    """A restarted sweep spreads a preset's seeds over two parents, study.* params differ between
+    presets, and old runs of one preset carry published.* params the others lack: none of it
+    splits or merges arms."""
     s = p3["built"].summaries["imdb"]
     for preset in part3_store.TRUE:
         runs = E.search(p3, f"tags.preset = '{preset}'")
@@ -75,14 +76,18 @@ def test_arms_are_the_presets_with_all_five_seeds(p3):
     assert set(s.loc[s["preset"] == "", "label"]) == set(part3_store.GRID)
 
 
-def test_part3_table_equals_the_runs_params_and_scipy(p3):
+def test_part3_table_equals_the_data_file_and_scipy(p3):
+    """Part 3's numbers come from conf/published.yaml by the runs' preset tag; the stale
+    published.* params some runs still carry (part3_store.STALE) are never shown."""
     frame = p3["built"].part3["imdb"]
     ours_acc, theirs_acc = {}, {}
+    stale = [r for r in E.search(p3, f"tags.preset = '{part3_store.STALE_PRESET}'").values()
+             if "published.setting" in r.data.params]
+    assert len(stale) == 3  # the fixture is what old runs logged
     for preset in part3_store.TRUE:
         runs = list(E.search(p3, f"tags.preset = '{preset}'").values())
-        params = runs[0].data.params
-        expected = {k.removeprefix("published.test."): float(v) for k, v in params.items()
-                    if k.startswith("published.test.")}
+        entry = E.published(preset)
+        expected = entry["numbers"]
         rows = frame[frame["label"].str.endswith(f"[{preset}]")]
         shown = {r.metric + (f"_{r.mode}" if r.mode else ""): r.published
                  for r in rows.itertuples()}
@@ -97,11 +102,11 @@ def test_part3_table_equals_the_runs_params_and_scipy(p3):
                 pytest.approx(high, rel=1e-9))
             assert r.inside == ("below" if r.published < low else
                                 "above" if r.published > high else "inside")
-            assert r.setting == params["published.setting"] and r.note == params[
-                "published.note"]
+            assert (r.setting, r.note, r.source) == (entry["setting"], entry["caveat"],
+                                                     entry["source"])
             assert r.select_on == runs[0].data.tags["select_on"] == "log_loss"
         ours_acc[preset] = np.mean([x.data.metrics[METRIC] for x in runs])
-        theirs_acc[preset] = E.published_accuracy(params)
+        theirs_acc[preset] = E.published_accuracy(preset)
     names = list(part3_store.TRUE)
     their_rank = dict(zip(names, sps.rankdata([-theirs_acc[n] for n in names], "min"),
                           strict=True))
@@ -112,12 +117,15 @@ def test_part3_table_equals_the_runs_params_and_scipy(p3):
         assert (r.part3_rank, r.our_rank) == (their_rank[preset], our_rank[preset]), preset
     section = _section(p3["md"], "## 3. Part 3 beside us", "## 4.")
     for preset in part3_store.TRUE:
-        params = next(iter(E.search(p3, f"tags.preset = '{preset}'").values())).data.params
         line = next(x for x in section.splitlines() if f"[{preset}] |" in x)
-        assert f"| {params['published.setting']} |" in line
+        assert f"| {E.published(preset)['setting']} |" in line
         assert "| validation log-loss |" in line and f"{their_rank[preset]} / " in line
-    note = params["published.note"]
+        for key, value in E.published(preset)["numbers"].items():  # as the reader sees them
+            if key.startswith("accuracy"):
+                assert f"{value * 100:.2f}" in line, (preset, key)
+    note = E.published(part3_store.STALE_PRESET)["caveat"]
     assert section.count(note) == 1 and "epoch picked on the test log-loss" in note
+    assert "stale" not in section and part3_store.STALE["published.setting"] not in p3["md"]
     tau = sps.kendalltau([their_rank[n] for n in names], [our_rank[n] for n in names])
     same = sum(their_rank[n] == our_rank[n] for n in names)
     assert f"puts {same} of {len(names)} arms at the same place (Kendall's τ between the two " \
@@ -186,8 +194,8 @@ def test_verdict_on_part3_right_wrong_or_within_noise(p3):
     words = set()
     for text in part3_store.part3_primary():
         e = expected[text]
-        theirs = (E.published_accuracy(next(iter(e["a"].values())).data.params)
-                  - E.published_accuracy(next(iter(e["b"].values())).data.params))
+        theirs = (E.published_accuracy(next(iter(e["a"].values())).data.tags["preset"])
+                  - E.published_accuracy(next(iter(e["b"].values())).data.tags["preset"]))
         if e["p_holm"] >= 0.05:
             word = "within noise"
         else:
