@@ -57,8 +57,8 @@ def _zoneout(spec: ModelSpec, k: int, masks: Masks) -> StepHook | None:
     update: list[Tensor | float | None] = []
     for state in ("hidden", "cell"):
         p, mask = spec.rate(f"zoneout_{state}"), masks.get(f"zoneout_{state}.{k}")
-        # a drawn mask is 0 or 1/(1-p): 1 where the unit takes the update (exactly 0 or 1)
-        update.append(None if p == 0 else 1.0 - p if mask is None else (mask != 0).to(mask.dtype))
+        # a drawn mask is 0 or 1/(1-p); its sign is exactly 1 where the unit takes the update
+        update.append(None if p == 0 else 1.0 - p if mask is None else mask.sign())
     return None if all(u is None for u in update) else Zoneout(update)
 
 
