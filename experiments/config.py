@@ -86,6 +86,7 @@ DropoutConfig.__module__ = __name__
 class TorchLoop(str, enum.Enum):
     bptt = "bptt"
     eager = "eager"
+    cpp = "cpp"  # the compiled loop of frameworks/torch_backend/fused_loop.py (bptt without it)
 
 
 @dataclass

@@ -183,6 +183,7 @@ def execute(cfg: DictConfig, prep: Prepared | None = None) -> RunResult:
         _terminate_on_sigterm()
         _log_params(client, run_id, plan)
         metrics = _train(client, run_id, prep, runner)
+        tracking.log_params(client, run_id, {tracking.COMPUTE_PATH_PARAM: backend.compute_path()})
     except BaseException as e:
         status = "KILLED" if isinstance(e, KeyboardInterrupt | SystemExit) else "FAILED"
         reason = _reason(e)

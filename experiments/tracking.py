@@ -68,6 +68,8 @@ PARENT_RUN_ID = "mlflow.parentRunId"
 TRUE, FALSE = "true", "false"
 # Params: the flattened config (experiments/config.py `flatten`) and the threads a run used
 THREADS_PARAM = "threads"
+# which code path computed the run (e.g. the compiled loop or its fallback): not a config key
+COMPUTE_PATH_PARAM = "compute_path"
 CONFIG_ARTIFACT = "config.yaml"  # the resolved config of a training run
 MAX_TAG = 5000  # characters kept of a free-text tag (failure_reason, sweep_overrides, ...)
 _BATCH_PARAMS, _BATCH_METRICS = 100, 1000  # MLflow's log_batch limits

@@ -86,7 +86,8 @@ class Runner(Protocol):
 def load_backend(framework: str) -> ModuleType:
     """Import only the requested backend (the two frameworks fight over threads). The module
     exports `Runner`, `configure_threads(n)`, `configure_compute(**options)` (its switches of how,
-    not what, it computes; `experiments.config.compute_options`) and `device_available(device)`."""
+    not what, it computes; `experiments.config.compute_options`), `compute_path()` (which code
+    path did compute, logged as a param) and `device_available(device)`."""
     try:
         module_name = FRAMEWORKS[framework]
     except KeyError:

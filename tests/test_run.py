@@ -31,6 +31,8 @@ def test_run_logs_params_metrics_tags_and_config(naive_run):
     params = run.data.params
     assert params["dropout.input"] == "0.25" and params["model.hidden_size"] == "16"
     assert params["task.name"] == "rt" and params["train.mc_samples"] == "3"
+    # naive runs nn.LSTM itself: no per-step loop computed any of it
+    assert params["compute_path"] == "none"
     for key in ("train_loss", "valid_accuracy_std", "valid_accuracy_mc", "valid_log_loss_mc",
                 "epoch_seconds", "train_tokens_per_s"):
         history = client.get_metric_history(result.run_id, key)

@@ -6,9 +6,10 @@ that fused kernel and is exactly the no-dropout layer. A sequence-level input ma
 the input first; a weight mask is passed through `torch.func.functional_call`, so nothing on the
 module is ever replaced (the awd train -> eval -> train and deepcopy bugs cannot happen). Masks
 inside the recurrence (Gal's input and h_{t-1} masks) and per-step hooks run the per-step loop:
-for the LSTM's Gal family without hooks, the hand-written BPTT of gal_bptt.py (`torch_loop`
-bptt, the default); otherwise the autograd loop of cells.py, through torch.compile when asked
-(compute.py).
+with `framework.torch_loop=cpp` the compiled loop of fused_loop.py (every cell and hook it
+covers); else for the LSTM's Gal family without hooks the hand-written BPTT of gal_bptt.py
+(`bptt`, the default); otherwise the autograd loop of cells.py, through torch.compile when asked
+(compute.py). The path taken is recorded (compute.path_used) and logged with the run.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from torch.func import functional_call
 
 from frameworks import variants
 from frameworks.spec import ModelSpec
-from frameworks.torch_backend import cells, gal_bptt, hooks
+from frameworks.torch_backend import cells, fused_loop, gal_bptt, hooks
 from frameworks.torch_backend.compile import enabled as compile_enabled
 from frameworks.torch_backend.compile import maybe_compile
-from frameworks.torch_backend.compute import current
+from frameworks.torch_backend.compute import current, note_path
 
 State = tuple[Tensor, Tensor]  # (h, c), each (1, B, H); a GRU's c is carried untouched
 MODULES = {"lstm": nn.LSTM, "gru": nn.GRU}
@@ -75,12 +76,22 @@ class RNNLayer(nn.Module):
             bias, bias_hh = rnn.bias_ih_l0 + rnn.bias_hh_l0, None
         else:
             bias, bias_hh = rnn.bias_ih_l0, rnn.bias_hh_l0
+        loop, compiled = current().loop, compile_enabled()
+        done = None
+        if loop == "cpp" and not compiled:  # None: not covered here, or no build on this machine
+            done = fused_loop.run(self.cell, x, h0, c0, rnn.weight_ih_l0, w_hh, bias, bias_hh,
+                                  m_in, m_rec, step_hooks)
         speed_path = (self.cell == "lstm" and not step_hooks and self.entry.order is not None
-                      and current().loop == "bptt" and not compile_enabled())
-        if speed_path:
+                      and loop in ("bptt", "cpp") and not compiled)
+        if done is not None:
+            out, h, c = done
+            note_path("cpp")
+        elif speed_path:
             out, h, c = gal_bptt.gal_loop(self.entry.order, x, h0, c0, rnn.weight_ih_l0, w_hh,
                                           bias, m_in, m_rec)
+            note_path("bptt")
         else:
             out, h, c = maybe_compile(cells.run)(self.cell, x, h0, c0, rnn.weight_ih_l0, w_hh,
                                                  bias, bias_hh, m_in, m_rec, step_hooks)
+            note_path("compile" if compiled else "eager")
         return out, (h.unsqueeze(0), c.unsqueeze(0))

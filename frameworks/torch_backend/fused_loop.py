@@ -1,0 +1,233 @@
+"""The compiled time loop (`framework.torch_loop=cpp`): the per-step loop of cells.run as one C++
+forward and one hand-written C++ backward (csrc/fused_loop.cpp), built on first use.
+
+Why: per-sample masks on h_{t-1} (the Gal family), a candidate mask (Semeniuta) and Zoneout's
+state mix cannot be folded into the weights, so no library LSTM runs them; in Python each time
+step costs ~10 autograd nodes forward and ~25 kernel launches backward, which at the classifier
+shape (B 64, T 50, H 128) costs about as much as the arithmetic. In C++ a step is one GEMM
+through ATen plus one fused elementwise pass, and the weight gradient is one GEMM after the loop.
+
+Covered: the LSTM and GRU cells on CPU in float32/float64; no recurrent mask, a tied (Bm, H) or
+per-gate (G, Bm, H) one; at most one candidate-dropout hook and one zoneout hook (hooks.py).
+The input side (x, the Gal input masks, the input bias) is one matmul for all steps under
+autograd, as in cells.input_part, so every Keras order (impl 0/1/2) computes the same function
+as the reference loop, up to float rounding (the order only changes where that matmul sits).
+Anything else -- another hook, another device or dtype -- returns None and the caller runs the
+existing loop.
+
+The build goes to results/torch_ext/ (one directory per torch version and instruction set),
+once per machine; a machine without a compiler or ninja, or a failing build, warns once per
+process and the caller falls back to the existing loop (never an error).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from frameworks.torch_backend import cells
+from frameworks.torch_backend.hooks import CandidateDropout, Zoneout
+
+NAME = "rds_fused_loop"
+SOURCE = Path(__file__).resolve().parent / "csrc" / "fused_loop.cpp"
+CACHE = Path(__file__).resolve().parents[2] / "results" / "torch_ext"
+GATES = {"lstm": 4, "gru": 3}
+_build_state: dict[str, Any] = {}  # "ok": bool once tried; "reason": why not
+
+
+class FusedLoopUnavailable(RuntimeWarning):
+    """The compiled loop could not be built or loaded; the existing loop runs instead."""
+
+
+def _flags() -> tuple[str, list[str]]:
+    """AVX2 + FMA row kernels when the CPU has them (every x86 CPU since 2013-15), else plain
+    C++. The tag names the build directory, so a cache shared between machines never hands a
+    binary to a CPU that cannot run it."""
+    if torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512"):
+        return "avx2", ["-O3", "-mavx2", "-mfma", "-DRDS_AVX2"]
+    return "generic", ["-O3"]
+
+
+def _ensure_ninja() -> None:
+    """torch's builder runs `ninja` from PATH; a pip-installed ninja sits next to this Python
+    (a venv used without activating it) or in its package's BIN_DIR."""
+    if shutil.which("ninja") is not None:
+        return
+    places = [str(Path(sys.executable).parent)]
+    try:
+        import ninja  # type: ignore[import-not-found]
+
+        places.append(str(getattr(ninja, "BIN_DIR", "")))
+    except ImportError:
+        pass
+    for place in places:
+        if place and shutil.which("ninja", path=place) is not None:
+            os.environ["PATH"] = place + os.pathsep + os.environ.get("PATH", "")
+            return  # else cpp_extension raises its own "Ninja is required" error
+
+
+def _build() -> None:
+    from torch.utils import cpp_extension
+
+    compiler = os.environ.get("CXX", "c++")  # what cpp_extension will run
+    if shutil.which(compiler) is None:
+        raise RuntimeError(f"no C++ compiler: {compiler!r} not found")
+    _ensure_ninja()
+    tag, cflags = _flags()
+    version = re.sub(r"[^A-Za-z0-9_.-]", "_", torch.__version__)
+    directory = CACHE / f"{NAME}-torch{version}-{tag}"
+    directory.mkdir(parents=True, exist_ok=True)
+    cpp_extension.load(name=NAME, sources=[str(SOURCE)], extra_cflags=cflags,
+                       build_directory=str(directory), is_python_module=False, verbose=False)
+
+
+def available() -> bool:
+    """Build (or load the cached build) once per process; False, with one warning, if that
+    fails for any reason."""
+    if "ok" not in _build_state:
+        try:
+            with warnings.catch_warnings():  # the one warning below is all a failure shows
+                warnings.simplefilter("ignore")
+                _build()
+            _build_state["ok"] = True
+        except Exception as exc:  # noqa: BLE001  (no compiler, no ninja, a compile error: fall back)
+            reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}"
+            _build_state.update(ok=False, reason=reason)
+            warnings.warn(f"framework.torch_loop=cpp: the compiled loop is unavailable ({reason}); "
+                          "running the existing per-step loop instead", FusedLoopUnavailable,
+                          stacklevel=3)
+    return bool(_build_state["ok"])
+
+
+def unavailable_reason() -> str | None:
+    """Why the build failed in this process (None: built, or not tried)."""
+    return _build_state.get("reason")
+
+
+class _Masks:
+    """The masks the C++ loop reads, as logical (T, B, H) / (G, B, H) views with stride 0 on
+    broadcast axes (Bm = 1, Tm = 1, a scalar zoneout expectation) and contiguous rows."""
+
+    def __init__(self, m_rec: Tensor | None, per_gate: bool, cand: Tensor | None,
+                 uh: Tensor | None, uc: Tensor | None):
+        self.m_rec, self.per_gate, self.cand, self.uh, self.uc = m_rec, per_gate, cand, uh, uc
+
+
+def _rows(x: Tensor) -> Tensor:
+    return x if x.stride(-1) == 1 else x.contiguous()
+
+
+def _time_major(mask: Tensor, b: int, t: int, hid: int) -> Tensor:
+    """(Bm, Tm, H) -> a (T, B, H) view."""
+    return _rows(mask).expand(b, t, hid).permute(1, 0, 2)
+
+
+def _update(u: Tensor | float | None, like: Tensor, b: int, t: int, hid: int) -> Tensor | None:
+    """A zoneout update (B, T, H) mask or scalar expectation, as a (T, B, H) view."""
+    if u is None:
+        return None
+    if isinstance(u, float):
+        return torch.full((1, 1, hid), u, dtype=like.dtype, device=like.device).expand(t, b, hid)
+    return _time_major(u.to(like.dtype), b, t, hid)
+
+
+def _masks(cell: str, x: Tensor, hid: int, m_rec: Tensor | None,
+           hooks: list[cells.StepHook]) -> _Masks | None:
+    """The hooks as masks, or None when one is not covered (the caller runs cells.run)."""
+    b, t = x.shape[0], x.shape[1]
+    gates = GATES[cell]
+    cand = uh = uc = None
+    kinds = [type(h) for h in hooks]
+    if any(k not in (CandidateDropout, Zoneout) for k in kinds) or len(set(kinds)) < len(kinds):
+        return None
+    for hook in hooks:
+        if isinstance(hook, CandidateDropout):
+            cand = _time_major(hook.mask.to(x.dtype), b, t, hid)
+        elif isinstance(hook, Zoneout):
+            upd_h, upd_c = hook.update
+            uh = _update(upd_h, x, b, t, hid)
+            uc = _update(upd_c, x, b, t, hid) if cell == "lstm" else None
+            if cell != "lstm" and upd_c is not None:
+                return None  # a GRU carries no c to zone out
+    per_gate = m_rec is not None and m_rec.dim() == 3
+    if m_rec is not None:
+        m = _rows(m_rec.to(x.dtype))
+        m_rec = m.expand(gates, b, hid) if per_gate else m.unsqueeze(0).expand(1, b, hid)
+    return _Masks(m_rec, per_gate, cand, uh, uc)
+
+
+class _Loop(torch.autograd.Function):
+    """(pre (T, G, B, H), h0, c0, w_hh, bias_hh) -> (out (B, T, H), h_T, c_T); the masks ride
+    along in ctx (they never need a gradient)."""
+
+    @staticmethod
+    def forward(ctx: Any, pre: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor,  # noqa: D102
+                bias_hh: Tensor | None, masks: _Masks, gru: bool):
+        save = any(ctx.needs_input_grad)
+        out, h, c, acts, aux, cs, hm = torch.ops.rds_fused_loop.forward(
+            pre, h0, c0, w_hh, bias_hh, masks.m_rec, masks.per_gate, masks.cand, masks.uh,
+            masks.uc, gru, save)
+        if save:
+            ctx.save_for_backward(h0, w_hh, out, acts, aux, cs, hm)
+            ctx.masks, ctx.gru = masks, gru
+        return out, h, c
+
+    @staticmethod
+    def backward(ctx: Any, d_out: Tensor, d_h: Tensor, d_c: Tensor):  # noqa: D102, ANN205
+        h0, w_hh, out, acts, aux, cs, hm = ctx.saved_tensors
+        m = ctx.masks
+        need = ctx.needs_input_grad
+        d_pre, dh0, dc0, dw, db = torch.ops.rds_fused_loop.backward(
+            _rows(d_out).permute(1, 0, 2), d_h, d_c, h0, out, acts, aux, cs, hm, w_hh, m.m_rec,
+            m.per_gate, m.cand, m.uh, m.uc, ctx.gru, need[1], need[4])
+        return (d_pre if need[0] else None, dh0 if need[1] else None, dc0 if need[2] else None,
+                dw if need[3] else None, db if need[4] else None, None, None)
+
+
+def _input_part(x: Tensor, w_ih: Tensor, bias: Tensor, m_in: Tensor | None, gates: int,
+                per_gate: bool) -> Tensor:
+    """cells.input_part's function, (T, G, B, H), computed time-major in the layout the C++
+    loop hands its gradient back in ((T, B, GH) for a tied recurrent mask, (G, T, B, H) per
+    gate), so that autograd copies nothing between the two."""
+    b, t, d = x.shape
+    hid = w_ih.shape[0] // gates
+    xt = x.transpose(0, 1).contiguous()  # (T, B, D): one copy of x, not of the gates
+    if m_in is not None and m_in.dim() == 3:
+        xm = (xt.unsqueeze(0) * m_in.unsqueeze(1)).reshape(gates, t * b, d)
+    elif per_gate:
+        xm = (xt if m_in is None else xt * m_in).reshape(1, t * b, d).expand(gates, t * b, d)
+    else:
+        xm = (xt if m_in is None else xt * m_in).reshape(t * b, d)
+        pre = torch.addmm(bias, xm, w_ih.t())
+        return pre.view(t, b, gates, hid).permute(0, 2, 1, 3)
+    w4t = w_ih.view(gates, hid, d).transpose(1, 2)
+    pre = torch.baddbmm(bias.view(gates, 1, hid), xm, w4t)
+    return pre.view(gates, t, b, hid).permute(1, 0, 2, 3)
+
+
+def run(cell: str, x: Tensor, h: Tensor, c: Tensor, w_ih: Tensor, w_hh: Tensor, bias: Tensor,
+        bias_hh: Tensor | None, m_in: Tensor | None, m_rec: Tensor | None,
+        hooks: list[cells.StepHook]) -> tuple[Tensor, Tensor, Tensor] | None:
+    """cells.run's result through the compiled loop, or None when this call is not covered or
+    the loop could not be built (the caller then runs the existing loop)."""
+    if cell not in GATES or x.device.type != "cpu" or x.dtype not in (torch.float32,
+                                                                        torch.float64):
+        return None
+    if x.shape[1] == 0 or w_hh.dtype != x.dtype:
+        return None
+    gates, hid = GATES[cell], w_hh.shape[1]
+    masks = _masks(cell, x, hid, m_rec, hooks)
+    if masks is None or not available():
+        return None
+    pre = _input_part(x, w_ih, bias, m_in, gates, masks.per_gate)
+    out, h_t, c_t = _Loop.apply(pre, h.contiguous(), c.contiguous(), w_hh, bias_hh, masks,
+                                cell == "gru")
+    return out, h_t, c_t
