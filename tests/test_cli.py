@@ -20,12 +20,19 @@ pytestmark = pytest.mark.e2e
 
 def start(*overrides: str, err: Path) -> subprocess.Popen:
     """`python -m experiments.train` in its own process group (a terminal's foreground job), its
-    stderr to a file so a test can wait for a line and read the rest afterwards."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "experiments.train", *overrides], cwd=REPO,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.DEVNULL,
-        stderr=err.open("w"), start_new_session=True,
-    )
+    stderr to a file so a test can wait for a line and read the rest afterwards. A terminal's job
+    takes Ctrl-C even when the tests themselves were started in the background (`make test &`
+    ignores SIGINT, and an ignored signal stays ignored across exec), so the child is started
+    with SIGINT handled; a handler, unlike SIG_IGN, resets to the default at exec."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "experiments.train", *overrides], cwd=REPO,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.DEVNULL,
+            stderr=err.open("w"), start_new_session=True,
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def wait_for(proc: subprocess.Popen, err: Path, needle: str, count: int = 1,
