@@ -21,6 +21,7 @@ from frameworks import variants
 from frameworks.spec import (
     Cell,
     Granularity,
+    Init,
     ModelSpec,
     OptimSpec,
     OutputMode,
@@ -67,7 +68,8 @@ class ModelConfig:
     hidden_size: int = 64
     num_layers: int | None = None  # null: 2 for the language model, 1 for classifiers
     tie_weights: bool = False
-    init_scale: float = 0.1
+    init_scale: float = 0.1  # model.init=uniform only
+    init: Init = Init.uniform  # uniform | keras | torch: frameworks/init.py
     cell: Cell = Cell.lstm
 
 
@@ -171,7 +173,7 @@ NON_SEMANTIC = ("tracking", "train.threads", "train.device", "published", "study
 # The rates hashed since the first run; any rate the registry gains later is neutral at 0.
 FIRST_RATES = ("embedding", "input", "recurrent", "output", "weight")
 ADDED_LATER = {"train.patience": 0, "train.select_on": None, "train.mc_every": 1,
-               "model.cell": "lstm", "dropout.per_step": False,
+               "model.cell": "lstm", "model.init": "uniform", "dropout.per_step": False,
                **{f"dropout.{r}": 0.0 for r in variants.RATES if r not in FIRST_RATES}}
 
 
@@ -309,6 +311,7 @@ def spec_args(cfg: DictConfig) -> dict[str, Any]:
         cell=cfg.model.cell,
         tie_weights=cfg.model.tie_weights,
         init_scale=cfg.model.init_scale,
+        init=cfg.model.init,
     )
 
 

@@ -80,7 +80,8 @@ class SweepCallback(Callback):
                 continue
             run_id = tracking.open_sweep_parent(
                 client, exp_id, sweep_id=sweep_id, preset=preset, jobs=len(jobs),
-                overrides=sweep_overrides(config), key=key, primary=config.study.primary)
+                overrides=sweep_overrides(config), key=key, primary=config.study.primary,
+                job_hashes=sweep_jobs.job_hashes(jobs))
             launch.parents[name] = run_id
             closed += tracking.supersede_stale_parents(client, exp_id, key, run_id)
         os.environ.update({
@@ -96,12 +97,13 @@ class SweepCallback(Callback):
         total = int(os.environ.get(ENV_TOTAL, "0"))
         if not total:
             return
-        sweep_dir = Path(HydraConfig.get().sweep.dir)
-        done = len(list(sweep_dir.glob(f"*/{RESULT_FILE}")))
+        results = collect_results(Path(HydraConfig.get().sweep.dir))
+        done, ran = len(results), sum(r["status"] != "SKIPPED" for r in results)
         elapsed = time.time() - float(os.environ.get(ENV_START, time.time()))
-        eta = elapsed / max(done, 1) * (total - done)
-        print(f"[sweep] {done}/{total} jobs done, {elapsed / 60:.1f} min elapsed, "
-              f"ETA {eta / 60:.1f} min", file=sys.stderr)
+        # from the jobs that trained: a resumed sweep skips its first jobs in seconds
+        eta = f"ETA {elapsed / ran * (total - done) / 60:.1f} min" if ran else "no ETA yet"
+        print(f"[sweep] {done}/{total} jobs done ({done - ran} skipped), {elapsed / 60:.1f} min "
+              f"elapsed, {eta}", file=sys.stderr)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         global _launch

@@ -112,11 +112,15 @@ def checked(config_name: str, overrides: list[str]) -> list[Job]:
     return jobs
 
 
+def job_hashes(jobs: list[Job]) -> list[str]:
+    """The config hashes of the jobs the sweep runs (not those the grid skips), sorted."""
+    return sorted(C.config_hash(j.cfg) for j in jobs if not j.skip)
+
+
 def sweep_key(jobs: list[Job]) -> str:
     """The sweep's identity: the config hashes of the jobs it runs, so the same grid is the same
     sweep whatever the order or spelling of its overrides, its store or its launcher."""
-    hashes = sorted(C.config_hash(j.cfg) for j in jobs if not j.skip)
-    return hashlib.sha256("\n".join(hashes).encode()).hexdigest()[:16]
+    return hashlib.sha256("\n".join(job_hashes(jobs)).encode()).hexdigest()[:16]
 
 
 def experiments(jobs: list[Job]) -> list[str]:

@@ -59,6 +59,10 @@ SWEEP_JOBS = "sweep_jobs"
 SWEEP_OVERRIDES = "sweep_overrides"
 SWEEP_KEY = "sweep_key"
 PRIMARY = "primary_comparisons"
+# artifact of a sweep parent: the config hashes of its jobs, one per line. Why: a job a launch
+# skipped because an earlier run of the same config completed (perhaps in another sweep) still
+# belongs to the sweep; the report selects a sweep's runs by these hashes.
+SWEEP_JOB_HASHES = "sweep_job_hashes.txt"
 JOB_STATUSES = ("FINISHED", "SKIPPED", "FAILED")  # a sweep job's outcome; counted per parent
 # Tags of a benchmark run (`log_bench_run`); also FRAMEWORK, VARIANT, GIT_COMMIT
 BENCH_ID, SHAPE, THREADS = "bench_id", "shape", "threads"
@@ -282,15 +286,18 @@ def complete_run(client, run_id: str) -> None:
 
 
 def open_sweep_parent(client, exp_id: str, *, sweep_id: str, preset: str, jobs: int,
-                      overrides: Iterable[str], key: str, primary: Iterable[str]) -> str:
+                      overrides: Iterable[str], key: str, primary: Iterable[str],
+                      job_hashes: Iterable[str] = ()) -> str:
     """The parent run of one experiment's jobs of a sweep; returns its id."""
-    return create_run(client, exp_id, run_name=f"sweep {preset} {sweep_id}", tags={
+    run_id = create_run(client, exp_id, run_name=f"sweep {preset} {sweep_id}", tags={
         SWEEP_ID: sweep_id, SWEEP_PRESET: preset, IS_SWEEP_PARENT: TRUE,
         SWEEP_JOBS: str(jobs), GIT_COMMIT: git_commit(),
         SWEEP_OVERRIDES: " ".join(overrides)[:MAX_TAG],
         SWEEP_KEY: key, PID: str(os.getpid()), **machine_tags(),
         PRIMARY: "\n".join(primary)[:MAX_TAG],
     })
+    log_text(client, run_id, SWEEP_JOB_HASHES, "".join(f"{h}\n" for h in job_hashes))
+    return run_id
 
 
 def close_sweep_parent(client, run_id: str, counts: Mapping[str, int], status: str,

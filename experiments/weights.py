@@ -14,9 +14,10 @@ from frameworks.spec import ModelSpec
 # Settings that decide the shapes and values of the seeded initial weights.
 INIT_KEYS = ("task.name", "task.vocab_size", "task.split_seed", "model.embed_size",
              "model.hidden_size", "model.num_layers", "model.tie_weights", "model.init_scale",
-             "model.cell")
-# Runs logged before model.cell existed were LSTMs (MLflow params of a missing key read None).
-_DEFAULT_PARAMS = {"model.cell": "lstm"}
+             "model.cell", "model.init")
+# Runs logged before model.cell / model.init existed were uniform-initialised LSTMs (MLflow
+# params of a missing key read None).
+_DEFAULT_PARAMS = {"model.cell": "lstm", "model.init": "uniform"}
 
 
 def load_initial_weights(plan: RunPlan, spec: ModelSpec, uri: str) -> dict[str, np.ndarray]:

@@ -46,6 +46,7 @@ from typing import Protocol
 
 import numpy as np
 
+from frameworks import init as init_schemes
 from frameworks.spec import Batch, ModelSpec, OptimSpec
 
 FRAMEWORKS = {"torch": "frameworks.torch_backend", "keras": "frameworks.keras_backend"}
@@ -115,14 +116,9 @@ def weight_shapes(spec: ModelSpec) -> dict[str, tuple[int, ...]]:
 
 
 def initial_weights(spec: ModelSpec, seed: int) -> dict[str, np.ndarray]:
-    """Zaremba-style uniform(-s, s) initialisation drawn in numpy, so that both frameworks start
-    from identical weights for the same seed (matched pairs by construction)."""
-    rng = np.random.default_rng([seed, 0x1D1])
-    s = spec.init_scale
-    return {
-        name: rng.uniform(-s, s, size=shape).astype(np.float32)
-        for name, shape in weight_shapes(spec).items()
-    }
+    """The starting weights of `spec` for `seed`, by the scheme `spec.init` names
+    (frameworks/init.py); identical in both frameworks."""
+    return init_schemes.initial_weights(spec, weight_shapes(spec), seed)
 
 
 def check_weights(spec: ModelSpec, weights: dict[str, np.ndarray]) -> None:

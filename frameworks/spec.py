@@ -39,6 +39,17 @@ class Cell(str, enum.Enum):
     GRU = "gru"
 
 
+class Init(str, enum.Enum):
+    """How the weights start (config key model.init; the schemes: frameworks/init.py)."""
+
+    uniform = "uniform"
+    keras = "keras"
+    torch = "torch"
+    UNIFORM = "uniform"
+    KERAS = "keras"
+    TORCH = "torch"
+
+
 class TaskKind(str, enum.Enum):
     LANGUAGE_MODEL = "lm"
     CLASSIFIER = "classifier"
@@ -103,7 +114,7 @@ class _SpecMethods:
     """
 
     def __post_init__(self) -> None:
-        for name in ("task_kind", "variant", "granularity", "output_mode", "cell"):
+        for name in ("task_kind", "variant", "granularity", "output_mode", "cell", "init"):
             _coerce_enum(self, name)
         self._validate()
 
@@ -201,6 +212,7 @@ _FIELDS = [
     ("cell", Cell, field(default=Cell.LSTM)),
     ("tie_weights", bool, field(default=False)),
     ("init_scale", float, field(default=0.1)),
+    ("init", Init, field(default=Init.UNIFORM)),
 ]
 ModelSpec = make_dataclass("ModelSpec", _FIELDS, bases=(_SpecMethods,), frozen=True)
 ModelSpec.__module__ = __name__  # pickling and reprs find it here
@@ -214,6 +226,7 @@ def _coerce_enum(spec: _SpecMethods, name: str) -> None:
         "granularity": Granularity,
         "output_mode": OutputMode,
         "cell": Cell,
+        "init": Init,
     }[name]
     value = getattr(spec, name)
     try:

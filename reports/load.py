@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pandas as pd
 
@@ -96,7 +97,8 @@ def load(uri: str, filters: Filters | None = None) -> StoreData:
     parents = _frame(_search(client, ids, T.tag_equals(T.IS_SWEEP_PARENT, T.TRUE)) if ids else [],
                      experiments)
     selection = sweep_selection(parents, filters.sweep)
-    runs = _apply_filters(runs, selection, filters).reset_index(drop=True)
+    hashes = job_hashes(client, selection)
+    runs = _apply_filters(runs, selection, filters, hashes).reset_index(drop=True)
     narrowed = filters.sweep or filters.tasks or filters.frameworks or filters.variants
     if narrowed:  # the sweeps of the selected runs; unfiltered, every sweep (even run-less)
         parents = parents[parents["run_id"].isin(runs["parent_run_id"])
@@ -239,8 +241,27 @@ def _oldest_first(parents: pd.DataFrame) -> pd.DataFrame:
         else parents
 
 
-def _apply_filters(runs: pd.DataFrame, selection: pd.DataFrame, f: Filters) -> pd.DataFrame:
-    """`selection`: the parents of the sweep selected by `f.sweep` (`sweep_selection`)."""
+def job_hashes(client, selection: pd.DataFrame) -> set[str]:
+    """The config hashes of the jobs of the newest launch in `selection` that logged them
+    (experiments/sweep.py); empty when none did (parents logged before that artifact)."""
+    import os
+    import tempfile
+
+    for run_id in reversed(list(selection["run_id"])):
+        if T.SWEEP_JOB_HASHES not in {a.path for a in client.list_artifacts(run_id)}:
+            continue  # an older parent
+        os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # one small file
+        with tempfile.TemporaryDirectory() as tmp:
+            path = client.download_artifacts(run_id, T.SWEEP_JOB_HASHES, tmp)
+            return {line.strip() for line in Path(path).read_text().splitlines() if line.strip()}
+    return set()
+
+
+def _apply_filters(runs: pd.DataFrame, selection: pd.DataFrame, f: Filters,
+                   hashes: set[str] = frozenset()) -> pd.DataFrame:
+    """`selection`: the parents of the sweep selected by `f.sweep` (`sweep_selection`);
+    `hashes`: its jobs' config hashes (`job_hashes`), whose runs belong to the sweep whichever
+    launch or sweep ran them (a job skipped because that config had completed before)."""
     keep = pd.Series(True, index=runs.index)
     for column, values in ((T.TASK, f.tasks), (T.FRAMEWORK, f.frameworks),
                            (T.VARIANT, f.variants)):
@@ -248,7 +269,8 @@ def _apply_filters(runs: pd.DataFrame, selection: pd.DataFrame, f: Filters) -> p
             keep &= runs[column].isin(values)
     if f.sweep:
         ids = set(selection[T.SWEEP_ID].dropna()) | {f.sweep}
-        keep &= runs[T.SWEEP_ID].isin(ids) | runs["parent_run_id"].isin(set(selection["run_id"]))
+        keep &= (runs[T.SWEEP_ID].isin(ids) | runs["parent_run_id"].isin(set(selection["run_id"]))
+                 | runs[T.CONFIG_HASH].isin(hashes))
     return runs[keep]
 
 

@@ -39,6 +39,7 @@ CATALOGUE = [
     (["framework=jax"], ["framework/jax", "Available options", "keras", "torch"]),
     (["hydra/launcher=ray"], ["hydra/launcher/ray", "Available options", "joblib"]),
     (["dropout.granularity=token"], ["granularity", "sample", "batch"]),
+    (["model.init=glorot"], ["model.init", "glorot", "uniform", "keras", "torch"]),
     (["train.optimizer=rmsprop"], ["optimizer", "sgd", "adam"]),
     # rates and knobs
     (["variant=naive", "dropout.input=1.0"], ["dropout.input=1.0", "[0, 1)"]),

@@ -1,40 +1,95 @@
-"""A tiny bench run: the table has every variant of both frameworks with positive figures
-(no timing assertions: speed is measured by `make bench`, never by tests)."""
+"""A tiny bench run: the table has every variant of both frameworks, and a `[cpp]` row for every
+PyTorch per-step loop variant, with positive figures, paired ratios with their spreads and the
+path that computed each row (no timing assertions: speed is measured by `make bench`, never by
+tests). The statistics and the stopping rule are tested without a framework in
+tests/test_bench_stats.py."""
 
 from __future__ import annotations
 
 import csv
+import math
 
 import pytest
 from mlflow.tracking import MlflowClient
 
 from experiments import bench
+from experiments.bench_stats import CAPTION, HEAD
+from frameworks import variants
 from frameworks.spec import FRAMEWORK_VARIANTS
 
 pytestmark = pytest.mark.e2e
 
 
-def test_tiny_bench_covers_every_variant_and_logs_to_mlflow(tmp_path):
+def test_tiny_bench_covers_every_variant_and_loop_and_logs_to_mlflow(tmp_path):
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    code = bench.main(["--shapes", "tiny", "--rounds", "1", "--batches", "2", "--threads", "1",
+    code = bench.main(["--shapes", "tiny", "--rounds", "2", "--batches", "2", "--threads", "1",
                        "--out", str(tmp_path), "--tracking-uri", store])
     assert code == 0
     rows = list(csv.DictReader((tmp_path / "bench.csv").read_text().splitlines()))
-    arms = {(r["framework"], r["arm"]) for r in rows}
-    for framework, variants in FRAMEWORK_VARIANTS.items():
-        for v in variants:
+    by_arm = {(r["framework"], r["arm"]): r for r in rows}
+    assert len(by_arm) == len(rows)
+    for framework, names in FRAMEWORK_VARIANTS.items():
+        for v in names:
             name = "stock_dropout" if v.value == "keras3_builtin" else v.value
-            assert (framework, name) in arms
-    assert ("keras", "stock_no_dropout") in arms
+            assert (framework, name) in by_arm
+    assert ("keras", "stock_no_dropout") in by_arm
+
+    from frameworks.torch_backend import fused_loop
+
+    cpp = "cpp" if fused_loop.available() else None  # else the rows say what ran instead
+    step_loop = [v.value for v in FRAMEWORK_VARIANTS["torch"]
+                 if variants.entry(v).runs_as == "step_loop"]
+    assert {"keras_impl0", "semeniuta", "zoneout"} <= set(step_loop)
+    for v in step_loop:
+        default, compiled = by_arm[("torch", v)], by_arm[("torch", f"{v} [cpp]")]
+        assert default["loop"] == "bptt" and compiled["loop"] == "cpp"
+        assert default["path"] in ("bptt", "eager")  # a per-step loop ran, not the fused one
+        assert compiled["path"] == (cpp or default["path"])
+    for (framework, name), r in by_arm.items():
+        if framework == "keras":
+            assert r["path"] == "tf.function" and r["loop"] == ""
+        elif name.split(" ")[0] not in step_loop:
+            assert r["path"] == "fused" and r["loop"] == "bptt"
+
     for r in rows:
-        assert float(r["train_tokens_per_s"]) > 0 and float(r["eval_tokens_per_s"]) > 0
+        assert r["rounds"] == "2" and r["stop"] == "fixed" and r["batches"] == "2"
+        for key in ("train", "train_cpu", "eval"):
+            assert float(r[f"{key}_tokens_per_s"]) > 0 and float(r[f"{key}_ratio"]) > 0
+            assert float(r[f"{key}_ratio_spread"]) >= 0
         assert float(r["first_call_s"]) > 0 and float(r["peak_rss_mb"]) > 0
-    baselines = [r for r in rows if r["arm"] in ("none", "stock_no_dropout")
-                 and not (r["framework"] == "keras" and r["arm"] == "none")]
-    assert {float(r["train_ratio"]) for r in baselines} == {1.0}
+        assert (r["framework"] == "keras") != math.isnan(float(r["train_vs_stock_dropout"]))
+    for framework, name in bench.BASELINE.items():
+        base = by_arm[(framework, name)]
+        for key in ("train", "train_cpu", "eval"):
+            assert float(base[f"{key}_ratio"]) == 1.0
+            assert float(base[f"{key}_ratio_spread"]) == 0.0
+
     table = (tmp_path / "bench.md").read_text()
-    assert table.count("\n") == len(rows) + 2
+    lines = table.splitlines()
+    assert lines[0] == CAPTION and HEAD in lines
+    body = [line for line in lines if line.startswith(("| torch |", "| keras |"))]
+    assert len(body) == len(rows)
+    assert all("| tiny | 2 |" in line and " ± " in line for line in body)
+    assert "Rounds: torch tiny 2 (fixed), keras tiny 2 (fixed)." in lines
+
     client = MlflowClient(store)
     runs = client.search_runs([client.get_experiment_by_name("bench").experiment_id])
     assert len(runs) == len(rows)
-    assert all(r.data.metrics["train_tokens_per_s"] > 0 for r in runs)
+    for run in runs:
+        metrics = run.data.metrics
+        assert metrics["train_tokens_per_s"] > 0 and "train_cpu_ratio_spread" in metrics
+        assert not {"path", "loop", "stop"} & set(metrics)
+
+
+def test_default_run_adds_rounds_within_its_budget(tmp_path):
+    """Without --rounds the worker gets a deadline and stops by the rule: at least 3 rounds,
+    then converged or out of its share (a few seconds here), never a fixed count."""
+    code = bench.main(["--frameworks", "torch", "--shapes", "tiny", "--variants", "keras_impl2",
+                       "--budget-min", "0.1", "--threads", "1", "--out", str(tmp_path),
+                       "--no-mlflow"])
+    assert code == 0
+    rows = list(csv.DictReader((tmp_path / "bench.csv").read_text().splitlines()))
+    assert [r["arm"] for r in rows] == ["none", "keras_impl2", "keras_impl2 [cpp]"]
+    assert len({(r["rounds"], r["stop"]) for r in rows}) == 1
+    assert int(rows[0]["rounds"]) >= 3 and rows[0]["stop"] in ("converged", "budget")
+    assert rows[0]["batches"] == str(bench.BATCHES["tiny"])

@@ -195,3 +195,24 @@ def test_one_launch_over_two_experiments_is_not_a_relaunch_and_complete_stays_co
     verdict = s.set_index("parent_run")["verdict"]
     assert verdict["d" * 32].startswith("superseded by the rerun's parent aaaaaaaa (here: ")
     assert verdict["c" * 32] == "complete"
+
+
+def test_a_sweep_covers_its_jobs_by_config_hash_whichever_launch_ran_them(tmp_path):
+    """A changed grid is a new sweep (new sweep_key); a job it skipped because that config had
+    completed in another sweep is still its run, and an older config it no longer runs is not."""
+    store = make(tmp_path)
+    client, exp = store["client"], store["exp"]
+    wanted = ["grid-naive-2", "grid-naive-3", "grid-naive-4"]  # two done by g-3, one new
+    new = T.open_sweep_parent(client, exp, sweep_id="n-1", preset="grid", jobs=3, overrides=[],
+                              key="n" * 16, primary=[], job_hashes=wanted)
+    params = C.flatten(compose_cfg([*part3_store.GRID_SETTING, "variant=naive"]))
+    part3_store._run(client, exp, new, "n-1", params,
+                     {"task": "imdb", "framework": "torch", "variant": "naive"}, 0.84, 4,
+                     np.random.default_rng(0))
+    _close(client, new, "FINISHED", finished=1, skipped=2)
+    expected = {r.info.run_id for r in client.search_runs([exp], "", max_results=1000)
+                if r.data.tags.get(T.CONFIG_HASH) in wanted}
+    assert len(expected) == 3
+    data = load.load(store["uri"], load.Filters(sweep="n-1"))
+    assert set(data.runs["run_id"]) == expected
+    assert data.selected == [new]
