@@ -211,7 +211,10 @@ def _cost_section(ctx: Context, built: Built) -> list:
         "Training throughput and time per epoch (per run: median over epochs, the first left "
         "out when a run has more, as it includes warm-up and graph tracing), relative to "
         "variant `none` of the same framework (the fused baseline). Evaluation time includes "
-        "the MC passes. Only comparable between runs on the same machine (see Provenance).")]
+        "the MC passes. Only comparable between runs on the same machine (see Provenance), "
+        "and only as far as the load on it stayed the same: a sweep's jobs share the machine "
+        "with each other and with whatever else runs, so an interval wider than a few percent "
+        "of its mean says the load varied. `make bench` measures costs side by side.")]
     for task in ctx.tasks:
         built.cost[task] = c = tables.cost(ctx.per, ctx.runs, task, ctx.order)
         blocks += [Heading(task, 3), Table(text.cost_text(c))]

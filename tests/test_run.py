@@ -69,3 +69,25 @@ def test_mc_equals_standard_without_dropout(store):
     out = evaluate(runner, prep, "valid")
     assert out["accuracy_mc"] == out["accuracy_std"]
     assert out["log_loss_mc"] == pytest.approx(out["log_loss_std"], abs=1e-12)
+
+
+@pytest.mark.parametrize("framework", ["torch", pytest.param("keras", marks=pytest.mark.keras)])
+def test_a_forced_rerun_repeats_every_logged_number(tmp_path, framework):
+    """What the README promises: the same config on the same machine and thread count logs
+    the same numbers, bit for bit (per-epoch histories and the final test metrics)."""
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = compose_cfg([*TINY_RT, f"framework={framework}", "variant=keras_impl2",
+                       "train.threads=1", f"tracking.uri={store}", "tracking.force=true"])
+    first, second = execute(cfg), execute(cfg)
+    assert first.run_id != second.run_id
+    client = MlflowClient(store)
+
+    def numbers(run_id: str) -> dict:
+        metrics = client.get_run(run_id).data.metrics
+        keys = [k for k in metrics if not k.endswith(("seconds", "tokens_per_s"))]
+        return {k: [(m.step, m.value) for m in client.get_metric_history(run_id, k)]
+                for k in keys}
+
+    a, b = numbers(first.run_id), numbers(second.run_id)
+    assert "train_loss" in a and "test_accuracy_mc" in a
+    assert a == b
