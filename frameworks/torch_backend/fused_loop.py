@@ -194,20 +194,20 @@ class _Loop(torch.autograd.Function):
 
 def _input_part(x: Tensor, w_ih: Tensor, bias: Tensor, m_in: Tensor | None, gates: int,
                 per_gate: bool) -> Tensor:
-    """cells.input_part's function as a (T, G, B, H) view, computed in the layout the C++
-    loop hands its gradient back in (batch-major (B, T, GH) for a tied or absent recurrent
-    mask, (G, T, B, H) per gate), so that autograd copies nothing between the two."""
+    """cells.input_part's function, (T, G, B, H), computed time-major in the layout the C++
+    loop hands its gradient back in ((T, B, GH) for a tied recurrent mask, (G, T, B, H) per
+    gate), so that autograd copies nothing between the two."""
     b, t, d = x.shape
     hid = w_ih.shape[0] // gates
-    if not per_gate and (m_in is None or m_in.dim() == 2):
-        xm = (x if m_in is None else x * m_in.unsqueeze(1)).reshape(b * t, d)
-        pre = torch.addmm(bias, xm, w_ih.t())
-        return pre.view(b, t, gates, hid).permute(1, 2, 0, 3)
     xt = x.transpose(0, 1).contiguous()  # (T, B, D): one copy of x, not of the gates
     if m_in is not None and m_in.dim() == 3:
         xm = (xt.unsqueeze(0) * m_in.unsqueeze(1)).reshape(gates, t * b, d)
-    else:
+    elif per_gate:
         xm = (xt if m_in is None else xt * m_in).reshape(1, t * b, d).expand(gates, t * b, d)
+    else:
+        xm = (xt if m_in is None else xt * m_in).reshape(t * b, d)
+        pre = torch.addmm(bias, xm, w_ih.t())
+        return pre.view(t, b, gates, hid).permute(0, 2, 1, 3)
     w4t = w_ih.view(gates, hid, d).transpose(1, 2)
     pre = torch.baddbmm(bias.view(gates, 1, hid), xm, w4t)
     return pre.view(gates, t, b, hid).permute(1, 0, 2, 3)

@@ -17,8 +17,7 @@
 // views whose broadcast axes have stride 0 (Bm = 1, Tm = 1, a scalar zoneout expectation).
 // Gate order: LSTM i, f, g, o; GRU r, z, n (PyTorch's). The GEMM layout is (B, G*H) for a tied
 // (or absent) recurrent mask and (G, B, H) for per-gate masks; the pre-activation gradient is
-// returned batch-major (B, T, G*H) when tied, (G, T, B, H) per gate: the layouts fused_loop.py
-// computes `pre` in (no copy either way).
+// returned in that layout, which is the layout fused_loop.py computes `pre` in (no copy).
 //
 // Speed: each step's elementwise work is one pass over a row, 8 floats at a time with AVX2
 // (RDS_AVX2), an inlined Cephes exp and a Newton reciprocal; calling a library exp per vector
@@ -342,9 +341,8 @@ std::vector<Tensor> forward_impl(const Tensor& pre, const Tensor& h0, const Tens
   Tensor acts = at::empty({save ? n_t : 1, G, B, H}, opts);
   Tensor aux = at::empty({save ? n_t : 1, B, H}, opts);
   Tensor cs = gru ? at::empty({0}, opts) : at::empty({n_t + 1, B, H}, opts);
-  // masked h_{t-1} per step, the left operand of the recurrent GEMM (kept for dW); batch-major
-  // (B, T, H) when tied, so that dW is one GEMM over rows in the (b, t) order of the gradient
-  Tensor hm = per_gate ? at::empty({G, n_t, B, H}, opts) : at::empty({B, n_t, H}, opts);
+  // masked h_{t-1} per step, the left operand of the recurrent GEMM (kept for dW)
+  Tensor hm = per_gate ? at::empty({G, n_t, B, H}, opts) : at::empty({n_t, B, H}, opts);
   Tensor rec = per_gate ? at::empty({G, B, H}, opts) : at::empty({B, G * H}, opts);
   const Tensor wt = w_hh.t();
   const Tensor u4t = w_hh.view({G, H, H}).transpose(1, 2);
@@ -370,7 +368,7 @@ std::vector<Tensor> forward_impl(const Tensor& pre, const Tensor& h0, const Tens
     if (s >= n_t) return w;
     w.n = per_gate ? static_cast<int>(G) : 1;
     for (int g = 0; g < w.n; ++g) {
-      w.dst[g] = per_gate ? hm_p + (g * n_t + s) * BH + b * H : hm_p + (b * n_t + s) * H;
+      w.dst[g] = per_gate ? hm_p + (g * n_t + s) * BH + b * H : hm_p + s * BH + b * H;
       w.m[g] = mask(g, b);
     }
     return w;
@@ -389,7 +387,7 @@ std::vector<Tensor> forward_impl(const Tensor& pre, const Tensor& h0, const Tens
       if (has_bias) at::baddbmm_out(rec, bias3, hm_t, u4t);
       else at::bmm_out(rec, hm_t, u4t);
     } else {
-      const Tensor hm_t = hm.select(1, t);  // (B, H), row stride T * H: no copy
+      const Tensor hm_t = hm[t];
       if (has_bias) at::addmm_out(rec, *bias_hh, hm_t, wt);
       else at::mm_out(rec, hm_t, wt);
     }
@@ -444,9 +442,7 @@ std::vector<Tensor> backward_impl(const Tensor& d_out, const Tensor& d_h, const 
   const int64_t BH = B * H, GH = G * H;
   // pre-activation gradients in the GEMM layout; the recurrent and the input side differ only
   // in a GRU's n gate (the reset product)
-  // (G, T, B, H) per gate; batch-major (B, T, GH) when tied: the layout of the input
-  // projection fused_loop.py computes, so its gradient flows back without a copy
-  Tensor dzh = per_gate ? at::empty({G, n_t, B, H}, opts) : at::empty({B, n_t, GH}, opts);
+  Tensor dzh = per_gate ? at::empty({G, n_t, B, H}, opts) : at::empty({n_t, B, GH}, opts);
   Tensor dzx = gru ? at::empty_like(dzh) : dzh;
   Tensor tmp = per_gate ? at::empty({G, B, H}, opts) : at::empty({B, H}, opts);
   Tensor pass = d_h.contiguous().clone();  // dL/dh_t without d_out and the GEMM term
@@ -476,7 +472,7 @@ std::vector<Tensor> backward_impl(const Tensor& d_out, const Tensor& d_h, const 
     return in;
   };
   auto dz_row = [&](T* base, int64_t t, int64_t g, int64_t b) {
-    return per_gate ? base + (g * n_t + t) * BH + b * H : base + (b * n_t + t) * GH + g * H;
+    return per_gate ? base + (g * n_t + t) * BH + b * H : base + (t * B + b) * GH + g * H;
   };
 
   for (int64_t t = n_t - 1; t >= 0; --t) {
@@ -511,7 +507,7 @@ std::vector<Tensor> backward_impl(const Tensor& d_out, const Tensor& d_h, const 
     });
     if (t > 0 || need_h0) {
       if (per_gate) at::bmm_out(tmp, dzh.select(1, t), u4);
-      else at::mm_out(tmp, dzh.select(1, t), w_hh);
+      else at::mm_out(tmp, dzh[t], w_hh);
       have_tmp = true;
     }
   }
@@ -530,11 +526,11 @@ std::vector<Tensor> backward_impl(const Tensor& d_out, const Tensor& d_h, const 
              .view({GH, H});
     if (need_bias_hh) db = dzh.sum({1, 2}).view({GH});
   } else {
-    dw = at::mm(dzh.view({B * n_t, GH}).t(), hm.view({B * n_t, H}));
-    if (need_bias_hh) db = dzh.view({B * n_t, GH}).sum(0);
+    dw = at::mm(dzh.view({n_t * B, GH}).t(), hm.view({n_t * B, H}));
+    if (need_bias_hh) db = dzh.view({n_t * B, GH}).sum(0);
   }
   Tensor d_pre = per_gate ? dzx.permute({1, 0, 2, 3})
-                          : dzx.view({B, n_t, G, H}).permute({1, 2, 0, 3});
+                          : dzx.view({n_t, B, G, H}).permute({0, 2, 1, 3});
   return {d_pre, dh0, dc, dw, db};
 }
 
