@@ -13,6 +13,12 @@ naive custom Keras cell slow. The loop is a `tf.while_loop` (as Keras' own); unr
     impl1     (x_t * m_g) @ W_g + (h * r_g) @ U_g + b_g per gate inside the step
     impl2     xz = (x * m) @ W + b precomputed for all t, (h * r) @ U per step: one mask per side
               shared by the gates, each side one matmul fused over the gates
+
+`run_impl0/1/2` (what layers.py calls) run these same forward computations through
+gal_bptt.py's hand-written backward (one custom gradient over the whole loop, weight gradients
+as one matmul after it); `autograd_impl0/1/2` are the plain loops under TensorFlow's autograd,
+kept as the reference the tests hold the hand-written path to, and as the fallback
+(`HAND_BPTT = False`).
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import tensorflow as tf
+
+from frameworks.keras_backend import gal_bptt
 
 Tensor = tf.Tensor
 State = tuple[Tensor, Tensor]
@@ -34,6 +42,7 @@ def cell_update(i: Tensor, f: Tensor, g: Tensor, o: Tensor, c: Tensor) -> State:
 
 
 UNROLL = False
+HAND_BPTT = True  # run_impl0/1/2 through gal_bptt.py's hand-written backward (False: autograd)
 
 
 def time_loop(step: Step, seqs: Sequence[Tensor], h: Tensor, c: Tensor) -> Loop:
@@ -83,8 +92,9 @@ def run_fused(xs: Tensor, h: Tensor, c: Tensor, kernel: Tensor, recurrent_kernel
     return time_loop(step, [xz], h, c)
 
 
-def run_impl0(xs: Tensor, h: Tensor, c: Tensor, kernel: Tensor, recurrent_kernel: Tensor,
-              bias: Tensor, in_mask: Tensor | None, rec_mask: Tensor | None) -> Loop:
+def autograd_impl0(xs: Tensor, h: Tensor, c: Tensor, kernel: Tensor,
+                   recurrent_kernel: Tensor, bias: Tensor, in_mask: Tensor | None,
+                   rec_mask: Tensor | None) -> Loop:
     """Keras 2.0 implementation 0: per-gate masked input projections precomputed for all t."""
     t, b, d = dims(xs)
     hid = recurrent_kernel.shape[0]
@@ -105,8 +115,9 @@ def run_impl0(xs: Tensor, h: Tensor, c: Tensor, kernel: Tensor, recurrent_kernel
     return time_loop(step, [xz], h, c)
 
 
-def run_impl1(xs: Tensor, h: Tensor, c: Tensor, kernel: Tensor, recurrent_kernel: Tensor,
-              bias: Tensor, in_mask: Tensor | None, rec_mask: Tensor | None) -> Loop:
+def autograd_impl1(xs: Tensor, h: Tensor, c: Tensor, kernel: Tensor,
+                   recurrent_kernel: Tensor, bias: Tensor, in_mask: Tensor | None,
+                   rec_mask: Tensor | None) -> Loop:
     """Keras 2.0 implementation 1: per-gate masked matmuls inside the step (batched over gates)."""
     hid = recurrent_kernel.shape[0]
     w4, u4 = per_gate(kernel), per_gate(recurrent_kernel)
@@ -123,8 +134,9 @@ def run_impl1(xs: Tensor, h: Tensor, c: Tensor, kernel: Tensor, recurrent_kernel
     return time_loop(step, [xs], h, c)
 
 
-def run_impl2(xs: Tensor, h: Tensor, c: Tensor, kernel: Tensor, recurrent_kernel: Tensor,
-              bias: Tensor, in_mask: Tensor | None, rec_mask: Tensor | None) -> Loop:
+def autograd_impl2(xs: Tensor, h: Tensor, c: Tensor, kernel: Tensor,
+                   recurrent_kernel: Tensor, bias: Tensor, in_mask: Tensor | None,
+                   rec_mask: Tensor | None) -> Loop:
     """Gal tied: one mask per side shared by all gates; one fused (h * r) @ U matmul per step.
 
     The input side (x_t * m) @ W + b is hoisted out of the loop, one matmul for all t: the mask
@@ -141,3 +153,46 @@ def run_impl2(xs: Tensor, h: Tensor, c: Tensor, kernel: Tensor, recurrent_kernel
         return cell_update(*tf.split(z, 4, axis=1), c)
 
     return time_loop(step, [xz], h, c)
+
+
+def run_impl0(xs: Tensor, h: Tensor, c: Tensor, kernel: Tensor, recurrent_kernel: Tensor,
+              bias: Tensor, in_mask: Tensor | None, rec_mask: Tensor | None) -> Loop:
+    """impl 0 (see `autograd_impl0`): the input side under autograd, the loop hand-differentiated.
+    Without a recurrent mask the pre-activations go fused (T, B, 4H), as run_fused's."""
+    if not HAND_BPTT:
+        return autograd_impl0(xs, h, c, kernel, recurrent_kernel, bias, in_mask, rec_mask)
+    t, b, d = dims(xs)
+    hid = recurrent_kernel.shape[0]
+    gates = rec_mask is not None  # per-gate recurrent masks need gate-major (4, T, B, H)
+    if in_mask is None:
+        xz = tf.reshape(tf.matmul(tf.reshape(xs, (-1, d)), kernel) + bias, [t, b, 4, hid])
+        xz = tf.transpose(xz, (2, 0, 1, 3)) if gates else tf.reshape(xz, [t, b, 4 * hid])
+    else:
+        xm = tf.reshape(xs[None] * in_mask[:, None], (4, -1, d))
+        b4 = tf.reshape(bias, (4, 1, hid))
+        xz = tf.reshape(tf.matmul(xm, per_gate(kernel)), [4, t, b, hid])  # bias: below
+        if gates:  # the loop adds b4 to each step's slice: one pass over xz fewer
+            return gal_bptt.loop_pre(xz, h, c, recurrent_kernel, rec_mask, b4)
+        xz = tf.reshape(tf.transpose(xz + b4[:, None], (1, 2, 0, 3)), [t, b, 4 * hid])
+    return gal_bptt.loop_pre(xz, h, c, recurrent_kernel, rec_mask)
+
+
+def run_impl1(xs: Tensor, h: Tensor, c: Tensor, kernel: Tensor, recurrent_kernel: Tensor,
+              bias: Tensor, in_mask: Tensor | None, rec_mask: Tensor | None) -> Loop:
+    """impl 1 (see `autograd_impl1`): both per-gate matmuls inside the step, hand-differentiated
+    (the input gradients after the loop)."""
+    if not HAND_BPTT:
+        return autograd_impl1(xs, h, c, kernel, recurrent_kernel, bias, in_mask, rec_mask)
+    return gal_bptt.loop_impl1(xs, h, c, kernel, recurrent_kernel, bias, in_mask, rec_mask)
+
+
+def run_impl2(xs: Tensor, h: Tensor, c: Tensor, kernel: Tensor, recurrent_kernel: Tensor,
+              bias: Tensor, in_mask: Tensor | None, rec_mask: Tensor | None) -> Loop:
+    """impl 2 (see `autograd_impl2`): the hoisted input side under autograd, the loop
+    hand-differentiated."""
+    if not HAND_BPTT:
+        return autograd_impl2(xs, h, c, kernel, recurrent_kernel, bias, in_mask, rec_mask)
+    t, b, d = dims(xs)
+    xm = xs if in_mask is None else xs * in_mask
+    xz = tf.reshape(tf.matmul(tf.reshape(xm, (-1, d)), kernel) + bias, [t, b, kernel.shape[-1]])
+    return gal_bptt.loop_pre(xz, h, c, recurrent_kernel, rec_mask)
