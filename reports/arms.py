@@ -26,7 +26,7 @@ IGNORED_PREFIXES = ("tracking.", "published.", "study.")
 # older behaviour (experiments/config.py ADDED_LATER): an older run lacks the param, and must
 # land in the same arm as a newer run at that value.
 ADDED_LATER = {"train.patience": "0", "train.select_on": "None", "train.mc_every": "1",
-               "model.cell": "lstm", "dropout.per_step": "False",
+               "model.cell": "lstm", "model.init": "uniform", "dropout.per_step": "False",
                "dropout.zoneout_cell": "0.0", "dropout.zoneout_hidden": "0.0"}
 
 
