@@ -280,9 +280,17 @@ def _selection(data: StoreData) -> list:
              for r in chosen]
     launches = len({parents.loc[r, T.SWEEP_ID] or r for r in chosen})
     same = f" (sweep_key {', '.join(f'`{k}`' for k in keys)})" if keys else ""
-    return [Para(f"The selected sweep covers {len(chosen)} parent run(s) from {launches} "
-                 f"launch(es){same}; the report includes the runs of all of them, oldest "
-                 "first:"), Bullets(items)]
+    blocks = [Para(f"The selected sweep covers {len(chosen)} parent run(s) from {launches} "
+                   f"launch(es){same}; the report includes the runs of all of them, oldest "
+                   "first:"), Bullets(items)]
+    elsewhere = data.runs[~data.runs["parent_run_id"].isin(chosen)]
+    if len(elsewhere):  # jobs a launch skipped: their config had completed in another sweep
+        others = sorted({provenance.short_id(r) for r in elsewhere["parent_run_id"].dropna()})
+        blocks.append(Para(
+            f"{len(elsewhere)} of its {len(data.runs)} runs were logged by other launches "
+            "that ran the same configurations (this sweep's jobs, resumed by config hash)"
+            + (f": parent run(s) {', '.join(f'`{o}`' for o in others)}." if others else ".")))
+    return blocks
 
 
 def _notes(runs: pd.DataFrame, tasks: list[str], mode: str) -> list:

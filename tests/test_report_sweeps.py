@@ -216,3 +216,11 @@ def test_a_sweep_covers_its_jobs_by_config_hash_whichever_launch_ran_them(tmp_pa
     data = load.load(store["uri"], load.Filters(sweep="n-1"))
     assert set(data.runs["run_id"]) == expected
     assert data.selected == [new]
+    rc, _ = cli.run(cli.parser().parse_args([
+        "--tracking-uri", store["uri"], "--sweep", "n-1", "--out", str(tmp_path / "report"),
+        "--no-log-artifacts"]))
+    intro = (tmp_path / "report" / "report.md").read_text().split("## 1. Summary")[0]
+    assert rc == 0
+    assert (f"2 of its 3 runs were logged by other launches that ran the same configurations"
+            f" (this sweep's jobs, resumed by config hash): parent run(s) "
+            f"`{store['parents']['p3'][:8]}`.") in intro
