@@ -52,8 +52,8 @@ def _flags() -> tuple[str, list[str]]:
     C++. The tag names the build directory, so a cache shared between machines never hands a
     binary to a CPU that cannot run it."""
     if torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512"):
-        return "avx2", ["-O3", "-mavx2", "-mfma", "-DRDS_AVX2"]
-    return "generic", ["-O3"]
+        return "avx2", ["-O3", "-fopenmp", "-mavx2", "-mfma", "-DRDS_AVX2"]
+    return "generic", ["-O3", "-fopenmp"]
 
 
 def _ensure_ninja() -> None:
@@ -86,7 +86,8 @@ def _build() -> None:
     directory = CACHE / f"{NAME}-torch{version}-{tag}"
     directory.mkdir(parents=True, exist_ok=True)
     cpp_extension.load(name=NAME, sources=[str(SOURCE)], extra_cflags=cflags,
-                       build_directory=str(directory), is_python_module=False, verbose=False)
+                       extra_ldflags=["-fopenmp"], build_directory=str(directory),
+                       is_python_module=False, verbose=False)
 
 
 def available() -> bool:
@@ -116,9 +117,10 @@ class _Masks:
     """The masks the C++ loop reads, as logical (T, B, H) / (G, B, H) views with stride 0 on
     broadcast axes (Bm = 1, Tm = 1, a scalar zoneout expectation) and contiguous rows."""
 
-    def __init__(self, m_rec: Tensor | None, per_gate: bool, cand: Tensor | None,
-                 uh: Tensor | None, uc: Tensor | None):
-        self.m_rec, self.per_gate, self.cand, self.uh, self.uc = m_rec, per_gate, cand, uh, uc
+    def __init__(self, m_in: Tensor | None, m_rec: Tensor | None, per_gate: bool,
+                 cand: Tensor | None, uh: Tensor | None, uc: Tensor | None):
+        self.m_in, self.m_rec, self.per_gate = m_in, m_rec, per_gate
+        self.cand, self.uh, self.uc = cand, uh, uc
 
 
 def _rows(x: Tensor) -> Tensor:
@@ -139,7 +141,7 @@ def _update(u: Tensor | float | None, like: Tensor, b: int, t: int, hid: int) ->
     return _time_major(u.to(like.dtype), b, t, hid)
 
 
-def _masks(cell: str, x: Tensor, hid: int, m_rec: Tensor | None,
+def _masks(cell: str, x: Tensor, hid: int, m_in: Tensor | None, m_rec: Tensor | None,
            hooks: list[cells.StepHook]) -> _Masks | None:
     """The hooks as masks, or None when one is not covered (the caller runs cells.run)."""
     b, t = x.shape[0], x.shape[1]
@@ -158,59 +160,46 @@ def _masks(cell: str, x: Tensor, hid: int, m_rec: Tensor | None,
             if cell != "lstm" and upd_c is not None:
                 return None  # a GRU carries no c to zone out
     per_gate = m_rec is not None and m_rec.dim() == 3
+    if m_in is not None:  # (Bm, D) tied or (G, Bm, D) per gate -> (1 or G, B, D)
+        m = _rows(m_in.to(x.dtype))
+        m = m.unsqueeze(0) if m.dim() == 2 else m
+        m_in = m.expand(m.shape[0], b, x.shape[2])
     if m_rec is not None:
         m = _rows(m_rec.to(x.dtype))
         m_rec = m.expand(gates, b, hid) if per_gate else m.unsqueeze(0).expand(1, b, hid)
-    return _Masks(m_rec, per_gate, cand, uh, uc)
+    return _Masks(m_in, m_rec, per_gate, cand, uh, uc)
 
 
-class _Loop(torch.autograd.Function):
-    """(pre (T, G, B, H), h0, c0, w_hh, bias_hh) -> (out (B, T, H), h_T, c_T); the masks ride
-    along in ctx (they never need a gradient)."""
+class _Layer(torch.autograd.Function):
+    """(x (B, T, D), w_ih, w_hh, bias, bias_hh, h0, c0) -> (out (B, T, H), h_T, c_T): the whole
+    layer, its input side included, in C++; the masks ride along in ctx (they never need a
+    gradient)."""
 
     @staticmethod
-    def forward(ctx: Any, pre: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor,  # noqa: D102
-                bias_hh: Tensor | None, masks: _Masks, gru: bool):
+    def forward(ctx: Any, x: Tensor, w_ih: Tensor, w_hh: Tensor, bias: Tensor,  # noqa: D102
+                bias_hh: Tensor | None, h0: Tensor, c0: Tensor, masks: _Masks, gru: bool):
         save = any(ctx.needs_input_grad)
-        out, h, c, acts, aux, cs, hm = torch.ops.rds_fused_loop.forward(
-            pre, h0, c0, w_hh, bias_hh, masks.m_rec, masks.per_gate, masks.cand, masks.uh,
-            masks.uc, gru, save)
+        out, h, c, acts, aux, cs, hm, xm = torch.ops.rds_fused_loop.forward(
+            x, w_ih, w_hh, bias, bias_hh, masks.m_in, h0, c0, masks.m_rec, masks.per_gate,
+            masks.cand, masks.uh, masks.uc, gru, save)
         if save:
-            ctx.save_for_backward(h0, w_hh, out, acts, aux, cs, hm)
+            ctx.save_for_backward(x, w_ih, w_hh, h0, out, acts, aux, cs, hm, xm)
             ctx.masks, ctx.gru = masks, gru
         return out, h, c
 
     @staticmethod
     def backward(ctx: Any, d_out: Tensor, d_h: Tensor, d_c: Tensor):  # noqa: D102, ANN205
-        h0, w_hh, out, acts, aux, cs, hm = ctx.saved_tensors
+        x, w_ih, w_hh, h0, out, acts, aux, cs, hm, xm = ctx.saved_tensors
         m = ctx.masks
         need = ctx.needs_input_grad
-        d_pre, dh0, dc0, dw, db = torch.ops.rds_fused_loop.backward(
-            _rows(d_out).permute(1, 0, 2), d_h, d_c, h0, out, acts, aux, cs, hm, w_hh, m.m_rec,
-            m.per_gate, m.cand, m.uh, m.uc, ctx.gru, need[1], need[4])
-        return (d_pre if need[0] else None, dh0 if need[1] else None, dc0 if need[2] else None,
-                dw if need[3] else None, db if need[4] else None, None, None)
-
-
-def _input_part(x: Tensor, w_ih: Tensor, bias: Tensor, m_in: Tensor | None, gates: int,
-                per_gate: bool) -> Tensor:
-    """cells.input_part's function, (T, G, B, H), computed time-major in the layout the C++
-    loop hands its gradient back in ((T, B, GH) for a tied recurrent mask, (G, T, B, H) per
-    gate), so that autograd copies nothing between the two."""
-    b, t, d = x.shape
-    hid = w_ih.shape[0] // gates
-    xt = x.transpose(0, 1).contiguous()  # (T, B, D): one copy of x, not of the gates
-    if m_in is not None and m_in.dim() == 3:
-        xm = (xt.unsqueeze(0) * m_in.unsqueeze(1)).reshape(gates, t * b, d)
-    elif per_gate:
-        xm = (xt if m_in is None else xt * m_in).reshape(1, t * b, d).expand(gates, t * b, d)
-    else:
-        xm = (xt if m_in is None else xt * m_in).reshape(t * b, d)
-        pre = torch.addmm(bias, xm, w_ih.t())
-        return pre.view(t, b, gates, hid).permute(0, 2, 1, 3)
-    w4t = w_ih.view(gates, hid, d).transpose(1, 2)
-    pre = torch.baddbmm(bias.view(gates, 1, hid), xm, w4t)
-    return pre.view(gates, t, b, hid).permute(1, 0, 2, 3)
+        dx, dw_ih, dw_hh, db, db_hh, dh0, dc0 = torch.ops.rds_fused_loop.backward(
+            _rows(d_out).permute(1, 0, 2), d_h, d_c, x, w_ih, w_hh, m.m_in, h0, out, acts, aux,
+            cs, hm, xm, m.m_rec, m.per_gate, m.cand, m.uh, m.uc, ctx.gru, need[0], need[5],
+            need[4])
+        return (dx if need[0] else None, dw_ih if need[1] else None,
+                dw_hh if need[2] else None, db if need[3] else None,
+                db_hh if need[4] else None, dh0 if need[5] else None,
+                dc0 if need[6] else None, None, None)
 
 
 def run(cell: str, x: Tensor, h: Tensor, c: Tensor, w_ih: Tensor, w_hh: Tensor, bias: Tensor,
@@ -221,13 +210,11 @@ def run(cell: str, x: Tensor, h: Tensor, c: Tensor, w_ih: Tensor, w_hh: Tensor, 
     if cell not in GATES or x.device.type != "cpu" or x.dtype not in (torch.float32,
                                                                         torch.float64):
         return None
-    if x.shape[1] == 0 or w_hh.dtype != x.dtype:
+    if x.shape[1] == 0 or any(w.dtype != x.dtype for w in (w_ih, w_hh, bias)):
         return None
-    gates, hid = GATES[cell], w_hh.shape[1]
-    masks = _masks(cell, x, hid, m_rec, hooks)
+    masks = _masks(cell, x, w_hh.shape[1], m_in, m_rec, hooks)
     if masks is None or not available():
         return None
-    pre = _input_part(x, w_ih, bias, m_in, gates, masks.per_gate)
-    out, h_t, c_t = _Loop.apply(pre, h.contiguous(), c.contiguous(), w_hh, bias_hh, masks,
-                                cell == "gru")
+    out, h_t, c_t = _Layer.apply(x, w_ih, w_hh, bias, bias_hh, h.contiguous(), c.contiguous(),
+                                 masks, cell == "gru")
     return out, h_t, c_t
