@@ -16,12 +16,13 @@ Rounds: by default at least 3, then more until every train ratio's spread (wall 
 below 10%, within --budget-min for the whole run, split over frameworks x shapes in proportion to
 their expected cost; a shape whose share runs out stops and its rows are flagged `!`.
 `--rounds N` runs exactly N rounds; `--quick` is the short run of the committed table (2 rounds,
-4 batches). PyTorch arms that run a per-step loop (runs_as step_loop: the Gal family, semeniuta,
-zoneout) are measured under each of --torch-loops, one row each (`keras_impl0 [cpp]`; the
-default loop keeps the plain name); the `path` column says what computed it (compute_path).
+4 batches). The arms whose code a framework's loop switch picks (`has_loops`: PyTorch's per-step
+loop variants -- the Gal family, semeniuta, zoneout -- and Keras' Gal family) are measured under
+each of --torch-loops / --keras-loops, one row each (`keras_impl0 [cpp]`; the default loop
+keeps the plain name); the `path` column says what computed it (compute_path).
 
     python -m experiments.bench [--shapes ptb200 ptb650 cls128] [--budget-min 15] [--rounds N]
-        [--quick] [--batches N] [--torch-loops bptt cpp] [--threads N]
+        [--quick] [--batches N] [--torch-loops bptt cpp] [--keras-loops bptt cpp] [--threads N]
 """
 
 from __future__ import annotations
@@ -67,7 +68,8 @@ BATCHES = {"ptb200": 4, "ptb650": 2, "cls128": 8, "tiny": 2}
 # the proportions matter, to split the budget so each shape gets about as many rounds.
 COST = {"ptb200": 0.35, "ptb650": 1.6, "cls128": 0.1, "tiny": 0.01}
 BASELINE = {"torch": "none", "keras": "stock_no_dropout"}
-TORCH_LOOPS = ("bptt", "eager", "cpp")  # compute.LOOPS, without importing torch here
+# compute.LOOPS of each backend, without importing either here
+LOOPS = {"torch": ("bptt", "eager", "cpp"), "keras": ("bptt", "cpp")}
 DEFAULT_LOOP = "bptt"
 KEYS = {"train": "train", "cpu": "train_cpu", "eval": "eval"}  # measured -> field prefix
 TAIL_S = 30.0  # of the budget, kept for the table, CSV and MLflow after the workers
@@ -93,11 +95,18 @@ class Arm:
                          **{f"{r}_dropout": self.rate for r in used})
 
 
+def has_loops(framework: str, variant: Variant) -> bool:
+    """Whether the variant's numbers come from a loop the framework's `*_loop` switch picks: in
+    PyTorch every per-step loop variant, in Keras the LSTM Gal family (the others run the same
+    code under every loop, or another one, and are measured once)."""
+    entry = registry.entry(variant)
+    return entry.runs_as == "step_loop" if framework == "torch" else entry.order is not None
+
+
 def arms(framework: str, variants: list[str] | None,
          loops: tuple[str, ...] = (DEFAULT_LOOP,)) -> list[Arm]:
-    """The rows of one framework. A PyTorch variant that runs the suite's per-step loop gets one
-    arm per loop; the others (fused, masked weight: no per-step loop) run the same code under
-    every loop and are measured once."""
+    """The rows of one framework: a variant `has_loops` gets one arm per loop, named
+    `variant [loop]` (the default loop keeps the plain name)."""
     chosen = [Variant(v) for v in variants] if variants else sorted(
         FRAMEWORK_VARIANTS[framework], key=list(Variant).index)
     out: list[Arm] = []
@@ -105,16 +114,14 @@ def arms(framework: str, variants: list[str] | None,
         if v not in FRAMEWORK_VARIANTS[framework] or v is Variant.keras3_builtin:
             continue
         rate = 0.0 if v is Variant.none else RATE
-        if framework != "torch":
-            out.append(Arm(v.value, v, rate))
-        elif registry.entry(v).runs_as == "step_loop":
+        if has_loops(framework, v):
             out += [Arm(v.value if loop == DEFAULT_LOOP else f"{v.value} [{loop}]", v, rate, loop)
                     for loop in loops]
         else:
             out.append(Arm(v.value, v, rate, DEFAULT_LOOP))
     if framework == "keras":
-        out += [Arm("stock_no_dropout", Variant.keras3_builtin, 0.0),
-                Arm("stock_dropout", Variant.keras3_builtin, RATE)]
+        out += [Arm("stock_no_dropout", Variant.keras3_builtin, 0.0, DEFAULT_LOOP),
+                Arm("stock_dropout", Variant.keras3_builtin, RATE, DEFAULT_LOOP)]
     elif not any(a.name == "none" for a in out):
         out.insert(0, Arm("none", Variant.none, 0.0, DEFAULT_LOOP))
     return out
@@ -126,8 +133,12 @@ def batches_for(args: argparse.Namespace, shape: str) -> int:
 
 def weight(args: argparse.Namespace, framework: str, shape: str) -> float:
     """Expected seconds per round of one framework at one shape: its share of the budget."""
-    loops = tuple(args.torch_loops)
-    return len(arms(framework, args.variants, loops)) * batches_for(args, shape) * COST[shape]
+    return len(arms(framework, args.variants, loops_of(args, framework))) \
+        * batches_for(args, shape) * COST[shape]
+
+
+def loops_of(args: argparse.Namespace, framework: str) -> tuple[str, ...]:
+    return tuple(args.torch_loops if framework == "torch" else args.keras_loops)
 
 
 def stop_rule(args: argparse.Namespace, budget_s: float) -> StopRule:
@@ -170,7 +181,7 @@ def measure_shape(backend, args: argparse.Namespace, shape: str, share_end: floa
     data = load_task(task, vocab_size=None if task == "ptb" else 20000, maxlen=steps)
     sample = list(batches(data, "train", batch, steps))[: batches_for(args, shape)]
     tokens = sum(b.x.size for b in sample)
-    shape_arms = {a.name: a for a in arms(args.worker, args.variants, tuple(args.torch_loops))}
+    shape_arms = {a.name: a for a in arms(args.worker, args.variants, loops_of(args, args.worker))}
     runners, first_call = {}, {}
     for arm in shape_arms.values():
         spec = arm.spec(shape, data.vocab_size, data.num_outputs)
@@ -265,9 +276,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batches", type=int, default=None,
                         help="batches per arm and round (default by shape: "
                              + ", ".join(f"{k} {v}" for k, v in BATCHES.items()) + ")")
-    parser.add_argument("--torch-loops", nargs="+", default=["bptt", "cpp"], choices=TORCH_LOOPS,
+    parser.add_argument("--torch-loops", nargs="+", default=["bptt", "cpp"],
+                        choices=LOOPS["torch"],
                         help="framework.torch_loop values to measure every PyTorch per-step "
                              "loop variant under, one row each (default: bptt cpp)")
+    parser.add_argument("--keras-loops", nargs="+", default=["bptt", "cpp"],
+                        choices=LOOPS["keras"],
+                        help="framework.keras_loop values to measure the Keras Gal family "
+                             "under, one row each (default: bptt cpp)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, default=REPO / "results" / "bench")

@@ -91,12 +91,19 @@ class TorchLoop(str, enum.Enum):
     cpp = "cpp"  # the compiled loop of frameworks/torch_backend/fused_loop.py (bptt without it)
 
 
+class KerasLoop(str, enum.Enum):
+    bptt = "bptt"
+    cpp = "cpp"  # the compiled op of frameworks/keras_backend/native_loop.py (bptt without it)
+
+
 @dataclass
 class FrameworkConfig:
     name: FrameworkName = FrameworkName.torch
     # how PyTorch computes, not what (frameworks/torch_backend/compute.py): outside the hash
     torch_loop: TorchLoop = TorchLoop.bptt
     torch_compile: bool = False
+    # how Keras computes (frameworks/keras_backend/compute.py): outside the hash
+    keras_loop: KerasLoop = KerasLoop.bptt
 
 
 @dataclass
@@ -167,7 +174,7 @@ def parallel_jobs() -> int:
 # Settings that change neither the model nor the numbers: left out of the config hash so that a
 # rerun with another tracking store or thread count still finds its completed twin.
 NON_SEMANTIC = ("tracking", "train.threads", "train.device", "published", "study",
-                "framework.torch_loop", "framework.torch_compile")
+                "framework.torch_loop", "framework.torch_compile", "framework.keras_loop")
 # Keys added after runs were logged, with the value that reproduces the behaviour from before
 # they existed: left out of the hash at that value, so older completed runs still resume.
 # The rates hashed since the first run; any rate the registry gains later is neutral at 0.
@@ -253,17 +260,22 @@ def validate(cfg: DictConfig) -> None:
 
 
 def compute_options(cfg: DictConfig) -> dict[str, Any]:
-    """The backend's `configure_compute` arguments; a torch switch on another framework is
+    """The backend's `configure_compute` arguments; one framework's switch on the other is
     refused (it would be logged without having had an effect)."""
     fw = cfg.framework
+    own = {"torch": {"torch_loop": TorchLoop.bptt, "torch_compile": False},
+           "keras": {"keras_loop": KerasLoop.bptt}}
+    for framework, switches in own.items():
+        if framework == fw.name.value:
+            continue
+        for key, default in switches.items():
+            if fw[key] != default:
+                value = getattr(fw[key], "value", fw[key])
+                raise SpecError(f"framework.{key}={value} has no effect with framework="
+                                f"{fw.name.value}; it is a {framework} switch")
     if fw.name.value == "torch":
         return {"loop": fw.torch_loop.value, "compile": bool(fw.torch_compile)}
-    for key, default in (("torch_loop", TorchLoop.bptt), ("torch_compile", False)):
-        if fw[key] != default:
-            value = getattr(fw[key], "value", fw[key])
-            raise SpecError(f"framework.{key}={value} has no effect with framework="
-                            f"{fw.name.value}; it is a PyTorch switch")
-    return {}
+    return {"loop": fw.keras_loop.value}
 
 
 def unknown_keys(cfg: DictConfig, schema: DictConfig, prefix: str = "") -> None:

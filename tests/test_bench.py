@@ -1,8 +1,8 @@
 """A tiny bench run: the table has every variant of both frameworks, and a `[cpp]` row for every
-PyTorch per-step loop variant, with positive figures, paired ratios with their spreads and the
-path that computed each row (no timing assertions: speed is measured by `make bench`, never by
-tests). The statistics and the stopping rule are tested without a framework in
-tests/test_bench_stats.py."""
+PyTorch per-step loop variant and every Keras Gal variant, with positive figures, paired ratios
+with their spreads and the path that computed each row (no timing assertions: speed is
+measured by `make bench`, never by tests). The statistics and the stopping rule are tested
+without a framework in tests/test_bench_stats.py."""
 
 from __future__ import annotations
 
@@ -45,10 +45,19 @@ def test_tiny_bench_covers_every_variant_and_loop_and_logs_to_mlflow(tmp_path):
         assert default["loop"] == "bptt" and compiled["loop"] == "cpp"
         assert default["path"] in ("bptt", "eager")  # a per-step loop ran, not the fused one
         assert compiled["path"] == (cpp or default["path"])
+    from frameworks.keras_backend import native_loop
+
+    native = "cpp" if native_loop.available() else "tf.function"
+    gal = [v.value for v in FRAMEWORK_VARIANTS["keras"] if variants.entry(v).order is not None]
+    assert sorted(gal) == ["keras_impl0", "keras_impl1", "keras_impl2"]
+    for v in gal:
+        default, compiled = by_arm[("keras", v)], by_arm[("keras", f"{v} [cpp]")]
+        assert (default["loop"], compiled["loop"]) == ("bptt", "cpp")
+        assert (default["path"], compiled["path"]) == ("tf.function", native)
     for (framework, name), r in by_arm.items():
-        if framework == "keras":
-            assert r["path"] == "tf.function" and r["loop"] == ""
-        elif name.split(" ")[0] not in step_loop:
+        if framework == "keras" and name.split(" ")[0] not in gal:
+            assert r["path"] == "tf.function" and r["loop"] == "bptt"
+        elif framework == "torch" and name.split(" ")[0] not in step_loop:
             assert r["path"] == "fused" and r["loop"] == "bptt"
 
     for r in rows:

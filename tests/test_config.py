@@ -69,3 +69,20 @@ def test_the_run_plan_is_frozen_and_read_once():
         plan.seed = 4
     cfg.train.lr = 9.0  # a later change of the config does not reach the plan
     assert plan.schedule.lr == 0.5 and plan.spec(100, 100).variant.value == "keras_impl2"
+
+
+def test_each_framework_takes_its_own_compute_switch_outside_the_hash():
+    """framework.keras_loop reaches the Keras backend and, like torch_loop, leaves the hash
+    alone (it changes the numbers by float rounding only, tests/test_native_loop.py); either
+    switch given to the other framework is refused before anything runs."""
+    keras = ["framework=keras", "variant=keras_impl0"]
+    assert C.compute_options(compose_cfg([*keras, "framework.keras_loop=cpp"])) == {"loop": "cpp"}
+    assert C.compute_options(compose_cfg(keras)) == {"loop": "bptt"}
+    assert C.config_hash(compose_cfg([*keras, "framework.keras_loop=cpp"])) == \
+        C.config_hash(compose_cfg(keras))
+    with pytest.raises(C.SpecError, match="framework.keras_loop=cpp has no effect with "
+                                          "framework=torch; it is a keras switch"):
+        C.compute_options(compose_cfg(["framework.keras_loop=cpp"]))
+    with pytest.raises(C.SpecError, match="framework.torch_loop=cpp has no effect with "
+                                          "framework=keras; it is a torch switch"):
+        C.compute_options(compose_cfg([*keras, "framework.torch_loop=cpp"]))

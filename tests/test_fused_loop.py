@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import torch
 
+from frameworks import native
 from frameworks.base import NumpyMaskSource, initial_weights
 from frameworks.spec import Granularity, ModelSpec, OutputMode, TaskKind, Variant, rates_used_by
 from frameworks.torch_backend import cells, fused_loop
@@ -283,7 +284,7 @@ def test_failed_build_warns_once_and_runs_the_existing_loop(monkeypatch, tmp_pat
     the numbers and the recorded path are those of the loop `bptt` runs (gal_bptt for the LSTM
     Gal family, the autograd loop for the rest)."""
     monkeypatch.setattr(fused_loop, "_build_state", {})
-    monkeypatch.setattr(fused_loop, "CACHE", tmp_path / "torch_ext")
+    monkeypatch.setattr(native, "CACHE", tmp_path / "native")
     monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
     cases = [("keras_impl2", "lstm", "bptt"), ("keras_impl0", "gru", "eager"),
              ("zoneout", "lstm", "eager")]

@@ -32,6 +32,7 @@
 #include <cmath>
 #include <cstdint>
 #include <type_traits>
+#include <utility>
 
 #ifdef RDS_AVX2
 #include <immintrin.h>
@@ -313,9 +314,10 @@ struct DhOut {  // dL/dh0 after the loop
   void at(int64_t j) const { in.template at<V>(j).store(out + j); }
 };
 
-inline int64_t grain_rows(int64_t width) {
-  // rows per task: starting threads costs more than a small elementwise pass
-  return std::max<int64_t>(1, 16384 / std::max<int64_t>(1, width));
+
+// rows of the batch per thread: one contiguous block each
+inline int64_t rows_per_thread(int64_t rows, int64_t threads) {
+  return std::max<int64_t>(1, (rows + threads - 1) / std::max<int64_t>(1, threads));
 }
 
 // ---- GEMM --------------------------------------------------------------------------------------
@@ -473,17 +475,23 @@ void forward(Env& env, const Dims& d, const Masks<T>& m, const Forward<T>& f) {
       for (int64_t j = 0; j < H; ++j) w.dst[g][j] = w.m[g] ? h[j] * w.m[g][j] : h[j];
   }
 
-  for (int64_t t = 0; t < n_t; ++t) {
-    const int64_t ts = f.save ? t : 0;
-    if (f.bias_hh)
-      for (int64_t b = 0; b < B; ++b) std::copy(f.bias_hh, f.bias_hh + GH, f.rec + b * GH);
-    if (d.per_gate)
-      gemm<T>(env, B, H, H, {f.hm + t * H, n_t * H, BT * H}, {f.wh_t, GH, H}, {f.rec, GH, H},
-              f.bias_hh != nullptr, G);
-    else
-      gemm<T>(env, B, GH, H, {f.hm + t * H, n_t * H}, {f.wh_t, GH}, {f.rec, GH},
-              f.bias_hh != nullptr);
-    env.parallel_for(0, B, grain_rows(GH), [&](int64_t b0, int64_t b1) {
+  // The recurrence: samples never interact, so each thread runs the whole loop over its own
+  // rows of the batch, a step's product on its rows included -- one parallel region for all
+  // steps, where a region per step and product cost more in waking and waiting threads.
+  env.parallel_for(0, B, rows_per_thread(B, env.threads()), [&](int64_t b0, int64_t b1) {
+    const int64_t nb = b1 - b0;
+    T* rec = f.rec + b0 * GH;
+    for (int64_t t = 0; t < n_t; ++t) {
+      const int64_t ts = f.save ? t : 0;
+      if (f.bias_hh)
+        for (int64_t b = 0; b < nb; ++b) std::copy(f.bias_hh, f.bias_hh + GH, rec + b * GH);
+      const T* hm_t = f.hm + (b0 * n_t + t) * H;
+      if (d.per_gate)
+        for (int64_t g = 0; g < G; ++g)
+          env.tile(nb, H, H, hm_t + g * BT * H, n_t * H, f.wh_t + g * H, GH, rec + g * H, GH,
+                   f.bias_hh != nullptr);
+      else
+        env.tile(nb, GH, H, hm_t, n_t * H, f.wh_t, GH, rec, GH, f.bias_hh != nullptr);
       for (int64_t b = b0; b < b1; ++b) {
         const T* hp = t == 0 ? f.h0 + b * H : f.out + (b * n_t + t - 1) * H;
         T* h = f.out + (b * n_t + t) * H;
@@ -517,8 +525,8 @@ void forward(Env& env, const Dims& d, const Masks<T>& m, const Forward<T>& f) {
           sweep<T>(k, H);
         }
       }
-    });
-  }
+    }
+  });
   for (int64_t b = 0; b < B; ++b) {
     const T* h = f.out + (b * n_t + n_t - 1) * H;
     std::copy(h, h + H, f.h_last + b * H);
@@ -551,8 +559,7 @@ void backward(Env& env, const Dims& d, const Masks<T>& m, const Backward<T>& k_)
   const int64_t BH = B * H;
   std::copy(a.d_h, a.d_h + BH, a.pass);
   std::copy(a.d_c, a.d_c + BH, a.dc);
-  bool have_tmp = false;
-  auto dh_in = [&](int64_t b, const T* dout) {
+  auto dh_in = [&](int64_t b, const T* dout, bool have_tmp) {
     DhIn<T> in;
     in.pass = a.pass + b * H;
     in.dout = dout;
@@ -565,14 +572,17 @@ void backward(Env& env, const Dims& d, const Masks<T>& m, const Backward<T>& k_)
     }
     return in;
   };
-  for (int64_t t = n_t - 1; t >= 0; --t) {
-    env.parallel_for(0, B, grain_rows(GH), [&](int64_t b0, int64_t b1) {
+  // the reverse recurrence, each thread over its own rows of the batch (as the forward)
+  env.parallel_for(0, B, rows_per_thread(B, env.threads()), [&](int64_t b0, int64_t b1) {
+    const int64_t nb = b1 - b0;
+    for (int64_t t = n_t - 1; t >= 0; --t) {
+      const bool have_tmp = t < n_t - 1;  // the GEMM term of step t + 1
       for (int64_t b = b0; b < b1; ++b) {
         const T* x_aux = a.aux + (t * B + b) * H;
         const int64_t row = (b * n_t + t) * GH;
         if (!d.gru) {
           LstmBwd<T> k;
-          k.in = dh_in(b, a.d_out(t, b));
+          k.in = dh_in(b, a.d_out(t, b), have_tmp);
           for (int g = 0; g < 4; ++g) {
             k.a[g] = a.acts + ((t * G + g) * B + b) * H;
             k.dz[g] = a.dzh + row + g * H;
@@ -583,7 +593,7 @@ void backward(Env& env, const Dims& d, const Masks<T>& m, const Backward<T>& k_)
           sweep<T>(k, H);
         } else {
           GruBwd<T> k;
-          k.in = dh_in(b, a.d_out(t, b));
+          k.in = dh_in(b, a.d_out(t, b), have_tmp);
           for (int g = 0; g < 3; ++g) {
             k.a[g] = a.acts + ((t * G + g) * B + b) * H;
             k.dzh[g] = a.dzh + row + g * H;
@@ -595,21 +605,22 @@ void backward(Env& env, const Dims& d, const Masks<T>& m, const Backward<T>& k_)
           sweep<T>(k, H);
         }
       }
-    });
-    if (t > 0 || a.dh0) {  // dL/d(masked h_{t-1}) = dz_t W_hh, per gate or for all gates
-      const T* dz_t = a.dzh + t * GH;
-      if (d.per_gate)
-        gemm<T>(env, B, H, H, {dz_t, n_t * GH, H}, {a.wh, H, H * H}, {a.tmp, H, BH}, false, G);
-      else
-        gemm<T>(env, B, H, GH, {dz_t, n_t * GH}, {a.wh, H}, {a.tmp, H}, false);
-      have_tmp = true;
+      if (t > 0 || a.dh0) {  // dL/d(masked h_{t-1}) = dz_t W_hh, per gate or for all gates
+        const T* dz_t = a.dzh + (b0 * n_t + t) * GH;
+        if (d.per_gate)
+          for (int64_t g = 0; g < G; ++g)
+            env.tile(nb, H, H, dz_t + g * H, n_t * GH, a.wh + g * H * H, H,
+                     a.tmp + g * BH + b0 * H, H, false);
+        else
+          env.tile(nb, H, GH, dz_t, n_t * GH, a.wh, H, a.tmp + b0 * H, H, false);
+      }
     }
-  }
-  if (a.dh0)
-    for (int64_t b = 0; b < B; ++b) {
-      DhOut<T> k{dh_in(b, nullptr), a.dh0 + b * H};
-      sweep<T>(k, H);
-    }
+    if (a.dh0)
+      for (int64_t b = b0; b < b1; ++b) {
+        DhOut<T> k{dh_in(b, nullptr, true), a.dh0 + b * H};
+        sweep<T>(k, H);
+      }
+  });
   std::copy(a.dc, a.dc + BH, a.dc0);
   // weight gradients: dW = dz^T (GH, BT) times the GEMM operand (BT, .): one transposed copy of
   // dz serves both sides (two for a GRU)
@@ -622,15 +633,14 @@ void backward(Env& env, const Dims& d, const Masks<T>& m, const Backward<T>& k_)
   const T* xm = d.Gi > 0 ? a.xm : a.x;
   if (d.Gi <= 1) gemm<T>(env, GH, D, BT, {a.dzx_t, BT}, {xm, D}, {a.dw_ih, D}, false);
   else gemm<T>(env, H, D, BT, {a.dzx_t, BT, H * BT}, {xm, D, BT * D}, {a.dw_ih, D, H * D}, false, G);
-  // bias gradients: the row sums of the transposes
-  env.parallel_for(0, GH, 64, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      T sx = 0, sh = 0;
-      for (int64_t i = 0; i < BT; ++i) sx += a.dzx_t[r * BT + i];
-      a.db[r] = sx;
-      if (a.db_hh) {
-        for (int64_t i = 0; i < BT; ++i) sh += a.dzh_t[r * BT + i];
-        a.db_hh[r] = sh;
+  // bias gradients: the column sums of dz, row after row (each column block vectorises)
+  env.parallel_for(0, GH, 64, [&](int64_t c0, int64_t c1) {
+    for (auto [dz, db] : {std::pair{a.dzx, a.db}, std::pair{a.dzh, a.db_hh}}) {
+      if (!db) continue;
+      std::fill(db + c0, db + c1, T(0));
+      for (int64_t r = 0; r < BT; ++r) {
+        const T* row = dz + r * GH;
+        for (int64_t j = c0; j < c1; ++j) db[j] += row[j];
       }
     }
   });

@@ -12,18 +12,11 @@ import os
 os.environ["KERAS_BACKEND"] = "tensorflow"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from frameworks.keras_backend.compute import configure_compute  # noqa: E402
+from frameworks.keras_backend.compute import path_used as compute_path  # noqa: E402
 from frameworks.keras_backend.threads import configure_threads  # noqa: E402
 
 __all__ = ["Runner", "compute_path", "configure_compute", "configure_threads", "device_available"]
-
-
-def configure_compute() -> None:
-    """Keras has no switch for how it computes (the framework.torch_* keys are PyTorch's)."""
-
-
-def compute_path() -> str:
-    """Which code computed the run: always the suite's loops inside one tf.function."""
-    return "tf.function"
 
 
 def device_available(device: str) -> bool:

@@ -15,7 +15,8 @@ import numpy as np
 import tensorflow as tf
 
 from frameworks import variants
-from frameworks.keras_backend import cells, hooks, recurrence
+from frameworks.keras_backend import cells, hooks, native_loop, recurrence
+from frameworks.keras_backend.compute import current_loop, note_path
 from frameworks.spec import ModelSpec
 
 _LSTM_LOOPS = {0: recurrence.run_impl0, 1: recurrence.run_impl1, 2: recurrence.run_impl2}
@@ -91,10 +92,17 @@ class VariantRNN(_Weights):
             u = masked_recurrent_kernel(u, masks[f"weight.{k}"])
         step_hooks = hooks.for_layer(self.spec, k, masks)
         if self.cell == "lstm" and not step_hooks:  # the LSTM's speed path
+            done = None
+            if current_loop() == "cpp":  # None: not covered here, or no build on this machine
+                done = native_loop.run(xs, h, c, kernel, u, bias, in_mask, rec_mask)
+            note_path("tf.function" if done is None else "cpp")
+            if done is not None:
+                return done
             if in_mask is None and rec_mask is None:
                 return recurrence.run_fused(xs, h, c, kernel, u, bias)
             return _LSTM_LOOPS[self.entry.order](xs, h, c, kernel, u, bias, in_mask, rec_mask)
         bias_hh = None if self.bias_hh is None else tf.convert_to_tensor(self.bias_hh)
+        note_path("tf.function")
         return cells.run(self.cell, xs, h, c, kernel, u, bias, bias_hh, in_mask, rec_mask,
                          step_hooks)
 

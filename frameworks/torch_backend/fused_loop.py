@@ -1,23 +1,26 @@
-"""The compiled time loop (`framework.torch_loop=cpp`): the per-step loop of cells.run as one C++
-forward and one hand-written C++ backward (csrc/fused_loop.cpp), built on first use.
+"""The compiled time loop (`framework.torch_loop=cpp`): the layer behind cells.run -- input
+side, per-step loop and hand-written backward -- as one C++ call each way (the shared core
+frameworks/csrc/rnn_loop.h through the binding csrc/fused_loop.cpp), built on first use.
 
 Why: per-sample masks on h_{t-1} (the Gal family), a candidate mask (Semeniuta) and Zoneout's
 state mix cannot be folded into the weights, so no library LSTM runs them; in Python each time
 step costs ~10 autograd nodes forward and ~25 kernel launches backward, which at the classifier
-shape (B 64, T 50, H 128) costs about as much as the arithmetic. In C++ a step is one GEMM
-through ATen plus one fused elementwise pass, and the weight gradient is one GEMM after the loop.
+shape (B 64, T 50, H 128) costs about as much as the arithmetic. In C++ each thread runs the
+whole loop over its rows of the batch (a step: one GEMM tile on oneDNN's brgemm micro-kernel,
+one fused pass over the gates), and the input projection and weight gradients are tiled GEMMs
+over all steps.
 
 Covered: the LSTM and GRU cells on CPU in float32/float64; no recurrent mask, a tied (Bm, H) or
-per-gate (G, Bm, H) one; at most one candidate-dropout hook and one zoneout hook (hooks.py).
-The input side (x, the Gal input masks, the input bias) is one matmul for all steps under
-autograd, as in cells.input_part, so every Keras order (impl 0/1/2) computes the same function
-as the reference loop, up to float rounding (the order only changes where that matmul sits).
-Anything else -- another hook, another device or dtype -- returns None and the caller runs the
-existing loop.
+per-gate (G, Bm, H) one; no input mask, a tied (Bm, D) or per-gate (G, Bm, D) one; at most one
+candidate-dropout hook and one zoneout hook (hooks.py). Every Keras order (impl 0/1/2)
+computes the same function as the reference loop up to float rounding (the order only changes
+where the input matmul sits). Anything else -- another hook, another device or dtype -- returns
+None and the caller runs the existing loop.
 
-The build goes to results/torch_ext/ (one directory per torch version and instruction set),
-once per machine; a machine without a compiler or ninja, or a failing build, warns once per
-process and the caller falls back to the existing loop (never an error).
+The build goes to results/native/ (frameworks/native.py: one directory per torch version,
+instruction set and source hash), once per machine; a machine without a compiler or ninja, or a
+failing build, warns once per process and the caller falls back to the existing loop (never an
+error).
 """
 
 from __future__ import annotations
@@ -33,27 +36,18 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from frameworks import native
 from frameworks.torch_backend import cells
 from frameworks.torch_backend.hooks import CandidateDropout, Zoneout
 
 NAME = "rds_fused_loop"
 SOURCE = Path(__file__).resolve().parent / "csrc" / "fused_loop.cpp"
-CACHE = Path(__file__).resolve().parents[2] / "results" / "torch_ext"
 GATES = {"lstm": 4, "gru": 3}
 _build_state: dict[str, Any] = {}  # "ok": bool once tried; "reason": why not
 
 
 class FusedLoopUnavailable(RuntimeWarning):
     """The compiled loop could not be built or loaded; the existing loop runs instead."""
-
-
-def _flags() -> tuple[str, list[str]]:
-    """AVX2 + FMA row kernels when the CPU has them (every x86 CPU since 2013-15), else plain
-    C++. The tag names the build directory, so a cache shared between machines never hands a
-    binary to a CPU that cannot run it."""
-    if torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512"):
-        return "avx2", ["-O3", "-fopenmp", "-mavx2", "-mfma", "-DRDS_AVX2"]
-    return "generic", ["-O3", "-fopenmp"]
 
 
 def _ensure_ninja() -> None:
@@ -81,13 +75,13 @@ def _build() -> None:
     if shutil.which(compiler) is None:
         raise RuntimeError(f"no C++ compiler: {compiler!r} not found")
     _ensure_ninja()
-    tag, cflags = _flags()
+    tag, isa_flags = native.isa()
     version = re.sub(r"[^A-Za-z0-9_.-]", "_", torch.__version__)
-    directory = CACHE / f"{NAME}-torch{version}-{tag}"
+    directory = native.CACHE / f"{NAME}-torch{version}-{tag}-{native.source_tag(SOURCE)}"
     directory.mkdir(parents=True, exist_ok=True)
-    cpp_extension.load(name=NAME, sources=[str(SOURCE)], extra_cflags=cflags,
-                       extra_ldflags=["-fopenmp"], build_directory=str(directory),
-                       is_python_module=False, verbose=False)
+    cpp_extension.load(name=NAME, sources=[str(SOURCE)],
+                       extra_cflags=["-O3", "-fopenmp", *isa_flags], extra_ldflags=["-fopenmp"],
+                       build_directory=str(directory), is_python_module=False, verbose=False)
 
 
 def available() -> bool:

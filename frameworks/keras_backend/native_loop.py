@@ -1,0 +1,121 @@
+"""The compiled LSTM loop for Keras (`framework.keras_loop=cpp`): recurrence.py's LSTM loops
+(no mask, the Gal family's tied or per-gate masks on x and h) as one TensorFlow op forward and
+one backward (csrc/gal_loop.cc over the shared core frameworks/csrc/rnn_loop.h), built on first
+use with TensorFlow's own compile flags and the C++ compiler on PATH ($CXX, else c++).
+
+Why: a tf.while_loop step is a dozen small ops, and at the classifier shape (B 64, T 50, H 128)
+their per-op cost is most of a step, for Keras' stock LSTM as for the suite's loops; here each
+direction is one op, the input side included.
+
+Same function as recurrence.py's loops up to float rounding (the summation order of the
+matmuls): impl 0, 1 and 2 differ there only in the order they compute it, so one op serves all
+three. Covered: float32 on CPU. Anything else returns None and the caller runs recurrence.py;
+a machine without a compiler, or a failing build, warns once per process and does the same.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import warnings
+from pathlib import Path
+from typing import Any
+
+import tensorflow as tf
+
+from frameworks import native
+
+NAME = "rds_gal_loop"
+SOURCE = Path(__file__).resolve().parent / "csrc" / "gal_loop.cc"
+_state: dict[str, Any] = {}  # "ops": the loaded module once built; "reason": why not
+
+Tensor = tf.Tensor
+Loop = tuple[Tensor, Tensor, Tensor]
+
+
+class NativeLoopUnavailable(RuntimeWarning):
+    """The compiled op could not be built or loaded; recurrence.py's loops run instead."""
+
+
+def _build() -> Any:
+    compiler = os.environ.get("CXX", "c++")
+    if shutil.which(compiler) is None:
+        raise RuntimeError(f"no C++ compiler: {compiler!r} not found")
+    tag, flags = native.isa()
+    version = tf.__version__.replace("/", "_")
+    directory = native.CACHE / f"{NAME}-tf{version}-{tag}-{native.source_tag(SOURCE)}"
+    library = directory / f"{NAME}.so"
+    if not library.exists():
+        directory.mkdir(parents=True, exist_ok=True)
+        partial = directory / f"{NAME}.{os.getpid()}.so"  # concurrent builds never share a file
+        command = [compiler, "-shared", "-fPIC", "-O3", "-w", *flags,
+                   *tf.sysconfig.get_compile_flags(), str(SOURCE), "-o", str(partial),
+                   *tf.sysconfig.get_link_flags()]
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            errors = [line for line in done.stderr.splitlines() if "error" in line]
+            raise RuntimeError((errors or done.stderr.splitlines() or ["build failed"])[0])
+        os.replace(partial, library)  # atomic: a reader sees no library or a whole one
+    return tf.load_op_library(str(library))
+
+
+def available() -> bool:
+    """Build (or load the cached build) once per process; False, with one warning, if that
+    fails for any reason."""
+    if "ops" not in _state and "reason" not in _state:
+        try:
+            _state["ops"] = _build()
+        except Exception as exc:  # noqa: BLE001  (no compiler, a compile error: fall back)
+            reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}"
+            _state["reason"] = reason
+            warnings.warn(f"framework.keras_loop=cpp: the compiled loop is unavailable ({reason}); "
+                          "running recurrence.py's loops instead", NativeLoopUnavailable,
+                          stacklevel=3)
+    return "ops" in _state
+
+
+def unavailable_reason() -> str | None:
+    """Why the build failed in this process (None: built, or not tried)."""
+    return _state.get("reason")
+
+
+def _mask(mask: Tensor | None, width: int) -> Tensor:
+    """(Bm, X) tied or (4, Bm, X) per gate -> (Gm, Bm, X); absent -> (0, 1, X)."""
+    if mask is None:
+        return tf.zeros((0, 1, width), tf.float32)
+    return mask[None] if len(mask.shape) == 2 else mask
+
+
+def _on_gpu(x: Tensor) -> bool:
+    return "GPU" in (x.device or "").upper() or (
+        not x.device and bool(tf.config.list_logical_devices("GPU")))
+
+
+def run(xs: Tensor, h: Tensor, c: Tensor, kernel: Tensor, u: Tensor, bias: Tensor,
+        in_mask: Tensor | None, rec_mask: Tensor | None) -> Loop | None:
+    """recurrence.py's LSTM loop result (outputs (T, B, H), h_T, c_T) through the compiled op,
+    or None when this call is not covered or the op could not be built."""
+    tensors = (xs, h, c, kernel, u, bias, *(m for m in (in_mask, rec_mask) if m is not None))
+    if any(t.dtype != tf.float32 for t in tensors) or _on_gpu(xs) or not available():
+        return None
+    ops = _state["ops"]
+    m_in, m_rec = _mask(in_mask, kernel.shape[0]), _mask(rec_mask, u.shape[0])
+
+    @tf.custom_gradient
+    def layer(x: Tensor, kernel: Tensor, u: Tensor, bias: Tensor, h0: Tensor, c0: Tensor):
+        out, h, c, acts, aux, cs, hm, xm = ops.rds_gal_lstm_forward(
+            x, kernel, u, bias, h0, c0, m_in, m_rec, save=True)
+
+        def grad(d_out: Tensor | None, d_h: Tensor | None, d_c: Tensor | None):
+            unused = d_out is None or (hasattr(d_out, "op") and d_out.op.type == "ZerosLike")
+            d_out = tf.zeros((0, 0, 0), tf.float32) if unused else d_out  # a classifier
+            d_h = tf.zeros_like(h) if d_h is None else d_h
+            d_c = tf.zeros_like(c) if d_c is None else d_c
+            return ops.rds_gal_lstm_backward(d_out, d_h, d_c, x, kernel, u, m_in, m_rec, h0,
+                                             out, acts, aux, cs, hm, xm)
+
+        return (out, h, c), grad
+
+    out, h_t, c_t = layer(tf.transpose(xs, (1, 0, 2)), kernel, u, bias, h, c)
+    return tf.transpose(out, (1, 0, 2)), h_t, c_t
