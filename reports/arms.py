@@ -19,7 +19,8 @@ from experiments import tracking as T
 # neither the model nor the numbers (experiments/config.py NON_SEMANTIC; importing it would cost
 # the report a second for Hydra, so tests/test_report_units.py checks these copies against it).
 IGNORED = ("seed", "framework.name", "task.name", "dropout.variant", "train.threads",
-           "train.device", "framework.torch_loop", "framework.torch_compile", T.THREADS_PARAM,
+           "train.device", "framework.torch_loop", "framework.torch_compile",
+           "framework.keras_loop", T.THREADS_PARAM,
            T.COMPUTE_PATH_PARAM)
 IGNORED_PREFIXES = ("tracking.", "published.", "study.")
 # Keys added after runs were logged, as logged by a run that sets the value reproducing the

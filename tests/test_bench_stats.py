@@ -176,6 +176,9 @@ def test_the_cli_resolves_quick_rounds_and_batches():
         bench.parse(["--rounds", "0"])
     with pytest.raises(SystemExit):
         bench.parse(["--torch-loops", "fast"])
+    with pytest.raises(SystemExit):
+        bench.parse(["--keras-loops", "eager"])  # Keras has bptt and cpp only
+    assert args.keras_loops == ["bptt", "cpp"]
     # the budget goes to each framework x shape in proportion to arms x batches x cost
     ptb, cls = bench.weight(args, "torch", "ptb650"), bench.weight(args, "torch", "cls128")
     assert ptb / cls == pytest.approx(bench.BATCHES["ptb650"] * bench.COST["ptb650"]
@@ -185,7 +188,7 @@ def test_the_cli_resolves_quick_rounds_and_batches():
 STEP_LOOP = ("keras_impl0", "keras_impl1", "keras_impl2", "semeniuta", "zoneout")
 
 
-def test_torch_step_loop_arms_get_one_row_per_loop():
+def test_step_loop_arms_get_one_row_per_loop():
     torch = {a.name: a for a in bench.arms("torch", None, ("bptt", "cpp"))}
     for v in STEP_LOOP:
         assert torch[v].loop == "bptt" and torch[f"{v} [cpp]"].loop == "cpp"
@@ -194,9 +197,13 @@ def test_torch_step_loop_arms_get_one_row_per_loop():
     assert len(torch) == len(bench.arms("torch", None)) + len(STEP_LOOP)
     only_cpp = [a.name for a in bench.arms("torch", ["keras_impl2"], ("cpp",))]
     assert only_cpp == ["none", "keras_impl2 [cpp]"]
-    keras = bench.arms("keras", None, ("bptt", "cpp", "eager"))
-    assert all(a.loop is None and "[" not in a.name for a in keras)
-    assert [a.name for a in keras][-2:] == ["stock_no_dropout", "stock_dropout"]
+    keras = {a.name: a for a in bench.arms("keras", None, ("bptt", "cpp"))}
+    gal = ("keras_impl0", "keras_impl1", "keras_impl2")  # Keras: only its LSTM Gal loops switch
+    for v in gal:
+        assert keras[v].loop == "bptt" and keras[f"{v} [cpp]"].loop == "cpp"
+    assert not any(n.endswith("]") for n in keras if n.split(" ")[0] not in gal)
+    assert list(keras)[-2:] == ["stock_no_dropout", "stock_dropout"]
+    assert len(keras) == len(bench.arms("keras", None)) + len(gal)
 
 
 def row(arm: str, train: float, cpu: float, stop: str = "budget", loop: str = "",
