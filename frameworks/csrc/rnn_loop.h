@@ -393,7 +393,8 @@ void transpose(Env& env, const T* s, int64_t rows, int64_t cols, T* d) {
       if constexpr (std::is_same_v<T, float>) {
         rv = r0 + (r1 - r0) / 8 * 8, cv = c0 + (c1 - c0) / 8 * 8;
         for (int64_t r = r0; r < rv; r += 8)
-          for (int64_t c = c0; c < cv; c += 8) transpose8(s + r * cols + c, cols, d + c * rows + r, rows);
+          for (int64_t c = c0; c < cv; c += 8)
+            transpose8(s + r * cols + c, cols, d + c * rows + r, rows);
       }
 #endif
       for (int64_t c = c0; c < c1; ++c)
@@ -553,8 +554,7 @@ struct Backward {
 };
 
 template <typename T, class Env>
-void backward(Env& env, const Dims& d, const Masks<T>& m, const Backward<T>& k_) {
-  const Backward<T>& a = k_;
+void backward(Env& env, const Dims& d, const Masks<T>& m, const Backward<T>& a) {
   const int64_t B = d.B, n_t = d.T, D = d.D, H = d.H, G = d.G, BT = d.BT(), GH = d.GH();
   const int64_t BH = B * H;
   std::copy(a.d_h, a.d_h + BH, a.pass);
@@ -627,12 +627,15 @@ void backward(Env& env, const Dims& d, const Masks<T>& m, const Backward<T>& k_)
   transpose<T>(env, a.dzh, BT, GH, a.dzh_t);
   if (d.gru) transpose<T>(env, a.dzx, BT, GH, a.dzx_t);
   if (d.per_gate)
-    gemm<T>(env, H, H, BT, {a.dzh_t, BT, H * BT}, {a.hm, H, BT * H}, {a.dw_hh, H, H * H}, false, G);
+    gemm<T>(env, H, H, BT, {a.dzh_t, BT, H * BT}, {a.hm, H, BT * H}, {a.dw_hh, H, H * H}, false,
+            G);
   else
     gemm<T>(env, GH, H, BT, {a.dzh_t, BT}, {a.hm, H}, {a.dw_hh, H}, false);
   const T* xm = d.Gi > 0 ? a.xm : a.x;
   if (d.Gi <= 1) gemm<T>(env, GH, D, BT, {a.dzx_t, BT}, {xm, D}, {a.dw_ih, D}, false);
-  else gemm<T>(env, H, D, BT, {a.dzx_t, BT, H * BT}, {xm, D, BT * D}, {a.dw_ih, D, H * D}, false, G);
+  else
+    gemm<T>(env, H, D, BT, {a.dzx_t, BT, H * BT}, {xm, D, BT * D}, {a.dw_ih, D, H * D}, false,
+            G);
   // bias gradients: the column sums of dz, row after row (each column block vectorises)
   env.parallel_for(0, GH, 64, [&](int64_t c0, int64_t c1) {
     for (auto [dz, db] : {std::pair{a.dzx, a.db}, std::pair{a.dzh, a.db_hh}}) {
