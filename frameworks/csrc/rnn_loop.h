@@ -33,6 +33,7 @@
 #include <cstdint>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #ifdef RDS_AVX2
 #include <immintrin.h>
@@ -424,7 +425,7 @@ template <typename T>
 struct Forward {
   const T *x, *wi_t, *wh_t, *bias, *bias_hh, *h0, *c0;  // x (B, T, D); wi_t (D, GH); wh_t (H, GH);
                                                         // bias (GH); bias_hh (GH) or null
-  T* xm;    // (Gi, BT, D): x times its mask(s); unused without input masks
+  T* xm;    // (Gi, BT, D): x times its mask(s), kept for dW_ih; unused without input masks
   T* pre;   // (BT, GH) scratch: x's side, without the bias
   T* rec;   // (B, GH) scratch: h's side of a step, bias_hh included
   T* out;   // (B, T, H)
@@ -439,24 +440,27 @@ struct Forward {
 template <typename T, class Env>
 void forward(Env& env, const Dims& d, const Masks<T>& m, const Forward<T>& f) {
   const int64_t B = d.B, n_t = d.T, D = d.D, H = d.H, G = d.G, BT = d.BT(), GH = d.GH();
-  // the input side: x times its mask(s), then one GEMM (or one batch of G) for all steps
-  const T* xm = f.x;
-  if (d.Gi > 0) {
-    env.parallel_for(0, d.Gi * B, 1, [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r) {
-        const int64_t g = r / B, b = r % B;
-        const T* mr = m.in(g, b);
-        for (int64_t t = 0; t < n_t; ++t) {
-          const T* xr = f.x + (b * n_t + t) * D;
-          T* dst = f.xm + (g * BT + b * n_t + t) * D;
+  // the input side for all steps: x times its mask(s) (Gi of them, each for GH / Gi columns of
+  // the weights), by blocks of rows, each block's GEMM right after its rows are written, while
+  // they are in cache
+  if (d.Gi == 0) {
+    gemm<T>(env, BT, GH, D, {f.x, D}, {f.wi_t, GH}, {f.pre, GH}, false);
+  } else {
+    const int64_t cols = GH / d.Gi, blocks = (BT + kTileM - 1) / kTileM;
+    env.parallel_for(0, blocks * d.Gi, 1, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) {
+        const int64_t g = i % d.Gi, r0 = i / d.Gi * kTileM, r1 = std::min(BT, r0 + kTileM);
+        T* xm = f.xm + (g * BT + r0) * D;
+        for (int64_t r = r0; r < r1; ++r) {
+          const T *xr = f.x + r * D, *mr = m.in(g, r / n_t);
+          T* dst = xm + (r - r0) * D;
           for (int64_t j = 0; j < D; ++j) dst[j] = xr[j] * mr[j];
         }
+        env.tile(r1 - r0, cols, D, xm, D, f.wi_t + g * cols, GH, f.pre + r0 * GH + g * cols, GH,
+                 false);
       }
     });
-    xm = f.xm;
   }
-  if (d.Gi <= 1) gemm<T>(env, BT, GH, D, {xm, D}, {f.wi_t, GH}, {f.pre, GH}, false);
-  else gemm<T>(env, BT, H, D, {xm, D, BT * D}, {f.wi_t, GH, H}, {f.pre, GH, H}, false, G);
 
   if (!d.gru) std::copy(f.c0, f.c0 + B * H, f.cs);
   auto masked_h = [&](int64_t s, int64_t b) {  // where step s's GEMM operand row b goes
@@ -548,7 +552,6 @@ struct Backward {
   T *dzh_t, *dzx_t;   // (GH, BT) scratch: their transposes (dzx_t == dzh_t for an LSTM)
   T* tmp;             // (G or 1, B, H) scratch: dz_t times the recurrent weights
   T *pass, *dc;       // (B, H) scratch: dL/dh_t without d_out and the GEMM term; dL/dc_t
-  T* part;            // (Gi, BT, D) scratch: dz times each gate's input weights (masked inputs)
   T *dw_ih, *dw_hh, *db, *db_hh;  // (GH, D), (GH, H), (GH), (GH) or null
   T *dx, *dh0, *dc0;  // (B, T, D) or null, (B, H) or null, (B, H)
 };
@@ -648,23 +651,28 @@ void backward(Env& env, const Dims& d, const Masks<T>& m, const Backward<T>& a) 
     }
   });
   if (!a.dx) return;
-  // dL/dx: dz W_ih through the input mask(s), summed over the gates' masks when per gate
+  // dL/dx: dz W_ih through the input mask(s), summed over the masks' column blocks, by blocks of
+  // rows (each block's product stays in cache for its masked sum)
   if (d.Gi == 0) {
     gemm<T>(env, BT, D, GH, {a.dzx, GH}, {a.wi, D}, {a.dx, D}, false);
     return;
   }
-  if (d.Gi == 1) gemm<T>(env, BT, D, GH, {a.dzx, GH}, {a.wi, D}, {a.part, D}, false);
-  else gemm<T>(env, BT, D, H, {a.dzx, GH, H}, {a.wi, D, H * D}, {a.part, D, BT * D}, false, G);
-  env.parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
-    for (int64_t b = b0; b < b1; ++b)
-      for (int64_t r = b * n_t; r < (b + 1) * n_t; ++r) {
-        T* dst = a.dx + r * D;
-        for (int64_t g = 0; g < d.Gi; ++g) {
-          const T *src = a.part + (g * BT + r) * D, *mr = m.in(g, b);
+  const int64_t cols = GH / d.Gi, blocks = (BT + kTileM - 1) / kTileM;
+  env.parallel_for(0, blocks, 1, [&](int64_t i0, int64_t i1) {
+    std::vector<T> part(kTileM * D);
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t r0 = i * kTileM, r1 = std::min(BT, r0 + kTileM);
+      for (int64_t g = 0; g < d.Gi; ++g) {
+        env.tile(r1 - r0, D, cols, a.dzx + r0 * GH + g * cols, GH, a.wi + g * cols * D, D,
+                 part.data(), D, false);
+        for (int64_t r = r0; r < r1; ++r) {
+          const T *src = part.data() + (r - r0) * D, *mr = m.in(g, r / n_t);
+          T* dst = a.dx + r * D;
           if (g == 0) for (int64_t j = 0; j < D; ++j) dst[j] = src[j] * mr[j];
           else for (int64_t j = 0; j < D; ++j) dst[j] += src[j] * mr[j];
         }
       }
+    }
   });
 }
 

@@ -157,7 +157,7 @@ class BackwardOp : public OpKernel {
     Tensor wi = temp(ctx, {GH, d.D}), wh = temp(ctx, {GH, d.H}), dzh = temp(ctx, {BT, GH}),
            dzh_t = temp(ctx, {GH, BT}), tmp = temp(ctx, {d.per_gate ? d.G : 1, d.B, d.H}),
            pass = temp(ctx, {d.B, d.H}), dc = temp(ctx, {d.B, d.H}),
-           part = temp(ctx, {d.Gi, BT, d.D}), dw_ih = temp(ctx, {GH, d.D}),
+           dw_ih = temp(ctx, {GH, d.D}),
            dw_hh = temp(ctx, {GH, d.H});
     if (!ctx->status().ok()) return;
     TfEnv env = env_of(ctx);
@@ -169,7 +169,7 @@ class BackwardOp : public OpKernel {
     const rds::Backward<float> b{
         d_o, data(d_h), data(d_c), data(x), data(xm), data(wi), data(wh), data(h0), data(out),
         data(acts), data(aux), data(cs), data(hm), data(dzh), data(dzh), data(dzh_t),
-        data(dzh_t), data(tmp), data(pass), data(dc), data(part), data(dw_ih), data(dw_hh),
+        data(dzh_t), data(tmp), data(pass), data(dc), data(dw_ih), data(dw_hh),
         data(*d_bias), nullptr, data(*dx), data(*dh0), data(*dc0)};
     rds::backward<float>(env, d, {rows_of(m_in), rows_of(m_rec), {}, {}, {}}, b);
     rds::transpose<float>(env, data(dw_ih), GH, d.D, data(*d_kernel));  // Keras' layouts

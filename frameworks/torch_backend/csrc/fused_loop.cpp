@@ -55,10 +55,10 @@ struct TorchEnv {
 };
 
 // Scratch memory, reused from call to call (per thread, one buffer per slot, grown as needed):
-// the large temporaries of a call (x's side of the pre-activations, dz and its transpose, the
-// per-gate parts of dx) in fresh memory each call cost first-touch page faults comparable to a
-// GEMM. Only for what dies within the call; what the backward keeps is allocated per call.
-enum Slot { kPre, kRec, kDzh, kDzx, kDzhT, kDzxT, kPart, kSlots };
+// the large temporaries of a call (x's side of the pre-activations, dz and its transpose) in
+// fresh memory each call cost first-touch page faults comparable to a GEMM. Only for what dies
+// within the call; what the backward keeps is allocated per call.
+enum Slot { kPre, kRec, kDzh, kDzx, kDzhT, kDzxT, kSlots };
 
 Tensor scratch(Slot slot, at::IntArrayRef sizes, const at::TensorOptions& opts) {
   thread_local std::array<Tensor, kSlots> cache;
@@ -142,7 +142,6 @@ std::vector<Tensor> backward_impl(const Tensor& d_out, const Tensor& d_h, const 
   Tensor dzx_t = gru ? scratch(kDzxT, {GH, BT}, opts) : dzh_t;
   Tensor tmp = at::empty({per_gate ? d.G : 1, d.B, d.H}, opts);
   Tensor pass = at::empty({d.B, d.H}, opts), dc = at::empty({d.B, d.H}, opts);
-  Tensor part = d.Gi && need_x ? scratch(kPart, {d.Gi, BT, d.D}, opts) : at::empty({0}, opts);
   Tensor dw_ih = at::empty({GH, d.D}, opts), dw_hh = at::empty({GH, d.H}, opts);
   Tensor db = at::empty({GH}, opts);
   Tensor db_hh = need_bias_hh ? at::empty({GH}, opts) : at::empty({0}, opts);
@@ -155,7 +154,7 @@ std::vector<Tensor> backward_impl(const Tensor& d_out, const Tensor& d_h, const 
       w_ih.data_ptr<T>(), w_hh.data_ptr<T>(), h0.data_ptr<T>(), out.data_ptr<T>(),
       acts.data_ptr<T>(), aux.data_ptr<T>(), ptr<T>(cs), hm.data_ptr<T>(), dzh.data_ptr<T>(),
       dzx.data_ptr<T>(), dzh_t.data_ptr<T>(), dzx_t.data_ptr<T>(), tmp.data_ptr<T>(),
-      pass.data_ptr<T>(), dc.data_ptr<T>(), ptr<T>(part), dw_ih.data_ptr<T>(),
+      pass.data_ptr<T>(), dc.data_ptr<T>(), dw_ih.data_ptr<T>(),
       dw_hh.data_ptr<T>(), db.data_ptr<T>(), ptr<T>(db_hh), ptr<T>(dx), ptr<T>(dh0),
       dc0.data_ptr<T>()};
   TorchEnv env;
