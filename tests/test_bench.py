@@ -36,7 +36,7 @@ def test_tiny_bench_covers_every_variant_and_loop_and_logs_to_mlflow(tmp_path):
 
     from frameworks.torch_backend import fused_loop
 
-    cpp = "cpp" if fused_loop.available() else None  # else the rows say what ran instead
+    cpp = "cpp" if fused_loop.BUILD.available() else None  # else the rows say what ran instead
     step_loop = [v.value for v in FRAMEWORK_VARIANTS["torch"]
                  if variants.entry(v).runs_as == "step_loop"]
     assert {"keras_impl0", "semeniuta", "zoneout"} <= set(step_loop)
@@ -47,7 +47,7 @@ def test_tiny_bench_covers_every_variant_and_loop_and_logs_to_mlflow(tmp_path):
         assert compiled["path"] == (cpp or default["path"])
     from frameworks.keras_backend import native_loop
 
-    native = "cpp" if native_loop.available() else "tf.function"
+    native = "cpp" if native_loop.BUILD.available() else "tf.function"
     gal = [v.value for v in FRAMEWORK_VARIANTS["keras"] if variants.entry(v).order is not None]
     assert sorted(gal) == ["keras_impl0", "keras_impl1", "keras_impl2"]
     for v in gal:

@@ -40,8 +40,8 @@ needs_build = pytest.mark.usefixtures("compiled")
 def compiled() -> None:
     """Build (first time: ~15-40 s) or load the cached build; skip where it cannot be built
     (the fallback test below covers that machine)."""
-    if not fused_loop.available():
-        pytest.skip(f"compiled loop unavailable: {fused_loop.unavailable_reason()}")
+    if not fused_loop.BUILD.available():
+        pytest.skip(f"compiled loop unavailable: {fused_loop.BUILD.reason}")
 
 
 @pytest.fixture(autouse=True)
@@ -283,7 +283,7 @@ def test_failed_build_warns_once_and_runs_the_existing_loop(monkeypatch, tmp_pat
     """No compiler: one FusedLoopUnavailable warning for the whole process, never an error;
     the numbers and the recorded path are those of the loop `bptt` runs (gal_bptt for the LSTM
     Gal family, the autograd loop for the rest)."""
-    monkeypatch.setattr(fused_loop, "_build_state", {})
+    monkeypatch.setattr(fused_loop, "BUILD", fused_loop.BUILD.fresh())
     monkeypatch.setattr(native, "CACHE", tmp_path / "native")
     monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
     cases = [("keras_impl2", "lstm", "bptt"), ("keras_impl0", "gru", "eager"),
@@ -302,4 +302,4 @@ def test_failed_build_warns_once_and_runs_the_existing_loop(monkeypatch, tmp_pat
     assert len(ours) == 1, [str(w.message) for w in caught]
     assert len(caught) == 1, [str(w.message) for w in caught]  # nothing else from the build
     assert "no-such-compiler" in str(ours[0].message)
-    assert not fused_loop.available()  # decided once per process: no second attempt
+    assert not fused_loop.BUILD.available()  # decided once per process: no second attempt

@@ -41,8 +41,8 @@ needs_build = pytest.mark.usefixtures("compiled")
 def compiled() -> None:
     """Build (first time: ~10-20 s) or load the cached build; skip where it cannot be built
     (the fallback test below covers that machine)."""
-    if not native_loop.available():
-        pytest.skip(f"compiled loop unavailable: {native_loop.unavailable_reason()}")
+    if not native_loop.BUILD.available():
+        pytest.skip(f"compiled loop unavailable: {native_loop.BUILD.reason}")
 
 
 @pytest.fixture(autouse=True)
@@ -163,7 +163,7 @@ def test_unknown_loop_is_refused():
 def test_failed_build_warns_once_and_runs_the_existing_loop(monkeypatch, tmp_path):
     """No compiler: one NativeLoopUnavailable warning for the whole process, never an error;
     the numbers and the recorded path are those of `bptt`."""
-    monkeypatch.setattr(native_loop, "_state", {})
+    monkeypatch.setattr(native_loop, "BUILD", native_loop.BUILD.fresh())
     monkeypatch.setattr(native, "CACHE", tmp_path / "native")
     monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
     spec = _spec("keras_impl2", TaskKind.CLASSIFIER)
@@ -179,4 +179,4 @@ def test_failed_build_warns_once_and_runs_the_existing_loop(monkeypatch, tmp_pat
     assert got[0] == ref[0]
     for name, r in ref[1].items():
         np.testing.assert_array_equal(got[1][name], r)
-    assert not native_loop.available()  # decided once per process: no second attempt
+    assert not native_loop.BUILD.available()  # decided once per process: no second attempt

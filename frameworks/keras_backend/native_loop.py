@@ -16,9 +16,7 @@ a machine without a compiler, or a failing build, warns once per process and doe
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +26,6 @@ from frameworks import native
 
 NAME = "rds_gal_loop"
 SOURCE = Path(__file__).resolve().parent / "csrc" / "gal_loop.cc"
-_state: dict[str, Any] = {}  # "ops": the loaded module once built; "reason": why not
 
 Tensor = tf.Tensor
 Loop = tuple[Tensor, Tensor, Tensor]
@@ -39,15 +36,10 @@ class NativeLoopUnavailable(RuntimeWarning):
 
 
 def _build() -> Any:
-    compiler = os.environ.get("CXX", "c++")
-    if shutil.which(compiler) is None:
-        raise RuntimeError(f"no C++ compiler: {compiler!r} not found")
-    tag, flags = native.isa()
-    version = tf.__version__.replace("/", "_")
-    directory = native.CACHE / f"{NAME}-tf{version}-{tag}-{native.source_tag(SOURCE)}"
+    compiler = native.compiler()
+    directory, flags = native.build_dir(NAME, "tf", tf.__version__, SOURCE)
     library = directory / f"{NAME}.so"
     if not library.exists():
-        directory.mkdir(parents=True, exist_ok=True)
         partial = directory / f"{NAME}.{os.getpid()}.so"  # concurrent builds never share a file
         command = [compiler, "-shared", "-fPIC", "-O3", "-w", *flags,
                    *tf.sysconfig.get_compile_flags(), str(SOURCE), "-o", str(partial),
@@ -60,24 +52,8 @@ def _build() -> Any:
     return tf.load_op_library(str(library))
 
 
-def available() -> bool:
-    """Build (or load the cached build) once per process; False, with one warning, if that
-    fails for any reason."""
-    if "ops" not in _state and "reason" not in _state:
-        try:
-            _state["ops"] = _build()
-        except Exception as exc:  # noqa: BLE001  (no compiler, a compile error: fall back)
-            reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}"
-            _state["reason"] = reason
-            warnings.warn(f"framework.keras_loop=cpp: the compiled loop is unavailable ({reason}); "
-                          "running recurrence.py's loops instead", NativeLoopUnavailable,
-                          stacklevel=3)
-    return "ops" in _state
-
-
-def unavailable_reason() -> str | None:
-    """Why the build failed in this process (None: built, or not tried)."""
-    return _state.get("reason")
+BUILD = native.Build(_build, "framework.keras_loop=cpp", "recurrence.py's loops",
+                     NativeLoopUnavailable)
 
 
 def _mask(mask: Tensor | None, width: int) -> Tensor:
@@ -97,9 +73,9 @@ def run(xs: Tensor, h: Tensor, c: Tensor, kernel: Tensor, u: Tensor, bias: Tenso
     """recurrence.py's LSTM loop result (outputs (T, B, H), h_T, c_T) through the compiled op,
     or None when this call is not covered or the op could not be built."""
     tensors = (xs, h, c, kernel, u, bias, *(m for m in (in_mask, rec_mask) if m is not None))
-    if any(t.dtype != tf.float32 for t in tensors) or _on_gpu(xs) or not available():
+    if any(t.dtype != tf.float32 for t in tensors) or _on_gpu(xs) or not BUILD.available():
         return None
-    ops = _state["ops"]
+    ops = BUILD.result
     m_in, m_rec = _mask(in_mask, kernel.shape[0]), _mask(rec_mask, u.shape[0])
 
     @tf.custom_gradient

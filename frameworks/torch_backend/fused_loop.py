@@ -26,10 +26,8 @@ error).
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import sys
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +41,6 @@ from frameworks.torch_backend.hooks import CandidateDropout, Zoneout
 NAME = "rds_fused_loop"
 SOURCE = Path(__file__).resolve().parent / "csrc" / "fused_loop.cpp"
 GATES = {"lstm": 4, "gru": 3}
-_build_state: dict[str, Any] = {}  # "ok": bool once tried; "reason": why not
 
 
 class FusedLoopUnavailable(RuntimeWarning):
@@ -71,40 +68,16 @@ def _ensure_ninja() -> None:
 def _build() -> None:
     from torch.utils import cpp_extension
 
-    compiler = os.environ.get("CXX", "c++")  # what cpp_extension will run
-    if shutil.which(compiler) is None:
-        raise RuntimeError(f"no C++ compiler: {compiler!r} not found")
+    native.compiler()
     _ensure_ninja()
-    tag, isa_flags = native.isa()
-    version = re.sub(r"[^A-Za-z0-9_.-]", "_", torch.__version__)
-    directory = native.CACHE / f"{NAME}-torch{version}-{tag}-{native.source_tag(SOURCE)}"
-    directory.mkdir(parents=True, exist_ok=True)
+    directory, isa_flags = native.build_dir(NAME, "torch", torch.__version__, SOURCE)
     cpp_extension.load(name=NAME, sources=[str(SOURCE)],
                        extra_cflags=["-O3", "-fopenmp", *isa_flags], extra_ldflags=["-fopenmp"],
                        build_directory=str(directory), is_python_module=False, verbose=False)
 
 
-def available() -> bool:
-    """Build (or load the cached build) once per process; False, with one warning, if that
-    fails for any reason."""
-    if "ok" not in _build_state:
-        try:
-            with warnings.catch_warnings():  # the one warning below is all a failure shows
-                warnings.simplefilter("ignore")
-                _build()
-            _build_state["ok"] = True
-        except Exception as exc:  # noqa: BLE001  (no compiler, no ninja, a compile error: fall back)
-            reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}"
-            _build_state.update(ok=False, reason=reason)
-            warnings.warn(f"framework.torch_loop=cpp: the compiled loop is unavailable ({reason}); "
-                          "running the existing per-step loop instead", FusedLoopUnavailable,
-                          stacklevel=3)
-    return bool(_build_state["ok"])
-
-
-def unavailable_reason() -> str | None:
-    """Why the build failed in this process (None: built, or not tried)."""
-    return _build_state.get("reason")
+BUILD = native.Build(_build, "framework.torch_loop=cpp", "the existing per-step loop",
+                     FusedLoopUnavailable)
 
 
 class _Masks:
@@ -207,7 +180,7 @@ def run(cell: str, x: Tensor, h: Tensor, c: Tensor, w_ih: Tensor, w_hh: Tensor, 
     if x.shape[1] == 0 or any(w.dtype != x.dtype for w in (w_ih, w_hh, bias)):
         return None
     masks = _masks(cell, x, w_hh.shape[1], m_in, m_rec, hooks)
-    if masks is None or not available():
+    if masks is None or not BUILD.available():
         return None
     out, h_t, c_t = _Layer.apply(x, w_ih, w_hh, bias, bias_hh, h.contiguous(), c.contiguous(),
                                  masks, cell == "gru")
