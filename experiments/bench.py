@@ -12,9 +12,10 @@ both sides of its ratio. A ratio is the geometric mean over rounds; its spread i
 half-width hw of the 95% Student-t interval of the mean of log(ratio_i), printed as exp(hw) - 1
 (experiments/bench_stats.py). It is the uncertainty of the ratio itself and shrinks with rounds.
 
-Rounds: by default at least 3, then more until every train ratio's spread (wall and CPU time) is
-below 10%, within --budget-min for the whole run, split over frameworks x shapes in proportion to
-their expected cost; a shape whose share runs out stops and its rows are flagged `!`.
+Rounds: by default 3 of every arm, then more of the baseline and the arms whose train ratio's
+spread (wall or CPU time) is not yet below 10% (a precise arm leaves the rounds), within
+--budget-min for the whole run, split over frameworks x shapes in proportion to their expected
+cost; a shape whose share runs out stops and its imprecise rows are flagged `!`.
 `--rounds N` runs exactly N rounds; `--quick` is the short run of the committed table (2 rounds,
 4 batches). The arms whose code a framework's loop switch picks (`has_loops`: PyTorch's per-step
 loop variants -- the Gal family, semeniuta, zoneout -- and Keras' Gal family) are measured under
@@ -37,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -169,7 +171,8 @@ def configure(backend, arm: Arm) -> None:
 def measure_shape(backend, args: argparse.Namespace, shape: str, share_end: float) -> list[dict]:
     """The rows of one shape: every arm built and called once (tracing, compiling and the cpp
     build stay out of the rounds), then rounds until the stop rule says stop, each measuring
-    every arm in an order rotated by one per round so no arm always follows the same one."""
+    the arms it is given in an order rotated by one per round so no arm always follows the
+    same one."""
     import psutil
 
     from experiments.batching import batches
@@ -197,9 +200,9 @@ def measure_shape(backend, args: argparse.Namespace, shape: str, share_end: floa
     paths: dict[str, list[str]] = {name: [] for name in names}
     rss = dict.fromkeys(names, 0.0)
 
-    def measure(round_: int) -> dict[str, dict[str, float]]:
-        out = {}
-        for name in names[round_ % len(names):] + names[: round_ % len(names)]:
+    def measure(round_: int, chosen: Sequence[str] | None) -> dict[str, dict[str, float]]:
+        out, now = {}, [n for n in names if chosen is None or n in chosen]
+        for name in now[round_ % len(now):] + now[: round_ % len(now)]:
             configure(backend, shape_arms[name])
             start, cpu = time.perf_counter(), time.process_time()
             runners[name].train_epoch(sample, 0.1)
@@ -225,9 +228,10 @@ def measure_shape(backend, args: argparse.Namespace, shape: str, share_end: floa
     runners.clear()  # free the models before the next shape
     rows = []
     for name, arm in shape_arms.items():
+        count = len(rounds.values(name, "train"))  # fewer than the shape's: precise, it left
         row = {"framework": args.worker, "shape": shape, "arm": name, "loop": arm.loop or "",
                "path": "fused" if paths[name] == ["none"] else "+".join(paths[name]),
-               "rounds": rounds.count, "stop": rounds.reason}
+               "rounds": count, "stop": rounds.reason if count == rounds.count else "converged"}
         for key, prefix in KEYS.items():
             summary = rounds.summary(name, key)
             row[f"{prefix}_tokens_per_s"] = statistics.median(rounds.values(name, key))

@@ -5,11 +5,13 @@ what a ratio and its spread are, when to stop measuring and how the table flags 
 ratio is tested with fake measurements and a fake clock (tests/test_bench_stats.py) instead of
 timing real training.
 
-Ratios are paired per round: in round i every arm and its framework's baseline are measured,
+Ratios are paired per round: in round i the arms and their framework's baseline are measured,
 and the ratio of round i is arm_i / baseline_i, so that a burst of machine load that slows a
-whole round cancels out. A ratio is reported as the geometric mean over rounds; its spread is
-the half-width hw of the 95% Student-t interval of the mean of log(ratio_i), reported as the
-relative figure exp(hw) - 1. Unlike (max - min) / median of a throughput, it is the
+whole round cancels out. After the first rounds an arm whose ratios are precise enough leaves
+the rounds, so the budget goes to the imprecise ones (each ratio is over the rounds its arm was
+in; a row's round count is its own). A ratio is reported as the geometric mean over rounds; its
+spread is the half-width hw of the 95% Student-t interval of the mean of log(ratio_i), reported
+as the relative figure exp(hw) - 1. Unlike (max - min) / median of a throughput, it is the
 uncertainty of the reported ratio itself and shrinks like t(n-1) / sqrt(n) with more rounds.
 """
 
@@ -27,7 +29,8 @@ CONFIDENCE = 0.95
 TARGET = 0.10  # the spread every train ratio (wall and CPU time) should reach
 # One round: arm -> metric ("train", "cpu", "eval") -> throughput (tokens/s).
 Sample = Mapping[str, Mapping[str, float]]
-Measure = Callable[[int], Sample]
+# (round index, the arms to measure; None: all of them) -> what that round measured
+Measure = Callable[[int, Sequence[str] | None], Sample]
 STOP_REASONS = ("converged", "budget", "fixed", "max_rounds")
 
 
@@ -72,13 +75,13 @@ def summarize(ratios: Sequence[float]) -> Summary:
 class StopRule:
     """When the round loop stops.
 
-    fixed: exactly that many rounds (`--rounds`, `--quick`), nothing else is looked at.
-    Otherwise at least min_rounds, then stop as soon as the spread of every non-baseline
-    arm's ratio for each metric in `keys` is below `threshold` ("converged"), or when the
-    next round would end past `budget_s` seconds after the loop started ("budget": the
-    shape's share of --budget-min; the estimate of a round is the mean of those so far, so
-    the share is kept rather than overrun by a whole round), or at max_rounds (a guard
-    for an unlimited budget).
+    fixed: exactly that many rounds of every arm (`--rounds`, `--quick`), nothing else is
+    looked at. Otherwise every arm for min_rounds, then only the baseline and the arms whose
+    spread on some metric in `keys` is not yet below `threshold`; stop as soon as none is left
+    ("converged"), or when the next round would end past `budget_s` seconds after the loop
+    started ("budget": the shape's share of --budget-min; a round's estimate is the mean time
+    per arm so far times its arms, so the share is kept rather than overrun by a whole round),
+    or at max_rounds (a guard for an unlimited budget).
     """
 
     min_rounds: int = 3
@@ -103,26 +106,49 @@ class Rounds:
         return len(self.samples)
 
     def arms(self) -> list[str]:
-        return list(self.samples[0]) if self.samples else []
+        """Every arm measured, in the order they first appear."""
+        return list(dict.fromkeys(arm for sample in self.samples for arm in sample))
 
     def values(self, arm: str, key: str) -> list[float]:
-        return [s[arm][key] for s in self.samples]
+        return [s[arm][key] for s in self.samples if arm in s]
 
     def ratios(self, arm: str, key: str, reference: str | None = None) -> list[float]:
-        """arm_i / reference_i per round (reference: the baseline unless named)."""
+        """arm_i / reference_i over the rounds that measured both (reference: the baseline
+        unless named)."""
         ref = reference or self.baseline
-        return [s[arm][key] / s[ref][key] for s in self.samples]
+        return [s[arm][key] / s[ref][key] for s in self.samples if arm in s and ref in s]
 
     def summary(self, arm: str, key: str, reference: str | None = None) -> Summary:
         return summarize(self.ratios(arm, key, reference))
 
+    def spreads(self, arm: str, keys: Sequence[str]) -> list[float]:
+        return [log_spread(self.ratios(arm, key)) for key in keys]
+
+    def imprecise(self, keys: Sequence[str], threshold: float) -> list[str]:
+        """The non-baseline arms with a spread on some key not below threshold (nan: too few
+        rounds to tell)."""
+        return [arm for arm in self.arms() if arm != self.baseline
+                and not all(s < threshold for s in self.spreads(arm, keys))]
+
     def worst_spread(self, keys: Sequence[str]) -> float:
         """The largest spread over arms and `keys` (nan until there are two rounds)."""
-        spreads = [log_spread(self.ratios(arm, key)) for arm in self.arms()
-                   if arm != self.baseline for key in keys]
+        spreads = [s for arm in self.arms() if arm != self.baseline
+                   for s in self.spreads(arm, keys)]
         if any(math.isnan(s) for s in spreads):
             return math.nan
         return max(spreads, default=0.0)
+
+    def next_arms(self, rule: StopRule) -> list[str] | None:
+        """The arms the next round measures: all (None) until min_rounds or with a fixed count,
+        then the baseline and the imprecise ones."""
+        if rule.fixed is not None or self.count < rule.min_rounds:
+            return None
+        return [self.baseline, *self.imprecise(rule.keys, rule.threshold)]
+
+    def seconds_for(self, arms: int) -> float:
+        """Estimated seconds of a round of `arms` arms: the mean time per arm so far."""
+        return arms * statistics.fmean(d / len(s) for d, s in zip(self.durations, self.samples,
+                                                                     strict=True))
 
 
 def stop_reason(rounds: Rounds, rule: StopRule, elapsed: float) -> str | None:
@@ -132,11 +158,12 @@ def stop_reason(rounds: Rounds, rule: StopRule, elapsed: float) -> str | None:
         return "fixed" if n >= rule.fixed else None
     if n < rule.min_rounds:
         return None
-    if rounds.worst_spread(rule.keys) < rule.threshold:  # nan compares False: go on
+    pending = rounds.imprecise(rule.keys, rule.threshold)
+    if not pending:
         return "converged"
     if n >= rule.max_rounds:
         return "max_rounds"
-    if elapsed + statistics.fmean(rounds.durations) > rule.budget_s:
+    if elapsed + rounds.seconds_for(1 + len(pending)) > rule.budget_s:
         return "budget"
     return None
 
@@ -144,13 +171,14 @@ def stop_reason(rounds: Rounds, rule: StopRule, elapsed: float) -> str | None:
 def run_rounds(measure: Measure, baseline: str, rule: StopRule,
                clock: Callable[[], float] = time.monotonic,
                report: Callable[[Rounds], None] | None = None) -> Rounds:
-    """Call measure(0), measure(1), ... (one round each, every arm and `baseline` in it) until
-    `rule` says stop; `report` sees the rounds after each one (progress on a long run). The
-    clock is a parameter so the budget is testable without waiting."""
+    """Call measure(0, arms), measure(1, arms), ... (one round each, `baseline` always in it;
+    arms as Rounds.next_arms says) until `rule` says stop; `report` sees the rounds after each
+    one (progress on a long run). The clock is a parameter so the budget is testable without
+    waiting."""
     rounds, start = Rounds(baseline), clock()
     while True:
         began = clock()
-        sample = measure(rounds.count)
+        sample = measure(rounds.count, rounds.next_arms(rule))
         if baseline not in sample:
             raise ValueError(f"round {rounds.count} did not measure the baseline {baseline!r}")
         rounds.samples.append(sample)
@@ -220,8 +248,13 @@ def markdown(rows: list[dict]) -> str:
                                            for k, n in why.items() if n) + ".")
     else:
         lines.append(f"Every train and CPU-time ratio has a spread below {TARGET:.0%}.")
-    shapes = {(r["framework"], r["shape"]): f"{r['rounds']} ({r['stop']})" for r in rows}
-    lines.append("Rounds: " + ", ".join(f"{f} {s} {v}" for (f, s), v in shapes.items()) + ".")
+    shapes: dict[tuple[str, str], dict] = {}  # the row of each shape with the most rounds:
+    for r in rows:  # its baseline, measured in every round, and why the rounds stopped
+        key = (r["framework"], r["shape"])
+        if key not in shapes or r["rounds"] > shapes[key]["rounds"]:
+            shapes[key] = r
+    lines.append("Rounds: " + ", ".join(f"{f} {s} {r['rounds']} ({r['stop']})"
+                                        for (f, s), r in shapes.items()) + ".")
     fallback = [r for r in rows if r["loop"] == "cpp" and "cpp" not in r["path"].split("+")]
     if fallback:
         lines.append(f"The compiled loop was unavailable: {len(fallback)} of the rows asked "

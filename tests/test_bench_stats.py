@@ -50,17 +50,22 @@ def test_spread_edge_cases_and_the_geometric_mean():
     assert geometric_mean([1.1, 1.1, 1.1]) == pytest.approx(1.1)
 
 
-def fake(ratios: list[float], base: float = 1000.0, cpu: list[float] | None = None):
+def fake(ratios: list[float], base: float = 1000.0, cpu: list[float] | None = None,
+         others: dict[str, list[float]] | None = None):
     """A measurement: round i has baseline throughput swinging by a factor 3 (machine load)
-    and the arm at ratios[i] of it; `cpu` the CPU-time ratios (default: the same)."""
+    and the arm at ratios[i] of it; `cpu` the CPU-time ratios (default: the same); `others`
+    more arms and their ratios. It measures the arms it is asked for (all when None)."""
     calls: list[int] = []
+    arms = {"arm": (ratios, cpu or ratios)} | {k: (v, v) for k, v in (others or {}).items()}
 
-    def measure(i: int) -> dict[str, dict[str, float]]:
+    def measure(i: int, chosen=None) -> dict[str, dict[str, float]]:
         calls.append(i)
         b = base * (3.0 if i % 2 else 1.0)
-        r_cpu = (cpu or ratios)[i]
-        return {"base": {"train": b, "cpu": b, "eval": b},
-                "arm": {"train": b * ratios[i], "cpu": b * r_cpu, "eval": b}}
+        out = {"base": {"train": b, "cpu": b, "eval": b}}
+        for name, (train, on_cpu) in arms.items():
+            if chosen is None or name in chosen:
+                out[name] = {"train": b * train[i], "cpu": b * on_cpu[i], "eval": b}
+        return out
 
     return measure, calls
 
@@ -102,6 +107,33 @@ def test_a_noisy_cpu_time_ratio_keeps_it_going():
     assert run_rounds(measure, "base", StopRule(keys=("train",))).count == 3
 
 
+def test_a_precise_arm_leaves_the_rounds_and_the_rest_go_on():
+    """After the minimum, only the baseline and the imprecise arms are measured; each ratio is
+    over its own rounds, so the precise arm's row keeps its three."""
+    noisy = [0.9 * math.exp(0.12 * (-1) ** i) for i in range(40)]
+    expected = next(n for n in range(3, 40) if log_spread(noisy[:n]) < 0.10)
+    asked: list = []
+    measure, _ = fake([0.9] * 40, others={"noisy": noisy})
+
+    def spy(i, chosen):
+        asked.append(chosen)
+        return measure(i, chosen)
+
+    rounds = run_rounds(spy, "base", StopRule(min_rounds=3, threshold=0.10))
+    assert rounds.reason == "converged" and rounds.count == expected
+    assert asked[:3] == [None] * 3 and asked[3:] == [["base", "noisy"]] * (expected - 3)
+    assert rounds.summary("arm", "train").rounds == 3
+    assert rounds.summary("noisy", "train").rounds == expected
+    assert len(rounds.values("base", "train")) == expected
+    assert rounds.imprecise(("train", "cpu"), 0.10) == []
+
+
+def test_a_fixed_count_measures_every_arm_every_round():
+    measure, _ = fake([0.9] * 10, others={"noisy": NOISY})
+    rounds = run_rounds(measure, "base", StopRule(fixed=5))
+    assert [rounds.summary(a, "train").rounds for a in ("arm", "noisy")] == [5, 5]
+
+
 class Clock:
     """A fake clock: each round takes `step` seconds."""
 
@@ -113,9 +145,12 @@ class Clock:
 
 
 def timed(measure, clock: Clock):
-    def run(i: int):
-        clock.now += clock.step
-        return measure(i)
+    """Each arm measured takes clock.step / 2 seconds (a round of the arm and the baseline:
+    clock.step)."""
+    def run(i: int, chosen=None):
+        sample = measure(i, chosen)
+        clock.now += clock.step / 2 * len(sample)
+        return sample
 
     return run
 
@@ -129,6 +164,17 @@ def test_stops_when_the_next_round_would_overrun_the_budget():
     rounds = run_rounds(timed(measure, clock), "base", StopRule(budget_s=45.0), clock=clock)
     assert rounds.count == 4 and rounds.reason == "budget"  # a 5th would end at 50 s > 45 s
     assert clock.now <= 45.0
+
+
+def test_the_budget_counts_the_arms_a_round_measures():
+    """Three arms for the first rounds (15 s each), then only the baseline and the noisy one
+    (10 s): the next round is estimated per arm (10 s, not a whole round's 15), so a 4th
+    fits in 58 s."""
+    clock = Clock(10.0)
+    measure, _ = fake([0.9] * 100, others={"noisy": NOISY})
+    rounds = run_rounds(timed(measure, clock), "base", StopRule(budget_s=58.0), clock=clock)
+    assert rounds.reason == "budget" and clock.now == 45.0 + 10.0  # a 5th would end at 65 s
+    assert rounds.count == 4 and rounds.summary("noisy", "train").rounds == 4
 
 
 def test_min_rounds_even_past_the_budget():
@@ -241,3 +287,14 @@ def test_the_table_flags_rows_that_missed_the_target_and_says_why():
     good = markdown([row("none", 0.0, 0.0), row("naive", 0.04, 0.06, "converged")])
     assert "Every train and CPU-time ratio has a spread below 10%." in good
     assert "unavailable" not in good
+
+
+def test_the_footer_gives_each_shape_its_baseline_rounds():
+    """A row's rounds are its own (a precise arm left early); the footer's per shape are the
+    baseline's, measured in every round, with why the rounds stopped."""
+    rows = [row("naive", 0.04, 0.06, "converged") | {"rounds": 3},
+            row("none", 0.0, 0.0, "budget") | {"rounds": 9},
+            row("zoneout [cpp]", 0.12, 0.08, "budget") | {"rounds": 9}]
+    text = markdown(rows)
+    assert "| torch | ptb200 | 3 | naive |" in text
+    assert "Rounds: torch ptb200 9 (budget)." in text
