@@ -5,10 +5,11 @@ same framework's fused no-dropout baseline: PyTorch `none` (the oneDNN-fused nn.
 Keras, the stock `keras.layers.LSTM` without dropout (`keras3_builtin` at rate 0; Keras has no
 fused CPU kernel). Keras also gets the stock `recurrent_dropout` path as a second reference.
 
-Ratios are paired per round: each round measures every arm and the baseline, in an order that
-rotates from round to round, and the ratio of round i is arm_i / baseline_i (train wall-clock
-tokens/s, train CPU-time tokens/s, eval tokens/s), so that machine load hitting a round hits
-both sides of its ratio. A ratio is the geometric mean over rounds; its spread is the
+Ratios are paired per round: each round measures its arms in an order that rotates from round
+to round, with the baseline before every 6 of them (bench_stats.schedule; the round's baseline
+is the geometric mean of those), and the ratio of round i is arm_i / baseline_i (train
+wall-clock tokens/s, train CPU-time tokens/s, eval tokens/s), so that machine load hitting a
+round hits both sides of its ratio. A ratio is the geometric mean over rounds; its spread is the
 half-width hw of the 95% Student-t interval of the mean of log(ratio_i), printed as exp(hw) - 1
 (experiments/bench_stats.py). It is the uncertainty of the ratio itself and shrinks with rounds.
 
@@ -43,7 +44,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import experiments.offline  # noqa: F401  (MLflow telemetry off before mlflow is imported)
-from experiments.bench_stats import TARGET, Rounds, StopRule, markdown, run_rounds, share_now
+from experiments.bench_stats import (
+    TARGET,
+    Rounds,
+    StopRule,
+    markdown,
+    pool,
+    run_rounds,
+    schedule,
+    share_now,
+)
 from frameworks import variants as registry
 from frameworks.spec import (
     FRAMEWORK_VARIANTS,
@@ -171,8 +181,7 @@ def configure(backend, arm: Arm) -> None:
 def measure_shape(backend, args: argparse.Namespace, shape: str, share_end: float) -> list[dict]:
     """The rows of one shape: every arm built and called once (tracing, compiling and the cpp
     build stay out of the rounds), then rounds until the stop rule says stop, each measuring
-    the arms it is given in an order rotated by one per round so no arm always follows the
-    same one."""
+    the arms it is given in the order of `schedule` (the baseline several times)."""
     import psutil
 
     from experiments.batching import batches
@@ -201,8 +210,9 @@ def measure_shape(backend, args: argparse.Namespace, shape: str, share_end: floa
     rss = dict.fromkeys(names, 0.0)
 
     def measure(round_: int, chosen: Sequence[str] | None) -> dict[str, dict[str, float]]:
-        out, now = {}, [n for n in names if chosen is None or n in chosen]
-        for name in now[round_ % len(now):] + now[: round_ % len(now)]:
+        out: dict[str, list[dict[str, float]]] = {}
+        now = [n for n in names if chosen is None or n in chosen]
+        for name in schedule(now, BASELINE[args.worker], round_):
             configure(backend, shape_arms[name])
             start, cpu = time.perf_counter(), time.process_time()
             runners[name].train_epoch(sample, 0.1)
@@ -211,10 +221,11 @@ def measure_shape(backend, args: argparse.Namespace, shape: str, share_end: floa
             end = time.perf_counter()
             path = backend.compute_path()  # since configure: training and evaluation
             paths[name] += [] if path in paths[name] else [path]
-            out[name] = {"train": tokens / max(middle - start, 1e-9),  # never a zero division
-                         "cpu": tokens / max(cpu, 1e-9), "eval": tokens / max(end - middle, 1e-9)}
+            out.setdefault(name, []).append(  # never a zero division
+                {"train": tokens / max(middle - start, 1e-9), "cpu": tokens / max(cpu, 1e-9),
+                 "eval": tokens / max(end - middle, 1e-9)})
             rss[name] = max(rss[name], process.memory_info().rss / 2**20)
-        return out
+        return {name: pool(m) for name, m in out.items()}
 
     def report(rounds: Rounds) -> None:
         worst = rounds.worst_spread(("train", "cpu"))

@@ -191,6 +191,27 @@ def run_rounds(measure: Measure, baseline: str, rule: StopRule,
             return rounds
 
 
+BASELINE_EVERY = 6  # arms measured per measurement of the baseline within a round
+
+
+def schedule(arms: Sequence[str], baseline: str, round_: int) -> list[str]:
+    """The order of one round: the other arms rotated by one per round (no arm always follows
+    the same one), the baseline before every BASELINE_EVERY of them. Every ratio of a round
+    shares the baseline's noise; the round's baseline figure is the geometric mean of its
+    measurements (`pool`), so a few more of them cut that shared part for all the arms."""
+    others = [a for a in arms if a != baseline]
+    k = round_ % len(others) if others else 0
+    order: list[str] = []
+    for i, arm in enumerate(others[k:] + others[:k]):
+        order += [baseline, arm] if i % BASELINE_EVERY == 0 else [arm]
+    return order or [baseline]
+
+
+def pool(measurements: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    """One figure per metric from an arm's measurements in a round: their geometric mean."""
+    return {key: geometric_mean([m[key] for m in measurements]) for key in measurements[0]}
+
+
 def share_now(remaining_s: float, weights: Sequence[float]) -> float:
     """The share of the first of `weights` (the part about to run; a weight is its expected
     cost) in what is left of the budget. Recomputed before each part, so time a converged part

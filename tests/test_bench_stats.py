@@ -15,7 +15,9 @@ from experiments.bench_stats import (
     geometric_mean,
     log_spread,
     markdown,
+    pool,
     run_rounds,
+    schedule,
     share_now,
 )
 
@@ -298,3 +300,21 @@ def test_the_footer_gives_each_shape_its_baseline_rounds():
     text = markdown(rows)
     assert "| torch | ptb200 | 3 | naive |" in text
     assert "Rounds: torch ptb200 9 (budget)." in text
+
+
+def test_a_round_measures_the_baseline_before_every_six_arms():
+    arms = ["base"] + [f"a{i}" for i in range(13)]
+    order = schedule(arms, "base", 0)
+    assert order.count("base") == 3  # before a0, a6 and a12
+    assert [i for i, a in enumerate(order) if a == "base"] == [0, 7, 14]
+    assert sorted(a for a in order if a != "base") == sorted(arms[1:])
+    # rotated by one per round: the arm after the first baseline changes
+    assert [schedule(arms, "base", r)[1] for r in range(3)] == ["a0", "a1", "a2"]
+    assert schedule(["base", "x", "y"], "base", 1) == ["base", "y", "x"]
+    assert schedule(["base"], "base", 4) == ["base"]
+
+
+def test_the_baseline_of_a_round_is_the_geometric_mean_of_its_measurements():
+    pooled = pool([{"train": 100.0, "cpu": 50.0}, {"train": 400.0, "cpu": 50.0}])
+    assert pooled == pytest.approx({"train": 200.0, "cpu": 50.0})
+    assert pool([{"train": 7.0}]) == pytest.approx({"train": 7.0})
