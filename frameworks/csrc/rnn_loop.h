@@ -328,18 +328,18 @@ struct Mat {  // a row-major matrix in memory: element (i, j) at p[i * ld + j]; 
   int64_t ld, step = 0;
 };
 
-constexpr int64_t kTileM = 64, kTileN = 128;
-
 // C_i = A_i B_i (+ C_i when `add`) for i < batch; A_i (M x K), B_i (K x N), C_i (M x N). Tiles of
-// at most 64 x 128 spread over env's threads (env.tile: one tile, single-threaded), column blocks
-// outermost so a thread keeps its block of B (the weights) in cache across the row blocks;
-// smaller tiles until every thread has one (a step's product can be a single tile), columns
-// first, so each thread reads only its part of B.
+// at most Env::kTileM x Env::kTileN spread over env's threads (env.tile: one tile, single-
+// threaded), column blocks outermost so a thread keeps its block of B (the weights) in cache
+// across the row blocks; smaller tiles until every thread has one (a step's product can be a
+// single tile), columns first, so each thread reads only its part of B. The tile size is the
+// binding's: a micro-kernel that reads its operands in place (brgemm) runs small cache-sized
+// tiles best, a library GEMM that packs both operands per call (Eigen) the largest ones.
 template <typename T, class Env>
 void gemm(Env& env, int64_t M, int64_t N, int64_t K, Mat<const T> A, Mat<const T> B, Mat<T> C,
           bool add, int64_t batch = 1) {
   if (M == 0 || N == 0 || batch == 0) return;
-  int64_t tm = kTileM, tn = kTileN;
+  int64_t tm = std::min(Env::kTileM, M), tn = std::min(Env::kTileN, N);
   const auto tiles = [&] { return batch * ((M + tm - 1) / tm) * ((N + tn - 1) / tn); };
   while (tiles() < env.threads() && (tn > 32 || tm > 16)) {
     if (tn > 32 && N > tn / 2) tn /= 2;
@@ -446,10 +446,10 @@ void forward(Env& env, const Dims& d, const Masks<T>& m, const Forward<T>& f) {
   if (d.Gi == 0) {
     gemm<T>(env, BT, GH, D, {f.x, D}, {f.wi_t, GH}, {f.pre, GH}, false);
   } else {
-    const int64_t cols = GH / d.Gi, blocks = (BT + kTileM - 1) / kTileM;
+    const int64_t cols = GH / d.Gi, rows = Env::kBlockRows, blocks = (BT + rows - 1) / rows;
     env.parallel_for(0, blocks * d.Gi, 1, [&](int64_t i0, int64_t i1) {
       for (int64_t i = i0; i < i1; ++i) {
-        const int64_t g = i % d.Gi, r0 = i / d.Gi * kTileM, r1 = std::min(BT, r0 + kTileM);
+        const int64_t g = i % d.Gi, r0 = i / d.Gi * rows, r1 = std::min(BT, r0 + rows);
         T* xm = f.xm + (g * BT + r0) * D;
         for (int64_t r = r0; r < r1; ++r) {
           const T *xr = f.x + r * D, *mr = m.in(g, r / n_t);
@@ -657,11 +657,11 @@ void backward(Env& env, const Dims& d, const Masks<T>& m, const Backward<T>& a) 
     gemm<T>(env, BT, D, GH, {a.dzx, GH}, {a.wi, D}, {a.dx, D}, false);
     return;
   }
-  const int64_t cols = GH / d.Gi, blocks = (BT + kTileM - 1) / kTileM;
+  const int64_t cols = GH / d.Gi, rows = Env::kBlockRows, blocks = (BT + rows - 1) / rows;
   env.parallel_for(0, blocks, 1, [&](int64_t i0, int64_t i1) {
-    std::vector<T> part(kTileM * D);
+    std::vector<T> part(rows * D);
     for (int64_t i = i0; i < i1; ++i) {
-      const int64_t r0 = i * kTileM, r1 = std::min(BT, r0 + kTileM);
+      const int64_t r0 = i * rows, r1 = std::min(BT, r0 + rows);
       for (int64_t g = 0; g < d.Gi; ++g) {
         env.tile(r1 - r0, D, cols, a.dzx + r0 * GH + g * cols, GH, a.wi + g * cols * D, D,
                  part.data(), D, false);

@@ -31,6 +31,8 @@ using Opt = std::optional<Tensor>;
 constexpr int64_t kTileK = 256;  // brgemm's reduction per call: longer ones ran at half speed
 
 struct TorchEnv {
+  // brgemm reads its operands in place: cache-sized tiles and blocks of rows
+  static constexpr int64_t kTileM = 64, kTileN = 128, kBlockRows = 64;
   int64_t threads() const { return at::get_num_threads(); }
   template <class F>
   void parallel_for(int64_t begin, int64_t end, int64_t grain, const F& f) {
