@@ -31,6 +31,7 @@ from frameworks.torch_backend.hooks import CandidateDropout, Zoneout
 from frameworks.torch_backend.model import DropoutLSTMModel
 from frameworks.torch_backend.sampler import MaskSampler
 from frameworks.torch_backend.weights import load_weights
+from tests.conftest import skip_unless_built
 
 LM, CLS = TaskKind.LANGUAGE_MODEL, TaskKind.CLASSIFIER
 needs_build = pytest.mark.usefixtures("compiled")
@@ -38,10 +39,8 @@ needs_build = pytest.mark.usefixtures("compiled")
 
 @pytest.fixture
 def compiled() -> None:
-    """Build (first time: ~15-40 s) or load the cached build; skip where it cannot be built
-    (the fallback test below covers that machine)."""
-    if not fused_loop.BUILD.available():
-        pytest.skip(f"compiled loop unavailable: {fused_loop.BUILD.reason}")
+    """The compiled loop (first build: ~15-40 s); skipped where it cannot be built."""
+    skip_unless_built(fused_loop.BUILD)
 
 
 @pytest.fixture(autouse=True)

@@ -25,6 +25,7 @@ from frameworks import native
 from frameworks.base import initial_weights
 from frameworks.keras_backend import compute, native_loop, recurrence
 from frameworks.spec import Granularity, ModelSpec, OptimSpec, TaskKind, Variant, rates_used_by
+from tests.conftest import skip_unless_built
 from tests.test_keras_gal_bptt import (
     NAMES,
     SHAPES,
@@ -39,10 +40,8 @@ needs_build = pytest.mark.usefixtures("compiled")
 
 @pytest.fixture
 def compiled() -> None:
-    """Build (first time: ~10-20 s) or load the cached build; skip where it cannot be built
-    (the fallback test below covers that machine)."""
-    if not native_loop.BUILD.available():
-        pytest.skip(f"compiled loop unavailable: {native_loop.BUILD.reason}")
+    """The compiled loop (first build: ~10-20 s); skipped where it cannot be built."""
+    skip_unless_built(native_loop.BUILD)
 
 
 @pytest.fixture(autouse=True)
