@@ -67,11 +67,11 @@ def compiler() -> str:
     return name
 
 
-def build_dir(name: str, framework: str, version: str, source: Path) -> tuple[Path, list[str]]:
+def build_dir(name: str, framework: str, version: str, *sources: Path) -> tuple[Path, list[str]]:
     """(the build's directory under CACHE, created; the instruction set's compiler flags)."""
     tag, flags = isa()
     version = re.sub(r"[^A-Za-z0-9_.-]", "_", version)
-    directory = CACHE / f"{name}-{framework}{version}-{tag}-{source_tag(source)}"
+    directory = CACHE / f"{name}-{framework}{version}-{tag}-{source_tag(*sources)}"
     directory.mkdir(parents=True, exist_ok=True)
     return directory, flags
 
@@ -91,6 +91,11 @@ class Build:
     def fresh(self) -> Build:
         """The same build, not yet tried (tests start from a process that never built)."""
         return Build(self._build, self.switch, self.fallback, self.warning)
+
+    @property
+    def loaded(self) -> bool:
+        """Built (or loaded from the cache) in this process already; asking never builds."""
+        return self._tried and self.reason is None
 
     def available(self) -> bool:
         if not self._tried:

@@ -9,6 +9,8 @@ the reference autograd loop cells.run, and its fallback.
 - Model level: every step-loop variant, both cells, both task kinds, granularity sample and
   batch (and Semeniuta's per_step), with the same injected masks: logits, final state and every
   gradient under `cpp` equal those under `eager`, and the run records the path `cpp`.
+- The mask sampler's compiled draw: the masks and the generator's state of torch.rand's draw,
+  across the twister's state boundaries and at a uniform exactly on the threshold.
 - Fallback: with the build made to fail (no compiler), one warning, then the existing loop's
   numbers, recorded as that loop's path.
 """
@@ -24,6 +26,7 @@ import torch
 
 from frameworks import native
 from frameworks.base import NumpyMaskSource, initial_weights
+from frameworks.sampling import keep_scale
 from frameworks.spec import Granularity, ModelSpec, OutputMode, TaskKind, Variant, rates_used_by
 from frameworks.torch_backend import cells, fused_loop
 from frameworks.torch_backend.compute import configure_compute, path_used
@@ -275,6 +278,50 @@ def test_path_used_is_reset_and_none_without_a_step_loop():
     assert path_used() == "none"
     forward_backward(make_spec("none", LM, "lstm"), "cpp")
     assert path_used() == "none"  # the fused layer ran
+
+
+# ---- the sampler's draw --------------------------------------------------------------------
+# around the twister's 624-word state: inside one, exactly one, one past, a twist mid-draw
+DRAW_SHAPES = [(0,), (1,), (623,), (624,), (625,), (1249,), (3, 7), (20, 650), (64, 50, 128)]
+
+
+@needs_build
+@pytest.mark.parametrize("rate", [0.1, 0.25, 1 / 3, 0.7, 0.999])
+def test_compiled_mask_draw_equals_torch_rand_and_leaves_the_same_generator_state(rate):
+    scale = float(keep_scale(rate))
+    ours, theirs = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
+    for shape in DRAW_SHAPES:  # one after another from the same two generators
+        want = torch.rand(shape, generator=theirs).ge_(rate).mul_(scale)
+        got = fused_loop.draw_mask(shape, rate, scale, ours)
+        assert got is not None and torch.equal(got, want), shape
+        assert torch.equal(ours.get_state(), theirs.get_state()), shape
+
+
+@needs_build
+def test_compiled_mask_draw_thresholds_in_float32_as_torch_does():
+    """A uniform exactly at the rate is kept, and so is one a double rate just above it would
+    drop: `ge_` with a Python float compares in float32."""
+    u0 = float(torch.rand(1000, generator=torch.Generator().manual_seed(3))[500])
+    for rate in (u0, u0 + 1e-12):  # the second rounds to u0 in float32
+        want = torch.rand(1000, generator=torch.Generator().manual_seed(3)).ge_(rate).mul_(2.0)
+        got = fused_loop.draw_mask((1000,), rate, 2.0, torch.Generator().manual_seed(3))
+        assert got is not None and torch.equal(got, want) and got[500] == 2.0
+
+
+@needs_build
+def test_the_sampler_draws_the_same_masks_with_or_without_the_compiled_draw(monkeypatch):
+    def draws() -> list[torch.Tensor]:
+        sampler = MaskSampler(seed=11)
+        out = [sampler.draw("zoneout_hidden.0", (64, 50, 128), 0.25),
+               sampler.draw("recurrent.0", (4, 64, 128), 0.5)]
+        sampler.use("eval")
+        return [*out, sampler.draw("output", (5, 700), 0.1)]
+
+    assert fused_loop.draw_mask((1,), 0.5, 2.0, torch.Generator()) is not None
+    compiled = draws()
+    monkeypatch.setattr(fused_loop, "BUILD", fused_loop.BUILD.fresh())  # not loaded here
+    assert fused_loop.draw_mask((1,), 0.5, 2.0, torch.Generator()) is None
+    assert all(torch.equal(a, b) for a, b in zip(compiled, draws(), strict=True))
 
 
 # ---- fallback ------------------------------------------------------------------------------

@@ -39,7 +39,8 @@ from frameworks.torch_backend import cells
 from frameworks.torch_backend.hooks import CandidateDropout, Zoneout
 
 NAME = "rds_fused_loop"
-SOURCE = Path(__file__).resolve().parent / "csrc" / "fused_loop.cpp"
+CSRC = Path(__file__).resolve().parent / "csrc"
+SOURCES = (CSRC / "fused_loop.cpp", CSRC / "mask_draw.cpp")  # the loop; the sampler's draw
 GATES = {"lstm": 4, "gru": 3}
 
 
@@ -70,8 +71,8 @@ def _build() -> None:
 
     native.compiler()
     _ensure_ninja()
-    directory, isa_flags = native.build_dir(NAME, "torch", torch.__version__, SOURCE)
-    cpp_extension.load(name=NAME, sources=[str(SOURCE)],
+    directory, isa_flags = native.build_dir(NAME, "torch", torch.__version__, *SOURCES)
+    cpp_extension.load(name=NAME, sources=[str(s) for s in SOURCES],
                        extra_cflags=["-O3", "-fopenmp", *isa_flags], extra_ldflags=["-fopenmp"],
                        build_directory=str(directory), is_python_module=False, verbose=False)
 
@@ -185,3 +186,17 @@ def run(cell: str, x: Tensor, h: Tensor, c: Tensor, w_ih: Tensor, w_hh: Tensor, 
     out, h_t, c_t = _Layer.apply(x, w_ih, w_hh, bias, bias_hh, h.contiguous(), c.contiguous(),
                                  masks, cell == "gru")
     return out, h_t, c_t
+
+
+def draw_mask(shape: tuple[int, ...], rate: float, scale: float,
+              generator: torch.Generator) -> Tensor | None:
+    """The mask sampler's float32 CPU draw in one compiled pass (csrc/mask_draw.cpp): the values
+    and the generator's state afterwards are those of `torch.rand(shape, generator=generator)
+    .ge_(rate).mul_(scale)`, so which of the two drew a mask never shows in a run. None where
+    the compiled loop is not loaded in this process (a draw never starts the build) or the
+    generator is not a CPU one."""
+    if not BUILD.loaded or generator.device.type != "cpu":
+        return None
+    out = torch.empty(shape, dtype=torch.float32)
+    torch.ops.rds_fused_loop.draw_mask_(out, generator, rate, scale)
+    return out

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from frameworks.sampling import EVAL, TRAIN, MaskSamplerBase, keep_scale
+from frameworks.torch_backend.fused_loop import draw_mask
 
 __all__ = ["EVAL", "TRAIN", "MaskSampler"]
 
@@ -26,9 +27,13 @@ class MaskSampler(MaskSamplerBase):
         return self._gens[self.stream]
 
     def _random(self, shape, rate, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        scale = float(keep_scale(rate))
+        if dtype == torch.float32 and (mask := draw_mask(shape, rate, scale, self.generator)) \
+                is not None:
+            return mask  # the same values as below, in one compiled pass
         # uniform >= p keeps with probability 1 - p; 3x faster on CPU than bernoulli_
         mask = torch.rand(shape, dtype=dtype, device=self.device, generator=self.generator)
-        return mask.ge_(rate).mul_(float(keep_scale(rate)))
+        return mask.ge_(rate).mul_(scale)
 
     def _from_numpy(self, mask: np.ndarray, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         return torch.as_tensor(mask, dtype=dtype, device=self.device)
