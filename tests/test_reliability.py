@@ -144,9 +144,10 @@ def test_ctrl_c_on_a_parallel_sweep_leaves_no_run_running(tmp_path):
                  "task.train_limit=256", "task.eval_limit=128", f"tracking.uri={store}",
                  f"hydra.sweep.dir={tmp_path / 's'}", err=err)
     wait_for(proc, err, "epoch 1/500", count=2)  # both jobs mid-run
-    assert interrupt(proc) == 130
+    code = interrupt(proc)
     time.sleep(1)  # anything the resource trackers print at the launcher's exit
     text = err.read_text()
+    assert code == 130, text[-3000:]
     assert "Traceback" not in text and "leaked" not in text
     said = [line for line in text.splitlines() if "interrupted" in line]
     assert len(said) == 1 and said[0] == text.strip().splitlines()[-1], text[-3000:]
