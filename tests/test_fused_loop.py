@@ -5,7 +5,8 @@ the reference autograd loop cells.run, and its fallback.
   no, tied or per-gate input mask; per-sample or batch-shared masks; candidate dropout with a
   mask per sequence or per step; zoneout with drawn masks or the evaluation expectation), in
   float64 (1e-10) and float32 (1e-5 relative to each tensor's largest entry, the float rounding
-  of a different summation order). H = 19 runs both the 8-wide lanes and the single ones.
+  of a different summation order). H = 19 runs both the 8-wide lanes and the single ones; H = 70
+  several of the weights' 32-column panels and a partial one.
 - Model level: every step-loop variant, both cells, both task kinds, granularity sample and
   batch (and Semeniuta's per_step), with the same injected masks: logits, final state and every
   gradient under `cpp` equal those under `eager`, and the run records the path `cpp`.
@@ -124,6 +125,20 @@ def test_gal_masks_equal_reference(cell, bm, dtype, rel):
         for name, a, r in zip(NAMES, got, ref, strict=False):
             if r is not None:
                 _assert_close(a, r, rel, f"{cell} rec={rec} in={inp} {bm}: {name}")
+
+
+@needs_build
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_weights_wider_than_a_panel_equal_reference(cell):
+    """H 70, D 45 in float32: the binding's weights in 32-column panels, several per matrix (and
+    per gate) and a partial last one, with every mask form and both hooks."""
+    for rec, inp in GAL_LOOPS:
+        args, params = _loop_case(cell, rec, inp, "sample", "step", "train", torch.float32,
+                                  b=4, t=6, d=45, hid=70)
+        ref, got = _run_both(args, params)
+        for name, a, r in zip(NAMES, got, ref, strict=False):
+            if r is not None:
+                _assert_close(a, r, 1e-5, f"{cell} rec={rec} in={inp} H 70: {name}")
 
 
 HOOK_CASES = [("seq", "none"), ("step", "none"), ("none", "train"), ("none", "eval"),

@@ -414,6 +414,73 @@ struct Dims {
   int64_t GH() const { return G * H; }
 };
 
+// ---- the recurrent weights in panels -----------------------------------------------------------
+// A step's product streams the whole recurrent weight matrix through a few rows of h. Read in
+// place, each of its rows is a jump of a whole weight row (10 KB at H 650, a new page per row,
+// which the hardware prefetcher does not follow); copied once per call into contiguous panels of
+// Env::kPanelN columns, a tile reads one sequential block (measured with brgemm at PTB h650's
+// per-thread step, 10 x 650 by 650 x 2600: 65 GFLOP/s in place, 130 in 32-column panels). A
+// binding whose GEMM packs its operands per call anyway (Eigen) sets kPanelN 0: no panels.
+template <class Env>
+constexpr int64_t panels_of(int64_t N) { return (N + Env::kPanelN - 1) / Env::kPanelN; }
+
+// Floats of the panels of `groups` K x N matrices (0: the binding uses no panels)
+template <class Env>
+int64_t panel_floats(int64_t K, int64_t N, int64_t groups) {
+  if constexpr (Env::kPanelN == 0) return 0;
+  else return groups * panels_of<Env>(N) * Env::kPanelN * K;
+}
+
+// What the binding allocates for the recurrent weights' panels, either pass: the forward's (H,
+// GH) and the backward's (GH, H), or G blocks of (H, H) with per-gate masks
+template <class Env>
+int64_t recurrent_panel_floats(const Dims& d) {
+  return d.per_gate ? panel_floats<Env>(d.H, d.H, d.G)
+                    : std::max(panel_floats<Env>(d.H, d.GH(), 1), panel_floats<Env>(d.GH(), d.H, 1));
+}
+
+// ... and for the input weights (D, GH): Gi column blocks with per-gate input masks
+template <class Env>
+int64_t input_panel_floats(const Dims& d) {
+  const int64_t groups = std::max<int64_t>(d.Gi, 1);
+  return panel_floats<Env>(d.D, d.GH() / groups, groups);
+}
+
+// dst = `groups` K x N matrices (row stride ld, the next at src + g * step) as panels: panel p
+// of group g holds columns [p P, p P + P) row after row, at dst + (g * panels_of(N) + p) * K P
+template <typename T, class Env>
+void pack_panels(Env& env, const T* src, int64_t K, int64_t N, int64_t ld, int64_t groups,
+                 int64_t step, T* dst) {
+  constexpr int64_t P = Env::kPanelN;
+  const int64_t np = panels_of<Env>(N);
+  env.parallel_for(0, groups * np, 1, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t n0 = i % np * P, w = std::min(P, N - n0);
+      const T* s = src + i / np * step + n0;
+      T* out = dst + i * K * P;
+      for (int64_t k = 0; k < K; ++k) std::copy(s + k * ld, s + k * ld + w, out + k * P);
+    }
+  });
+}
+
+// C (M x N) = A (M x K) B (+ C when `add`), single-threaded: B from its panels where the binding
+// gave them (group g of pack_panels), else in place (row stride ldb)
+template <typename T, class Env>
+void step_product(Env& env, int64_t M, int64_t N, int64_t K, const T* A, int64_t lda,
+                  const T* B, int64_t ldb, const T* panels, int64_t g, T* C, int64_t ldc,
+                  bool add) {
+  if constexpr (Env::kPanelN > 0) {
+    if (panels) {
+      constexpr int64_t P = Env::kPanelN;
+      const T* first = panels + g * panels_of<Env>(N) * K * P;
+      for (int64_t n0 = 0; n0 < N; n0 += P)
+        env.tile(M, std::min(P, N - n0), K, A, lda, first + n0 * K, P, C + n0, ldc, add);
+      return;
+    }
+  }
+  env.tile(M, N, K, A, lda, B, ldb, C, ldc, add);
+}
+
 template <typename T>
 struct Masks {  // absent ones empty
   Rows<T> in;   // (Gi, B, D)
@@ -435,6 +502,8 @@ struct Forward {
   T* hm;    // (G or 1, BT, H): masked h_{t-1}, each step's GEMM operand
   T *h_last, *c_last;  // (B, H)
   bool save;
+  T* wh_panels = nullptr;  // recurrent_panel_floats(d) scratch for the weights' panels, or null
+  T* wi_panels = nullptr;  // input_panel_floats(d) scratch, or null
 };
 
 template <typename T, class Env>
@@ -442,22 +511,28 @@ void forward(Env& env, const Dims& d, const Masks<T>& m, const Forward<T>& f) {
   const int64_t B = d.B, n_t = d.T, D = d.D, H = d.H, G = d.G, BT = d.BT(), GH = d.GH();
   // the input side for all steps: x times its mask(s) (Gi of them, each for GH / Gi columns of
   // the weights), by blocks of rows, each block's GEMM right after its rows are written, while
-  // they are in cache
-  if (d.Gi == 0) {
+  // they are in cache; without masks or panels, one GEMM
+  const int64_t groups = std::max<int64_t>(d.Gi, 1), cols = GH / groups;
+  if (f.wi_panels) pack_panels<T>(env, f.wi_t, D, cols, GH, groups, cols, f.wi_panels);
+  if (d.Gi == 0 && !f.wi_panels) {
     gemm<T>(env, BT, GH, D, {f.x, D}, {f.wi_t, GH}, {f.pre, GH}, false);
   } else {
-    const int64_t cols = GH / d.Gi, rows = Env::kBlockRows, blocks = (BT + rows - 1) / rows;
-    env.parallel_for(0, blocks * d.Gi, 1, [&](int64_t i0, int64_t i1) {
+    const int64_t rows = Env::kBlockRows, blocks = (BT + rows - 1) / rows;
+    env.parallel_for(0, blocks * groups, 1, [&](int64_t i0, int64_t i1) {
       for (int64_t i = i0; i < i1; ++i) {
-        const int64_t g = i % d.Gi, r0 = i / d.Gi * rows, r1 = std::min(BT, r0 + rows);
-        T* xm = f.xm + (g * BT + r0) * D;
-        for (int64_t r = r0; r < r1; ++r) {
-          const T *xr = f.x + r * D, *mr = m.in(g, r / n_t);
-          T* dst = xm + (r - r0) * D;
-          for (int64_t j = 0; j < D; ++j) dst[j] = xr[j] * mr[j];
+        const int64_t g = i % groups, r0 = i / groups * rows, r1 = std::min(BT, r0 + rows);
+        const T* a = f.x + r0 * D;
+        if (d.Gi > 0) {
+          T* xm = f.xm + (g * BT + r0) * D;
+          for (int64_t r = r0; r < r1; ++r) {
+            const T *xr = f.x + r * D, *mr = m.in(g, r / n_t);
+            T* dst = xm + (r - r0) * D;
+            for (int64_t j = 0; j < D; ++j) dst[j] = xr[j] * mr[j];
+          }
+          a = xm;
         }
-        env.tile(r1 - r0, cols, D, xm, D, f.wi_t + g * cols, GH, f.pre + r0 * GH + g * cols, GH,
-                 false);
+        step_product<T>(env, r1 - r0, cols, D, a, D, f.wi_t + g * cols, GH, f.wi_panels, g,
+                        f.pre + r0 * GH + g * cols, GH, false);
       }
     });
   }
@@ -480,6 +555,11 @@ void forward(Env& env, const Dims& d, const Masks<T>& m, const Forward<T>& f) {
       for (int64_t j = 0; j < H; ++j) w.dst[g][j] = w.m[g] ? h[j] * w.m[g][j] : h[j];
   }
 
+  if (f.wh_panels) {
+    if (d.per_gate) pack_panels<T>(env, f.wh_t, H, H, GH, G, H, f.wh_panels);
+    else pack_panels<T>(env, f.wh_t, H, GH, GH, 1, 0, f.wh_panels);
+  }
+
   // The recurrence: samples never interact, so each thread runs the whole loop over its own
   // rows of the batch, a step's product on its rows included -- one parallel region for all
   // steps, where a region per step and product cost more in waking and waiting threads.
@@ -493,10 +573,11 @@ void forward(Env& env, const Dims& d, const Masks<T>& m, const Forward<T>& f) {
       const T* hm_t = f.hm + (b0 * n_t + t) * H;
       if (d.per_gate)
         for (int64_t g = 0; g < G; ++g)
-          env.tile(nb, H, H, hm_t + g * BT * H, n_t * H, f.wh_t + g * H, GH, rec + g * H, GH,
-                   f.bias_hh != nullptr);
+          step_product<T>(env, nb, H, H, hm_t + g * BT * H, n_t * H, f.wh_t + g * H, GH,
+                          f.wh_panels, g, rec + g * H, GH, f.bias_hh != nullptr);
       else
-        env.tile(nb, GH, H, hm_t, n_t * H, f.wh_t, GH, rec, GH, f.bias_hh != nullptr);
+        step_product<T>(env, nb, GH, H, hm_t, n_t * H, f.wh_t, GH, f.wh_panels, 0, rec, GH,
+                        f.bias_hh != nullptr);
       for (int64_t b = b0; b < b1; ++b) {
         const T* hp = t == 0 ? f.h0 + b * H : f.out + (b * n_t + t - 1) * H;
         T* h = f.out + (b * n_t + t) * H;
@@ -554,6 +635,7 @@ struct Backward {
   T *pass, *dc;       // (B, H) scratch: dL/dh_t without d_out and the GEMM term; dL/dc_t
   T *dw_ih, *dw_hh, *db, *db_hh;  // (GH, D), (GH, H), (GH), (GH) or null
   T *dx, *dh0, *dc0;  // (B, T, D) or null, (B, H) or null, (B, H)
+  T* wh_panels = nullptr;  // recurrent_panel_floats(d) scratch for the weights' panels, or null
 };
 
 template <typename T, class Env>
@@ -575,6 +657,10 @@ void backward(Env& env, const Dims& d, const Masks<T>& m, const Backward<T>& a) 
     }
     return in;
   };
+  if (a.wh_panels) {
+    if (d.per_gate) pack_panels<T>(env, a.wh, H, H, H, G, H * H, a.wh_panels);
+    else pack_panels<T>(env, a.wh, GH, H, H, 1, 0, a.wh_panels);
+  }
   // the reverse recurrence, each thread over its own rows of the batch (as the forward)
   env.parallel_for(0, B, rows_per_thread(B, env.threads()), [&](int64_t b0, int64_t b1) {
     const int64_t nb = b1 - b0;
@@ -612,10 +698,11 @@ void backward(Env& env, const Dims& d, const Masks<T>& m, const Backward<T>& a) 
         const T* dz_t = a.dzh + (b0 * n_t + t) * GH;
         if (d.per_gate)
           for (int64_t g = 0; g < G; ++g)
-            env.tile(nb, H, H, dz_t + g * H, n_t * GH, a.wh + g * H * H, H,
-                     a.tmp + g * BH + b0 * H, H, false);
+            step_product<T>(env, nb, H, H, dz_t + g * H, n_t * GH, a.wh + g * H * H, H,
+                            a.wh_panels, g, a.tmp + g * BH + b0 * H, H, false);
         else
-          env.tile(nb, H, GH, dz_t, n_t * GH, a.wh, H, a.tmp + b0 * H, H, false);
+          step_product<T>(env, nb, H, GH, dz_t, n_t * GH, a.wh, H, a.wh_panels, 0,
+                          a.tmp + b0 * H, H, false);
       }
     }
     if (a.dh0)

@@ -34,6 +34,7 @@ struct TfEnv {
   // Eigen packs both operands on every call: a product over all rows and columns where the
   // threads allow, and blocks of rows long enough to pay for packing the weights
   static constexpr int64_t kTileM = 1 << 20, kTileN = 1 << 20, kBlockRows = 256;
+  static constexpr int64_t kPanelN = 0;  // Eigen packs its operands per call: no panels
   tsl::thread::ThreadPool* pool;
   int n;
   int64_t threads() const { return n; }

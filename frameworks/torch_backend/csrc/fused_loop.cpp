@@ -33,6 +33,7 @@ constexpr int64_t kTileK = 256;  // brgemm's reduction per call: longer ones ran
 struct TorchEnv {
   // brgemm reads its operands in place: cache-sized tiles and blocks of rows
   static constexpr int64_t kTileM = 64, kTileN = 128, kBlockRows = 64;
+  static constexpr int64_t kPanelN = 32;  // the step's weights in 32-column panels (float32)
   int64_t threads() const { return at::get_num_threads(); }
   template <class F>
   void parallel_for(int64_t begin, int64_t end, int64_t grain, const F& f) {
@@ -60,7 +61,7 @@ struct TorchEnv {
 // the large temporaries of a call (x's side of the pre-activations, dz and its transpose) in
 // fresh memory each call cost first-touch page faults comparable to a GEMM. Only for what dies
 // within the call; what the backward keeps is allocated per call.
-enum Slot { kPre, kRec, kDzh, kDzx, kDzhT, kDzxT, kSlots };
+enum Slot { kPre, kRec, kDzh, kDzx, kDzhT, kDzxT, kPanelsH, kPanelsX, kSlots };
 
 Tensor scratch(Slot slot, at::IntArrayRef sizes, const at::TensorOptions& opts) {
   thread_local std::array<Tensor, kSlots> cache;
@@ -70,6 +71,14 @@ Tensor scratch(Slot slot, at::IntArrayRef sizes, const at::TensorOptions& opts) 
   if (!buf.defined() || buf.numel() < n || buf.scalar_type() != opts.dtype().toScalarType())
     buf = at::empty({n}, opts);
   return buf.narrow(0, 0, n).view(sizes);
+}
+
+// Scratch for weights in panels (rds::pack_panels): brgemm's float32 tiles only; float64 goes
+// through at::mm, a call per panel
+template <typename T>
+T* panels(Slot slot, int64_t floats, const at::TensorOptions& opts) {
+  if constexpr (!std::is_same_v<T, float>) return nullptr;
+  return scratch(slot, {floats}, opts).data_ptr<T>();
 }
 
 template <typename T>
@@ -119,7 +128,9 @@ std::vector<Tensor> forward_impl(const Tensor& x, const Tensor& w_ih, const Tens
       ptr<T>(xm), scratch(kPre, {d.BT(), d.GH()}, opts).data_ptr<T>(),
       scratch(kRec, {d.B, d.GH()}, opts).data_ptr<T>(), out.data_ptr<T>(), acts.data_ptr<T>(),
       aux.data_ptr<T>(), ptr<T>(cs), hm.data_ptr<T>(), h_last.data_ptr<T>(),
-      c_last.data_ptr<T>(), save};
+      c_last.data_ptr<T>(), save,
+      panels<T>(kPanelsH, rds::recurrent_panel_floats<TorchEnv>(d), opts),
+      panels<T>(kPanelsX, rds::input_panel_floats<TorchEnv>(d), opts)};
   TorchEnv env;
   rds::forward<T>(env, d, masks_of<T>(m_in, m_rec, cand, uh, uc), f);
   if (!save) xm = at::empty({0}, opts);
@@ -158,7 +169,7 @@ std::vector<Tensor> backward_impl(const Tensor& d_out, const Tensor& d_h, const 
       dzx.data_ptr<T>(), dzh_t.data_ptr<T>(), dzx_t.data_ptr<T>(), tmp.data_ptr<T>(),
       pass.data_ptr<T>(), dc.data_ptr<T>(), dw_ih.data_ptr<T>(),
       dw_hh.data_ptr<T>(), db.data_ptr<T>(), ptr<T>(db_hh), ptr<T>(dx), ptr<T>(dh0),
-      dc0.data_ptr<T>()};
+      dc0.data_ptr<T>(), panels<T>(kPanelsH, rds::recurrent_panel_floats<TorchEnv>(d), opts)};
   TorchEnv env;
   rds::backward<T>(env, d, masks_of<T>(m_in, m_rec, cand, uh, uc), b);
   return {dx, dw_ih, dw_hh, db, db_hh, dh0, dc0};
