@@ -414,13 +414,14 @@ struct Dims {
   int64_t GH() const { return G * H; }
 };
 
-// ---- the recurrent weights in panels -----------------------------------------------------------
+// ---- the weights in panels --------------------------------------------------------------------
 // A step's product streams the whole recurrent weight matrix through a few rows of h. Read in
 // place, each of its rows is a jump of a whole weight row (10 KB at H 650, a new page per row,
 // which the hardware prefetcher does not follow); copied once per call into contiguous panels of
 // Env::kPanelN columns, a tile reads one sequential block (measured with brgemm at PTB h650's
-// per-thread step, 10 x 650 by 650 x 2600: 65 GFLOP/s in place, 130 in 32-column panels). A
-// binding whose GEMM packs its operands per call anyway (Eigen) sets kPanelN 0: no panels.
+// per-thread step, 10 x 650 by 650 x 2600: 65 GFLOP/s in place, 130 in 32-column panels). The
+// input side's tiles read the input weights the same way. A binding whose GEMM packs its
+// operands per call anyway (Eigen) sets kPanelN 0: no panels.
 template <class Env>
 constexpr int64_t panels_of(int64_t N) { return (N + Env::kPanelN - 1) / Env::kPanelN; }
 
@@ -435,8 +436,8 @@ int64_t panel_floats(int64_t K, int64_t N, int64_t groups) {
 // GH) and the backward's (GH, H), or G blocks of (H, H) with per-gate masks
 template <class Env>
 int64_t recurrent_panel_floats(const Dims& d) {
-  return d.per_gate ? panel_floats<Env>(d.H, d.H, d.G)
-                    : std::max(panel_floats<Env>(d.H, d.GH(), 1), panel_floats<Env>(d.GH(), d.H, 1));
+  if (d.per_gate) return panel_floats<Env>(d.H, d.H, d.G);
+  return std::max(panel_floats<Env>(d.H, d.GH(), 1), panel_floats<Env>(d.GH(), d.H, 1));
 }
 
 // ... and for the input weights (D, GH): Gi column blocks with per-gate input masks

@@ -17,6 +17,9 @@ computes the same function as the reference loop up to float rounding (the order
 where the input matmul sits). Anything else -- another hook, another device or dtype -- returns
 None and the caller runs the existing loop.
 
+The same build carries the mask sampler's one-pass CPU draw (`draw_mask`, csrc/mask_draw.cpp),
+used once the build is loaded: torch.rand's values, a tenth of its CPU time.
+
 The build goes to results/native/ (frameworks/native.py: one directory per torch version,
 instruction set and source hash), once per machine; a machine without a compiler or ninja, or a
 failing build, warns once per process and the caller falls back to the existing loop (never an
