@@ -28,8 +28,8 @@ class MaskSampler(MaskSamplerBase):
 
     def _random(self, shape, rate, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         scale = float(keep_scale(rate))
-        if dtype == torch.float32 and (mask := draw_mask(shape, rate, scale, self.generator)) \
-                is not None:
+        mask = draw_mask(shape, rate, scale, self.generator) if dtype == torch.float32 else None
+        if mask is not None:
             return mask  # the same values as below, in one compiled pass
         # uniform >= p keeps with probability 1 - p; 3x faster on CPU than bernoulli_
         mask = torch.rand(shape, dtype=dtype, device=self.device, generator=self.generator)

@@ -13,7 +13,6 @@
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
-#include <ATen/core/DistributionsHelper.h>
 #include <torch/library.h>
 
 #include <algorithm>
@@ -25,8 +24,14 @@ namespace {
 
 using at::Tensor;
 
-// One block of the twister's state, from index `next`: tempered, made uniform in [0, 1) and
-// thresholded, one mask value per word.
+// The mask value of one twister word: torch.rand's uniform of the tempered word, kept at or above
+// the threshold
+inline float mask_value(uint32_t y, float threshold, float scale) {
+  const float u = static_cast<float>(y & 0xFFFFFFu) * 0x1p-24f;
+  return u >= threshold ? scale : 0.0f;
+}
+
+// A block of the twister's untempered state words, tempered (as at::mt19937 does) into mask values
 void temper_block(const uint32_t* words, int64_t count, float threshold, float scale, float* out) {
   for (int64_t j = 0; j < count; ++j) {
     uint32_t y = words[j];
@@ -34,14 +39,8 @@ void temper_block(const uint32_t* words, int64_t count, float threshold, float s
     y ^= (y << 7) & 0x9d2c5680u;
     y ^= (y << 15) & 0xefc60000u;
     y ^= (y >> 18);
-    const float u = static_cast<float>(y & 0xFFFFFFu) * 0x1p-24f;
-    out[j] = u >= threshold ? scale : 0.0f;
+    out[j] = mask_value(y, threshold, scale);
   }
-}
-
-float one_word(at::mt19937& engine, float threshold, float scale) {
-  const float u = static_cast<float>(engine() & 0xFFFFFFu) * 0x1p-24f;
-  return u >= threshold ? scale : 0.0f;
 }
 
 void draw_mask_(Tensor out, std::optional<at::Generator> generator, double rate, double scale) {
@@ -57,7 +56,7 @@ void draw_mask_(Tensor out, std::optional<at::Generator> generator, double rate,
   for (int64_t i = 0; i < n;) {
     at::mt19937_data_pod state = engine.data();
     if (state.left_ <= 1) {  // the next word needs a twist: the engine's own
-      dst[i++] = one_word(engine, threshold, value);
+      dst[i++] = mask_value(engine(), threshold, value);
       continue;
     }
     // the engine returns state_[next_] and decrements left_ per word, twisting at left_ == 0
