@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from experiments.plan import RunPlan
+from experiments.tracking import store_exists
 from frameworks.base import check_weights, initial_weights
 from frameworks.spec import ModelSpec
 
@@ -44,12 +45,13 @@ def load_initial_weights(plan: RunPlan, spec: ModelSpec, uri: str) -> dict[str, 
 def _weights_of_run(run_id: str, plan: RunPlan, spec: ModelSpec, uri: str):
     from mlflow.tracking import MlflowClient
 
+    missing = f"train.init_from={run_id!r} is neither an .npz file nor a run id in {uri}"
+    if not store_exists(uri):  # refused before MLflow creates an empty store to look in
+        raise ValueError(f"{missing} (no store there)")
     try:
         params = MlflowClient(uri).get_run(run_id).data.params
     except Exception:
-        raise ValueError(
-            f"train.init_from={run_id!r} is neither an .npz file nor a run id in {uri}"
-        ) from None
+        raise ValueError(missing) from None
     if params.get("train.init_from") not in (None, "None"):
         raise ValueError(f"train.init_from={run_id!r}: that run itself started from "
                          f"init_from={params['train.init_from']}; use that source instead")

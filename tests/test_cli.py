@@ -61,6 +61,7 @@ BAD_SINGLE = [
     (["train.epoch=3"], "train.epoch"),  # Hydra: an unknown key
     (["task.train_limit=0"], "task.train_limit=0"),  # DataError while loading
     (["train.init_from=/nonexistent/w.npz"], "/nonexistent/w.npz"),  # a plain ValueError
+    (["train.init_from=0123456789abcdef"], "0123456789abcdef"),  # a run id: no store opened
     (["tracking.uri=ftp://host/x"], "tracking.uri"),  # TrackingError
 ]
 
@@ -76,6 +77,25 @@ def test_bad_single_run_input_is_one_line_and_exit_2(tmp_path, overrides, needle
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("refused: ") and needle in lines[0], lines
     assert not db.exists()
+
+
+@pytest.mark.parametrize("overrides,needle", [
+    (["tracking.uri=sqlite:///relative.db"], "relative path"),  # was refused after creating it
+    (["tracking.uri=sqlite:///{results}/mlflow.db", "task.train_limit=0"], "train_limit=0"),
+], ids=["relative tracking.uri", "a new folder under results/"])
+def test_a_refused_run_leaves_no_store_behind(tmp_path, overrides, needle):
+    """Refusals come before anything touches the store's path: no file, no folder, also where
+    the refusal is found after the URI was checked (a data slice)."""
+    results = REPO / "results" / f"refused-{tmp_path.name}"
+    overrides = [o.format(results=results) for o in overrides]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+    out = subprocess.run([sys.executable, "-m", "experiments.train", *TINY_RT, *overrides,
+                          f"hydra.run.dir={tmp_path / 'hydra'}"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=300)
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 2 and len(lines) == 1 and needle in lines[0], out.stderr[-3000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hydra"]  # Hydra's log folder only
+    assert not results.exists()
 
 
 BAD_SWEEP = [
