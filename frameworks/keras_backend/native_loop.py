@@ -35,25 +35,28 @@ class NativeLoopUnavailable(RuntimeWarning):
     """The compiled op could not be built or loaded; recurrence.py's loops run instead."""
 
 
-def _build() -> Any:
-    compiler = native.compiler()
-    directory, flags = native.build_dir(NAME, "tf", tf.__version__, SOURCE)
+def _locate() -> tuple[Path, list[str]]:
+    return native.build_dir(NAME, "tf", tf.__version__, SOURCE)
+
+
+def _build(directory: Path, isa_flags: list[str]) -> Any:
+    """Compile the op library where it is missing and load it, under native.Build's lock."""
     library = directory / f"{NAME}.so"
     if not library.exists():
-        partial = directory / f"{NAME}.{os.getpid()}.so"  # concurrent builds never share a file
-        command = [compiler, "-shared", "-fPIC", "-O3", "-w", *flags,
+        partial = directory / f"{NAME}.partial.so"  # a reader sees no library or a whole one
+        command = [native.compiler(), "-shared", "-fPIC", "-O3", "-w", *isa_flags,
                    *tf.sysconfig.get_compile_flags(), str(SOURCE), "-o", str(partial),
                    *tf.sysconfig.get_link_flags()]
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             errors = [line for line in done.stderr.splitlines() if "error" in line]
             raise RuntimeError((errors or done.stderr.splitlines() or ["build failed"])[0])
-        os.replace(partial, library)  # atomic: a reader sees no library or a whole one
+        os.replace(partial, library)
     return tf.load_op_library(str(library))
 
 
-BUILD = native.Build(_build, "framework.keras_loop=cpp", "recurrence.py's loops",
-                     NativeLoopUnavailable)
+BUILD = native.Build(f"{NAME}.so", _locate, _build, "framework.keras_loop=cpp",
+                     "recurrence.py's loops", NativeLoopUnavailable)
 
 
 def _mask(mask: Tensor | None, width: int) -> Tensor:

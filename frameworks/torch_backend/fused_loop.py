@@ -69,19 +69,30 @@ def _ensure_ninja() -> None:
             return  # else cpp_extension raises its own "Ninja is required" error
 
 
-def _build() -> None:
+def _locate() -> tuple[Path, list[str]]:
+    return native.build_dir(NAME, "torch", torch.__version__, *SOURCES)
+
+
+def _build(directory: Path, isa_flags: list[str]) -> None:
+    """Build what is missing (ninja) and load the library, under native.Build's lock.
+
+    torch's own FileBaton (an empty `lock` file in the directory) has no pid to judge, and its
+    waiter polls for ever; every build here takes native's lock first, so a baton found by
+    that lock's holder was left by a killed build: it is removed. torch also remembers each
+    extension's build per process and skips the build step on a second call, which the rebuild
+    of a damaged library needs: that record is dropped first."""
     from torch.utils import cpp_extension
 
-    native.compiler()
     _ensure_ninja()
-    directory, isa_flags = native.build_dir(NAME, "torch", torch.__version__, *SOURCES)
+    (directory / "lock").unlink(missing_ok=True)
+    cpp_extension.JIT_EXTENSION_VERSIONER.entries.pop(NAME, None)
     cpp_extension.load(name=NAME, sources=[str(s) for s in SOURCES],
                        extra_cflags=["-O3", "-fopenmp", *isa_flags], extra_ldflags=["-fopenmp"],
                        build_directory=str(directory), is_python_module=False, verbose=False)
 
 
-BUILD = native.Build(_build, "framework.torch_loop=cpp", "the existing per-step loop",
-                     FusedLoopUnavailable)
+BUILD = native.Build(f"{NAME}.so", _locate, _build, "framework.torch_loop=cpp",
+                     "the existing per-step loop", FusedLoopUnavailable)
 
 
 class _Masks:
