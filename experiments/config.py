@@ -142,6 +142,12 @@ class StudyConfig:
     # the framework/variant pairs a grid runs (empty: every pair both the grid and the framework
     # have); the others are skipped, as pairs a framework lacks are
     arms: list[str] = field(default_factory=list)
+    # metric -> equivalence margin of the primary questions, declared before the first run: an
+    # absolute one in the metric's units ("0.005": 0.5 pp of accuracy) or a relative one ("2%"
+    # of B's mean, for perplexity); a question within it is "equivalent", else undecided
+    margin: dict[str, str] = field(default_factory=dict)
+    # the seed count fixed before the first run (0: not declared); the report flags more runs
+    seeds: int = 0
 
 
 @dataclass

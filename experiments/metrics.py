@@ -22,7 +22,11 @@ HIGHER_IS_BETTER = {name: higher for kind in METRICS.values() for name, higher i
 # reports/ and experiments/ui.py, named here only. Per epoch (step = epoch):
 TRAIN_LOSS, LR, EPOCH_SECONDS = "train_loss", "lr", "epoch_seconds"
 TRAIN_TOKENS_PER_S, EVAL_SECONDS = "train_tokens_per_s", "eval_seconds"
-PER_EPOCH = (TRAIN_LOSS, LR, EPOCH_SECONDS, TRAIN_TOKENS_PER_S, EVAL_SECONDS)
+# the process's CPU seconds (all its threads) for the training epoch and its evaluation: unlike
+# wall time, insensitive to a second job sharing the machine
+EPOCH_CPU_SECONDS, EVAL_CPU_SECONDS = "epoch_cpu_seconds", "eval_cpu_seconds"
+PER_EPOCH = (TRAIN_LOSS, LR, EPOCH_SECONDS, TRAIN_TOKENS_PER_S, EVAL_SECONDS,
+             EPOCH_CPU_SECONDS, EVAL_CPU_SECONDS)
 # once at the end (step = best epoch): the selected epoch and the epochs trained (early stop)
 BEST_EPOCH, EPOCHS_RUN = "best_epoch", "epochs_run"
 # and `<split>_<metric>_<mode>` (`key`): valid per epoch, test once; std = deterministic

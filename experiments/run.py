@@ -25,8 +25,10 @@ from experiments import tracking
 from experiments.batching import batches, num_batches
 from experiments.metrics import (
     BEST_EPOCH,
+    EPOCH_CPU_SECONDS,
     EPOCH_SECONDS,
     EPOCHS_RUN,
+    EVAL_CPU_SECONDS,
     EVAL_SECONDS,
     LR,
     MC,
@@ -235,21 +237,22 @@ def _train(client, run_id: str, prep: Prepared, runner) -> dict[str, float]:
         lr = tr.lr_at(epoch)
         counter = _Counter(batches(data, "train", t.batch_size, t.bptt, (plan.seed, epoch)))
         bar = tqdm(counter, total=n_train, desc=f"epoch {epoch}", leave=False, disable=None)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         try:
             loss = runner.train_epoch(bar, lr)
         except DivergenceError as e:
             raise DivergenceError(f"epoch {epoch}: {e}") from e
-        seconds = time.perf_counter() - start
+        seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
         if not np.isfinite(loss):
             raise FloatingPointError(f"non-finite training loss {loss} in epoch {epoch}")
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         with_mc = tr.mc_every > 0 and epoch % tr.mc_every == 0
         valid = evaluate(runner, prep, "valid", mc=with_mc)
         values = {
             TRAIN_LOSS: loss, LR: lr, EPOCH_SECONDS: seconds,
             TRAIN_TOKENS_PER_S: counter.tokens / max(seconds, 1e-9),
-            EVAL_SECONDS: time.perf_counter() - start,
+            EVAL_SECONDS: time.perf_counter() - start, EPOCH_CPU_SECONDS: cpu_seconds,
+            EVAL_CPU_SECONDS: time.process_time() - cpu,
             **split_keys("valid", valid),
         }
         _log(client, run_id, values, epoch)

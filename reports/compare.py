@@ -8,6 +8,13 @@ comparison: mean difference A - B with its 95% t interval, Cohen's d_z, a paired
 minimum difference the design detects with 80% power, and Holm's correction within the primary
 family only; the automatic pairs are then exploratory and uncorrected, and only when a sweep
 declared nothing are they Holm-corrected as one family (the behaviour before primary families).
+
+A primary comparison ends in one of four verdicts: A better, B better (Holm over the family),
+equivalent within the sweep's declared margin (`study.margin`: paired two one-sided tests,
+Holm over the family too), or undecided. An undecided one carries its price: the seeds a design
+would need to detect the observed difference, or to show equivalence, at the family's level
+(alpha / m, Holm's first step) with 80% power, and the CPU-hours that many seeds cost from the
+runs' own logged times.
 """
 
 from __future__ import annotations
@@ -22,7 +29,17 @@ from experiments.metrics import key as metric_key
 from reports import fmt
 from reports.arms import short
 from reports.load import HIGHER_IS_BETTER
-from reports.stats import ALPHA, holm, minimum_detectable, paired
+from reports.stats import (
+    ALPHA,
+    equivalence_p,
+    family_alpha,
+    holm,
+    minimum_detectable,
+    paired,
+    seeds_for_equivalence,
+    seeds_to_detect,
+)
+from reports.tables import RUN_HOURS
 
 KNOBS = ("granularity", "output_mode", "eval_active")
 UNTIED_TIED = [("keras_impl0", "keras_impl2"), ("keras_impl1", "keras_impl2"),
@@ -167,8 +184,13 @@ def compare(per: pd.DataFrame, arms: list[Arm], metric: str, mode: str,
     column = metric_key(TEST, metric, mode)
     values = {arm: dict(zip(g["seed"], g[column], strict=True))
               for arm, g in per.groupby("arm")}
+    hours = {arm: float(g[RUN_HOURS].mean()) if RUN_HOURS in g else np.nan
+             for arm, g in per.groupby("arm")}
     rows = [_row("primary", "declared", p.a, p.b, values, metric, mode, p.text, p.problem,
                  p.differs) for p in primary or []]
+    for row, p in zip(rows, primary or [], strict=True):
+        row["margin"] = margin_for(getattr(p, "margins", {}), metric, row["mean_b"])
+        row["declared_seeds"] = getattr(p, "declared_seeds", 0)
     taken = {frozenset((p.a.arm, p.b.arm)) for p in primary or [] if p.a and p.b}
     rest = "exploratory" if primary else "all"
     rows += [_row(rest, question, a, b, values, metric, mode, "", "", differing(a, b))
@@ -180,6 +202,7 @@ def compare(per: pd.DataFrame, arms: list[Arm], metric: str, mode: str,
         padded = frame.loc[first, "p"].fillna(1.0).tolist()
         frame.loc[first, "p_holm"] = holm(padded)
         frame.loc[frame.index.isin(first) & frame["p"].isna(), "p_holm"] = np.nan
+        _equivalence_and_cost(frame, first, values, hours)
     every = frame[frame["family"] == "all"]
     groups = [every.index] if family == "task" else \
         [g.index for _, g in every.groupby("question", sort=False)]
@@ -193,7 +216,52 @@ def compare(per: pd.DataFrame, arms: list[Arm], metric: str, mode: str,
 
 COLUMNS = ["family", "question", "declared", "problem", "differs", "a", "b", "a_arm", "b_arm",
            "framework", "metric", "mode", "n", "seeds", "mean_a", "mean_b", "diff", "low",
-           "high", "sd", "effect", "p", "mde"]
+           "high", "sd", "effect", "p", "mde", "margin", "declared_seeds", "alpha_family",
+           "mde_family", "p_equiv", "p_equiv_holm", "seeds_detect", "seeds_equiv",
+           "cpu_hours_detect", "cpu_hours_equiv", "family_low", "family_high"]
+
+
+def margin_for(margins: dict, metric: str, mean_b: float) -> float:
+    """The declared equivalence margin of `metric` in its own units: an absolute one as it is,
+    a relative one ("2%") times |mean of B|; NaN when the sweep declared none."""
+    raw = margins.get(metric)
+    if raw is None:
+        return np.nan
+    if isinstance(raw, str) and raw.endswith("%"):
+        return float(raw[:-1]) / 100 * abs(mean_b)
+    return float(raw)
+
+
+def _equivalence_and_cost(frame: pd.DataFrame, first: pd.Index, values: dict,
+                          hours: dict) -> None:
+    """For the primary family: the family's level alpha / m, the MDE and the difference's
+    interval at that level, the paired TOST within the margin (Holm over the family, an
+    untestable member as p = 1), and, per member, the seeds and CPU-hours an answer needs."""
+    from reports.stats import mean_ci
+
+    m = len(first)
+    level = family_alpha(m)
+    frame.loc[first, "alpha_family"] = level
+    p_eq = []
+    for i in first:
+        r = frame.loc[i]
+        seeds = [int(x) for x in str(r["seeds"]).split(",") if x != ""]
+        d = [values[r["a_arm"]][s] - values[r["b_arm"]][s] for s in seeds] if seeds else []
+        p_eq.append(equivalence_p(d, r["margin"]) if len(d) >= 2 else np.nan)
+        wide = mean_ci(d, 1 - level) if len(d) >= 2 else None
+        frame.loc[i, ["family_low", "family_high"]] = \
+            (wide.low, wide.high) if wide else (np.nan, np.nan)
+        frame.loc[i, "mde_family"] = minimum_detectable(r["sd"], int(r["n"]), alpha=level)
+        frame.loc[i, "seeds_detect"] = seeds_to_detect(r["diff"], r["sd"], level)
+        frame.loc[i, "seeds_equiv"] = seeds_for_equivalence(r["diff"], r["sd"], r["margin"],
+                                                            level)
+        per_seed = hours.get(r["a_arm"], np.nan) + hours.get(r["b_arm"], np.nan)
+        for what in ("detect", "equiv"):
+            frame.loc[i, f"cpu_hours_{what}"] = frame.loc[i, f"seeds_{what}"] * per_seed
+    frame.loc[first, "p_equiv"] = p_eq
+    padded = [1.0 if not np.isfinite(x) else x for x in p_eq]
+    frame.loc[first, "p_equiv_holm"] = holm(padded)
+    frame.loc[frame.index.isin(first) & frame["p_equiv"].isna(), "p_equiv_holm"] = np.nan
 
 
 def _row(family: str, question: str, a: Arm | None, b: Arm | None, values: dict, metric: str,
@@ -240,16 +308,47 @@ def p_used(r) -> float:
 
 
 def verdict(r) -> str:
+    """A primary comparison: "A better", "B better" (Holm), "equivalent within ±margin" (TOST,
+    Holm) or "undecided"; an exploratory one keeps the screening words, marked uncorrected."""
     p, tag = p_used(r), "" if corrected(r) else " (uncorrected)"
     if getattr(r, "problem", ""):
         return f"not testable: {r.problem}"
     if r.n < 2 or not fmt.finite(p):
         return f"not testable ({r.n} paired seed{'s' if r.n != 1 else ''})"
+    primary = getattr(r, "family", "") == "primary"
     if p >= ALPHA:
-        return "no detectable difference" + (" (identical)" if _identical(r) else "") + tag
+        if not primary:
+            return "no detectable difference" + (" (identical)" if _identical(r) else "") + tag
+        if fmt.finite(getattr(r, "p_equiv_holm", np.nan)) and r.p_equiv_holm < ALPHA:
+            return f"equivalent within ±{fmt.diff_size(r.metric, r.margin)}"
+        return "undecided" + ("" if fmt.finite(getattr(r, "margin", np.nan))
+                              else " (no equivalence margin declared)")
     higher = HIGHER_IS_BETTER.get(r.metric, True)
     better = (r.diff > 0) == higher
+    if primary:
+        names = _names(r)
+        return f"{names[1] if better else names[2]} better"
     return f"{_names(r)[1]} {'better' if better else 'worse'}{tag}"
+
+
+def cost_of_answer(r) -> str:
+    """What settling an undecided primary comparison would take, from the observed spread."""
+    m = r.metric
+
+    def seeds(n: float, hours: float) -> str:
+        if not fmt.finite(n):
+            return "not reachable" if n == np.inf else "unknown"
+        cpu = f", about {hours:.0f} CPU-hours" if fmt.finite(hours) else ""
+        return f"{int(n)} seeds{cpu}"
+
+    detect = seeds(r.seeds_detect, r.cpu_hours_detect)
+    equiv = (seeds(r.seeds_equiv, r.cpu_hours_equiv) if fmt.finite(r.margin)
+             else "no margin declared")
+    if r.seeds_equiv == np.inf and fmt.finite(r.margin):
+        equiv = f"not reachable (|observed difference| ≥ margin {fmt.diff_size(m, r.margin)})"
+    return (f"to detect the observed {fmt.with_unit(m, r.diff, True)} at α/m = "
+            f"{r.alpha_family:.4g} with 80% power: {detect}; to show equivalence within the "
+            f"margin: {equiv}")
 
 
 def _names(r) -> tuple[str, str, str]:
@@ -283,7 +382,9 @@ def sentence(r) -> str:
              f"p {fmt.pvalue(r.p)}, {adjusted}, n={r.n}")
     mde = getattr(r, "mde", float("nan"))
     power = (f"; with {r.n} seeds and this spread, a difference of {fmt.diff_size(m, mde)} "
-             "would be detected with 80% power" if fmt.finite(mde) else "")
+             "would be detected with 80% power at α = 0.05" if fmt.finite(mde) else "")
+    if getattr(r, "family", "") == "primary":
+        return _primary_sentence(r, who, name_a, name_b, values, stats)
     if p >= ALPHA:
         bound = max(abs(r.low), abs(r.high)) if fmt.finite(r.low) else abs(r.diff)
         before = ""
@@ -295,6 +396,27 @@ def sentence(r) -> str:
                 f"out{power}.")
     word = "better" if (r.diff > 0) == HIGHER_IS_BETTER.get(m, True) else "worse"
     return f"{who}: {name_a} is {word} than {name_b} ({values}; {stats})."
+
+
+def _primary_sentence(r, who: str, name_a: str, name_b: str, values: str, stats: str) -> str:
+    """A primary comparison in words: its verdict, the numbers behind it, the design's reach at
+    the family's level and, when undecided, what an answer would cost."""
+    m = r.metric
+    level = (f"the family's level α/m = {r.alpha_family:.4g} (Holm's first step)"
+             if fmt.finite(r.alpha_family) else "the family's level")
+    reach = (f"; at {level} this design detects {fmt.diff_size(m, r.mde_family)} with 80% "
+             f"power ({fmt.diff_size(m, r.mde)} at α = 0.05 before correction)"
+             if fmt.finite(r.mde_family) else "")
+    margin = (f"; equivalence margin ±{fmt.diff_size(m, r.margin)}, TOST Holm p "
+              f"{fmt.pvalue(r.p_equiv_holm)}" if fmt.finite(r.margin) else "")
+    if r.p_holm < ALPHA:
+        word = "better" if (r.diff > 0) == HIGHER_IS_BETTER.get(m, True) else "worse"
+        return f"{who}: {name_a} is {word} than {name_b} ({values}; {stats}{margin})."
+    if r.verdict.startswith("equivalent"):
+        return (f"{who}: **{r.verdict}** ({values}; {stats}{margin}): both one-sided tests "
+                "reject a difference beyond the margin.")
+    return (f"{who}: **undecided** ({values}; {stats}{margin}){reach}. What an answer would "
+            f"cost: {cost_of_answer(r)}.")
 
 
 def _identical(r) -> bool:

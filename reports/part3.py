@@ -4,10 +4,17 @@ A preset that reproduces a published experiment (conf/preset/part3_imdb_*.yaml) 
 the same name with `match: preset` in conf/published.yaml, the one copy of its numbers: source,
 setting, stated differences (`caveat`) and test numbers per metric and mode (std or mc, or
 unstated: then compared with our standard evaluation). Runs name their preset in the tag
-`preset`; this module looks the entry up by it, places each number beside our mean and 95%
-interval, ranks the arms both ways and says, per primary comparison, whether the source's
-conclusion holds (right), is reversed (wrong) or lies within seed noise. Runs logged before the
-data file also carry the numbers as `published.*` params; those are not read.
+`preset`; this module looks the entry up by it.
+
+A published number is one run. The question it can answer is whether one run of ours could have
+produced it: each number is set against the 95% prediction interval of one new run of ours
+(consistent with one run of ours, above, below), never against the confidence interval of our
+mean. A published difference (one run of each arm) is set against the prediction interval of
+one paired difference of ours. A source's conclusion is what its text states (`conclusions` in
+the data file), never the sign of two single runs: without one, the row says "no stated
+conclusion". Rankings are made within one framework (the two frameworks' arms ran different
+settings). Runs logged before the data file also carry the numbers as `published.*` params;
+those are not read.
 """
 
 from __future__ import annotations
@@ -20,9 +27,8 @@ import pandas as pd
 from experiments import tracking as T
 from experiments.metrics import MODES
 from reports import fmt, published
-from reports.compare import corrected, p_used
 from reports.load import HIGHER_IS_BETTER, task_metrics
-from reports.stats import ALPHA
+from reports.stats import prediction_bounds
 
 NOTES = "abcdefghijklmnopqrstuvwxyz"
 
@@ -47,13 +53,15 @@ def claims(runs: pd.DataFrame) -> pd.DataFrame:
         rows.append({
             "arm": arm, "label": g["label"].iloc[0], "framework": g["framework"].iloc[0],
             "task": g["task"].iloc[0], "source": entry.source, "setting": entry.setting,
-            "note": entry.caveat,
+            "note": entry.caveat, "entry": entry.id, "conclusions": entry.conclusions,
+            "selection": entry.selection,
             T.SELECT_ON: _common(t.get(T.SELECT_ON, "") for t in g["tags"])
             or (first[0] if first else ""),
             "numbers": dict(entry.test),
         })
     return pd.DataFrame(rows, columns=["arm", "label", "framework", "task", "source", "setting",
-                                       "note", T.SELECT_ON, "numbers"])
+                                       "note", "entry", "conclusions", "selection", T.SELECT_ON,
+                                       "numbers"])
 
 
 def preferred(numbers_: dict[tuple[str, str], float], metric: str, mode: str) -> float:
@@ -68,8 +76,10 @@ def preferred(numbers_: dict[tuple[str, str], float], metric: str, mode: str) ->
 
 def table(found: pd.DataFrame, summary: pd.DataFrame, rank_metric: str) -> pd.DataFrame:
     """One row per published number: ours in the mode it is compared with (std when the source
-    did not say), whether it lies inside our 95% interval, and both rankings of the arms by
-    `rank_metric` (the source's std-or-unstated number; ours: standard evaluation)."""
+    did not say), the 95% prediction interval of one new run of ours and where the published
+    number lies against it (`position`: consistent, above, below), and both rankings of the arms
+    by `rank_metric` within each framework (the source's std-or-unstated number; ours: standard
+    evaluation)."""
     s = summary.set_index("arm")
     rows = []
     for c in found.itertuples():
@@ -79,61 +89,50 @@ def table(found: pd.DataFrame, summary: pd.DataFrame, rank_metric: str) -> pd.Da
         for (metric, mode), value in sorted(c.numbers.items()):
             compared = mode or "std"
             col = f"{metric}_{compared}"
-            mean, low, high = (ours.get(f"{col}_{x}", np.nan) for x in ("mean", "low", "high"))
+            mean, low, high, pi_low, pi_high = (
+                ours.get(f"{col}_{x}", np.nan) for x in ("mean", "low", "high", "pi_low",
+                                                          "pi_high"))
             rows.append({
                 "arm": c.arm, "label": c.label, "framework": c.framework, "source": c.source,
-                "setting": c.setting, "note": c.note, T.SELECT_ON: c.select_on,
-                "metric": metric, "mode": mode, "published": value, "compared_mode": compared,
-                "n": int(ours["n"]), "ours_mean": mean, "ours_low": low, "ours_high": high,
-                "ours_half": ours.get(f"{col}_half", np.nan),
-                "inside": _inside(value, low, high),
+                "setting": c.setting, "note": c.note, "selection": c.selection,
+                T.SELECT_ON: c.select_on, "metric": metric, "mode": mode, "published": value,
+                "compared_mode": compared, "n": int(ours["n"]), "ours_mean": mean,
+                "ours_low": low, "ours_high": high, "ours_pi_low": pi_low,
+                "ours_pi_high": pi_high, "ours_half": ours.get(f"{col}_half", np.nan),
+                "position": position(value, pi_low, pi_high),
             })
     frame = pd.DataFrame(rows, columns=[
-        "arm", "label", "framework", "source", "setting", "note", T.SELECT_ON, "metric", "mode",
-        "published", "compared_mode", "n", "ours_mean", "ours_low", "ours_high", "ours_half",
-        "inside"])
+        "arm", "label", "framework", "source", "setting", "note", "selection", T.SELECT_ON,
+        "metric", "mode", "published", "compared_mode", "n", "ours_mean", "ours_low",
+        "ours_high", "ours_pi_low", "ours_pi_high", "ours_half", "position"])
     theirs = {c.arm: preferred(c.numbers, rank_metric, "std") for c in found.itertuples()}
     ranked = [a for a in dict.fromkeys(frame["arm"]) if np.isfinite(theirs.get(a, np.nan))]
     ascending = not HIGHER_IS_BETTER.get(rank_metric, True)
     col = f"{rank_metric}_std_mean"
     r = pd.DataFrame({"theirs": [theirs[a] for a in ranked],
-                      "ours": [s.loc[a, col] if col in s else np.nan for a in ranked]},
-                     index=ranked)
-    part3_rank = r["theirs"].rank(method="min", ascending=ascending).to_dict()
-    our_rank = r["ours"].rank(method="min", ascending=ascending).to_dict()
+                      "ours": [s.loc[a, col] if col in s else np.nan for a in ranked],
+                      "framework": [s.loc[a, "framework"] for a in ranked]}, index=ranked)
+    by = r.groupby("framework")
+    part3_rank = by["theirs"].rank(method="min", ascending=ascending).to_dict()
+    our_rank = by["ours"].rank(method="min", ascending=ascending).to_dict()
     frame["part3_rank"] = [part3_rank.get(a, np.nan) for a in frame["arm"]]
     frame["our_rank"] = [our_rank.get(a, np.nan) for a in frame["arm"]]
     frame["rank_metric"] = rank_metric
     return frame
 
 
-def kendall_tau(x: list[float], y: list[float]) -> float:
-    """Kendall's tau-b between two rankings (ties allowed): +1 the same order, -1 reversed.
-    Written out (a few arms) rather than importing scipy.stats for it."""
-    nc = nd = tx = ty = 0
-    for i in range(len(x)):
-        for j in range(i + 1, len(x)):
-            dx, dy = np.sign(x[i] - x[j]), np.sign(y[i] - y[j])
-            if dx == 0 and dy == 0:
-                continue
-            if dx == 0:
-                tx += 1
-            elif dy == 0:
-                ty += 1
-            elif dx == dy:
-                nc += 1
-            else:
-                nd += 1
-    denominator = np.sqrt((nc + nd + tx) * (nc + nd + ty))
-    return float((nc - nd) / denominator) if denominator else np.nan
+POSITION_WORDS = {"consistent": "consistent with one run of ours", "above": "above",
+                  "below": "below"}
 
 
-def _inside(value: float, low: float, high: float) -> str:
+def position(value: float, low: float, high: float) -> str:
+    """Where one published run lies against the prediction interval of one run of ours:
+    consistent (inside it), above, below; '' without an interval."""
     if not (fmt.finite(low) and fmt.finite(high)):
         return ""
     if value < low:
         return "below"
-    return "above" if value > high else "inside"
+    return "above" if value > high else "consistent"
 
 
 def text(frame: pd.DataFrame, summary: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
@@ -148,21 +147,21 @@ def text(frame: pd.DataFrame, summary: pd.DataFrame) -> tuple[pd.DataFrame, dict
             notes.setdefault(r.note, NOTES[len(notes) % len(NOTES)])
         theirs = "; ".join(f"{fmt.num(metric, x.published)} ({x.mode or 'mode not stated'})"
                            for x in g.itertuples())
-        inside = "; ".join(
-            f"{x.mode or 'not stated'} vs our {x.compared_mode}: "
-            + {"inside": "yes", "above": "no (above)", "below": "no (below)"}.get(x.inside,
-                                                                                 fmt.DASH)
-            for x in g.itertuples())
+        against = "; ".join(
+            f"{x.mode or 'not stated'} vs our {x.compared_mode} "
+            f"{fmt.interval(metric, x.ours_pi_low, x.ours_pi_high)}: "
+            + POSITION_WORDS.get(x.position, fmt.DASH) for x in g.itertuples())
         ranked = metric == r.rank_metric
         rows.append({
             "arm": r.label, "framework": r.framework, "published setting": r.setting,
             "metric": fmt.metric_name(metric), "published (test, one run)": theirs,
             "seeds": r.n,  # its own column: arms of one table may have different counts
             **{f"ours {m}": _ours(r, metric, m) for m in MODES},
-            "inside our 95% CI": inside,
-            "rank: theirs / ours": f"{_rank(r.part3_rank)} / {_rank(r.our_rank)}" if ranked
-            else fmt.DASH,
-            "our epoch selected on": f"validation {fmt.metric_name(r.select_on)}",
+            "their run against one run of ours (95% prediction interval)": against,
+            "rank within framework: theirs / ours": f"{_rank(r.part3_rank)} / "
+            f"{_rank(r.our_rank)}" if ranked else fmt.DASH,
+            "their epoch / ours selected on": f"{r.selection or 'not stated'} / validation "
+            f"{fmt.metric_name(r.select_on)}",
             "stated differences": f"[{notes[r.note]}]" if r.note else fmt.DASH,
         })
     return pd.DataFrame(rows), notes
@@ -188,9 +187,9 @@ def _with_both_modes(frame: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame
 
 
 def verdicts(found: pd.DataFrame, comparisons: pd.DataFrame) -> list[str]:
-    """Per primary comparison whose two arms carry the source's number: the source's difference
-    (one run each) against ours, and the word for it: right (ours significant, same direction),
-    wrong (significant, opposite direction), or within noise (ours not significant)."""
+    """Per primary comparison whose two arms carry the source's number: what the source states
+    about the pair (its `conclusions`, never the sign of its two runs) against our verdict, and
+    its one-run difference against the prediction interval of one paired difference of ours."""
     by_arm = {c.arm: c for c in found.itertuples()}
     out = []
     for r in comparisons[comparisons["family"] == "primary"].itertuples():
@@ -199,37 +198,40 @@ def verdicts(found: pd.DataFrame, comparisons: pd.DataFrame) -> list[str]:
             continue
         theirs = preferred(a.numbers, r.metric, r.mode) - preferred(b.numbers, r.metric, r.mode)
         if fmt.finite(theirs):
-            out.append(verdict_sentence(r, theirs))
+            out.append(verdict_sentence(r, theirs, stated(a, b)))
     return out
 
 
-def verdict_word(r, theirs: float) -> str:
-    """right / wrong / within noise for the source's difference `theirs` (A - B)."""
-    p = p_used(r)
-    if not fmt.finite(p) or r.n < 2:
-        return "not testable"
-    if p >= ALPHA:
-        return "within noise"
-    return "right" if np.sign(theirs) == np.sign(r.diff) else "wrong"
+def stated(a, b) -> str:
+    """The source's stated conclusion about A vs B, as "A better" / "B better" / "same" with
+    its wording and place; '' when its text states none."""
+    for mine, other, flip in ((a, b, False), (b, a, True)):
+        for c in mine.conclusions:
+            if c.vs == other.entry:
+                direction = {"better": "worse", "worse": "better"}.get(c.direction,
+                                                                       c.direction) \
+                    if flip else c.direction
+                return f"{direction}|{c.says}|{c.where}"
+    return ""
 
 
-def verdict_sentence(r, theirs: float) -> str:
+def difference_position(r, theirs: float) -> tuple[str, float, float]:
+    """Where the published one-run difference lies against the 95% prediction interval of one
+    paired difference of ours (mean ± t · s_d · sqrt(1 + 1/n))."""
+    low, high = prediction_bounds(r.diff, r.sd, r.n)
+    return position(theirs, low, high), low, high
+
+
+def verdict_sentence(r, theirs: float, stated_: str = "") -> str:
     m = r.metric
-    word = verdict_word(r, theirs)
-    p_text = f"Holm p {fmt.pvalue(r.p_holm)}" if corrected(r) else f"p {fmt.pvalue(r.p)}"
-    ours = (f"ours {fmt.with_unit(m, r.diff, True)}, 95% CI {fmt.interval(m, r.low, r.high)}, "
-            f"{p_text}, n={r.n}")
-    where = ""
-    if fmt.finite(r.low) and fmt.finite(r.high):
-        outside = theirs < r.low or theirs > r.high
-        where = f"; the published difference lies {'outside' if outside else 'inside'} our CI"
-    detail = {
-        "right": "the direction holds beyond seed noise",
-        "wrong": "the direction is reversed beyond seed noise",
-        "within noise": (f"not resolved by {r.n} seeds (the design detects "
-                         f"{fmt.diff_size(m, r.mde)} with 80% power)" if fmt.finite(r.mde)
-                         else "not resolved by these seeds"),
-        "not testable": "not testable here",
-    }[word]
-    return (f"**{r.declared}**: published {fmt.with_unit(m, theirs, True)} (one run each); "
-            f"{ours}: **{word}** — {detail}{where}.")
+    where, low, high = difference_position(r, theirs)
+    against = (f"against one paired difference of ours, 95% prediction interval "
+               f"{fmt.interval(m, low, high)} (n={r.n}): "
+               f"**{POSITION_WORDS.get(where, 'no interval')}**")
+    ours = f"our verdict: {r.verdict}"
+    if not stated_:
+        return (f"**{r.declared}**: no stated conclusion; published difference "
+                f"{fmt.with_unit(m, theirs, True)} (one run each) {against}; {ours}.")
+    direction, says, place = stated_.split("|", 2)
+    return (f"**{r.declared}**: the source states \"{says}\" ({place}; A {direction} than B); "
+            f"{ours}; published difference {fmt.with_unit(m, theirs, True)} {against}.")

@@ -29,6 +29,8 @@ class Declared:
     a: str
     b: str
     sweep_preset: str
+    margins: dict = field(default_factory=dict, compare=False)
+    declared_seeds: int = 0
 
     @property
     def text(self) -> str:
@@ -45,6 +47,8 @@ class Resolved:
     b: Arm | None
     problem: str = ""
     differs: list[str] = field(default_factory=list)
+    margins: dict = field(default_factory=dict)  # metric -> margin ("0.005", "2%")
+    declared_seeds: int = 0  # the sweep's declared seed count (0: not declared)
 
 
 def parse(tag: str) -> list[tuple[str, str]]:
@@ -65,8 +69,11 @@ def declared(parents: pd.DataFrame) -> list[Declared]:
     ordered = parents.sort_values("start_time", kind="stable") if len(parents) else parents
     for p in ordered.itertuples():
         preset = p.tags.get(T.SWEEP_PRESET, "") or p.sweep_id or p.run_id
+        margins = dict(line.split("=", 1) for line in
+                       p.tags.get(T.MARGINS, "").splitlines() if "=" in line)
+        seeds = int(p.tags.get(T.DECLARED_SEEDS, "0") or 0)
         for a, b in parse(p.tags.get(TAG, "")):
-            out.setdefault((preset, a, b), Declared(a, b, preset))
+            out.setdefault((preset, a, b), Declared(a, b, preset, margins, seeds))
     return list(out.values())
 
 
@@ -94,7 +101,8 @@ def for_task(found: list[Declared], task: str, every_run: pd.DataFrame, usable: 
         if not ((every["task"] == task) & (every[T.SWEEP_PRESET] == d.sweep_preset)).any():
             continue
         if not d.b:
-            out.append(Resolved(d.a, None, None, "not of the form 'A vs B'"))
+            out.append(Resolved(d.a, None, None, "not of the form 'A vs B'", [], d.margins,
+                                d.declared_seeds))
             continue
         scope = mine[mine[T.SWEEP_PRESET] == d.sweep_preset]
         sides, problems = [], []
@@ -108,7 +116,7 @@ def for_task(found: list[Declared], task: str, every_run: pd.DataFrame, usable: 
                             f"{side} matches {len(ids)} arms ({', '.join(ids)})")
         a, b = sides
         out.append(Resolved(d.text, a, b, "; ".join(problems),
-                            differing(a, b) if a and b else []))
+                            differing(a, b) if a and b else [], d.margins, d.declared_seeds))
     return out
 
 

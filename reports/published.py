@@ -28,7 +28,8 @@ UNSTATED = "unstated"  # the mode of a number whose source did not say which eva
 MODES = ("std", "mc", UNSTATED)
 MATCHES = ("closest", "preset")
 FIELDS = {"source", "task", "setting", "variant", "framework", "test", "valid", "mc_passes",
-          "requires", "caveat", "note", "preset", "overrides", "match", "in_report"}
+          "requires", "caveat", "note", "preset", "overrides", "match", "in_report",
+          "selection", "evidence", "conclusions"}
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,24 @@ class Entry:
     overrides: tuple[str, ...] = ()
     match: str = "closest"
     in_report: bool = True
+    selection: str = ""  # which epoch of how many, picked by what
+    evidence: str = ""  # the source's printed line(s) the numbers were read from
+    conclusions: tuple[Conclusion, ...] = ()  # what its text states, entry by entry
+
+
+@dataclass(frozen=True)
+class Conclusion:
+    """A conclusion the source's text states about this entry against another (`vs`, an entry
+    id): its wording (`says`), where it is stated (`where`) and which way it points (`better`:
+    this entry is better than `vs`; `worse`; `same`). Never derived from the numbers."""
+
+    vs: str
+    says: str
+    where: str
+    direction: str
+
+
+DIRECTIONS = ("better", "worse", "same")
 
 
 @dataclass(frozen=True)
@@ -74,6 +93,19 @@ class Published:
 
 class DataError(ValueError):
     """conf/published.yaml is malformed; the message names the entry and the field."""
+
+
+def _conclusions(entry_id: str, raw: object) -> tuple[Conclusion, ...]:
+    if raw is None:
+        return ()
+    keys = {"vs", "says", "where", "direction"}
+    if not isinstance(raw, list) or any(not isinstance(c, dict) or set(c) != keys
+                                        or c["direction"] not in DIRECTIONS for c in raw):
+        raise DataError(f"{DATA.name}: {entry_id}.conclusions must be a list of mappings with "
+                        f"exactly {', '.join(sorted(keys))} (direction one of "
+                        f"{', '.join(DIRECTIONS)})")
+    return tuple(Conclusion(str(c["vs"]), " ".join(str(c["says"]).split()), str(c["where"]),
+                            str(c["direction"])) for c in raw)
 
 
 def _numbers(entry_id: str, what: str, raw: object) -> dict[tuple[str, str], float]:
@@ -118,6 +150,9 @@ def parse(raw: dict) -> dict[str, Entry]:
             valid=_numbers(entry_id, "valid", e.get("valid")), mc_passes=e.get("mc_passes"),
             requires=dict(e.get("requires") or {}), caveat=" ".join(
                 str(e.get("caveat") or "").split()), note=str(e.get("note") or ""),
+            selection=" ".join(str(e.get("selection") or "").split()),
+            evidence=" ".join(str(e.get("evidence") or "").split()),
+            conclusions=_conclusions(entry_id, e.get("conclusions")),
             preset=e.get("preset") or "", overrides=tuple(e.get("overrides") or ()),
             match=e.get("match", "closest"), in_report=bool(e.get("in_report", True)))
     return out

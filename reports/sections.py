@@ -62,33 +62,32 @@ def part3_blocks(task: str, runs: pd.DataFrame, summary: pd.DataFrame, c: pd.Dat
     blocks: list = [Heading(task, 3)]
     for source, g in frame.groupby("source", sort=False):
         shown, notes = part3.text(g, summary)
-        blocks += [Table(shown, f"{source}: its single published number per arm beside our mean "
+        blocks += [Table(shown, f"{source}: its single published run per arm beside our mean "
                                 "± 95% CI over seeds (std = standard evaluation, MC = MC "
-                                "dropout). Ranks: arms ordered by test "
-                                f"{fmt.metric_name(metric)} within this table (1 = best; "
-                                "theirs from their standard or unstated number, ours from "
-                                "standard evaluation). Our epochs are selected on the "
-                                "validation set (column *our epoch selected on*), never on "
-                                "the test set; the source's selection is among its stated "
-                                "differences.", kind="wide")]
+                                "dropout) and the 95% prediction interval of one new run of "
+                                "ours, the interval a single run is judged by. Ranks: arms "
+                                f"ordered by test {fmt.metric_name(metric)} within their "
+                                "framework (1 = best; theirs from their standard or unstated "
+                                "number, ours from standard evaluation). Their epoch was picked "
+                                "on the test set, ours on the validation set.", kind="wide")]
         if notes:
             blocks.append(Bullets([f"[{k}] Stated differences: {v}" for v, k in notes.items()]))
     verdicts = part3.verdicts(claims, c)
-    inside = frame[frame["inside"] != ""]
+    judged = frame[frame["position"] != ""]
+    where = judged["position"].value_counts()
     ranked = frame.drop_duplicates("arm").dropna(subset=["part3_rank", "our_rank"])
-    where = inside["inside"].value_counts()
     same = int((ranked["part3_rank"] == ranked["our_rank"]).sum())
-    tau = part3.kendall_tau(list(ranked["part3_rank"]), list(ranked["our_rank"]))
+    consistent = where.get("consistent", 0)
     blocks.append(Para(
-        f"**Verdict.** Of {len(inside)} published numbers with an interval here, "
-        f"{where.get('inside', 0)} lie inside our 95% CI ({where.get('above', 0)} above, "
-        f"{where.get('below', 0)} below). The ranking by {fmt.metric_name(metric)} puts "
-        f"{same} of {len(ranked)} arms at the same place"
-        + (f" (Kendall's τ between the two rankings {tau:+.2f}; ours ranks means that seed "
-           "noise may not separate)." if fmt.finite(tau) else ".")
-        + (" Per primary comparison the source also made (right = our difference is "
-           "significant after Holm in the same direction; wrong = significant in the opposite "
-           "direction; within noise = not significant):" if verdicts else
+        f"**Verdict.** {consistent} of {len(judged)} published numbers are consistent with one "
+        f"run of ours ({where.get('above', 0)} above, {where.get('below', 0)} below the 95% "
+        "prediction interval)"
+        + (": one run of ours could have produced every one of them." if consistent == len(judged)
+           and len(judged) else ".")
+        + f" Within each framework, the ranking by {fmt.metric_name(metric)} puts {same} of "
+        f"{len(ranked)} arms at the same place; our ranks order means that seed noise may not "
+        "separate, theirs single runs."
+        + (" Per primary comparison where both arms carry a published number:" if verdicts else
            " No primary comparison joins two arms that both carry a published number.")))
     if verdicts:
         blocks.append(Bullets(verdicts))

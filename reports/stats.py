@@ -1,12 +1,19 @@
-"""Statistics of the report: Student-t confidence intervals over seeds, paired tests, Holm.
+"""Statistics of the report: Student-t intervals over seeds, paired tests, Holm, equivalence,
+prediction intervals for one new run, and the seeds an undecided question would need.
 
 Seeds are the unit of replication: every number with a CI is a mean over independent runs, never
 over epochs of one run (those are correlated). With few seeds the t interval is wide on purpose:
 it is the honest answer to "is this larger than seed noise?".
 
-The t distribution comes from `scipy.special` (stdtrit, stdtr: the functions `scipy.stats.t`
-itself calls), which imports in a fifth of the time of `scipy.stats`; the tests check every
-number against `scipy.stats.t.interval` and `scipy.stats.ttest_rel`.
+A published number is one run, not a mean: whether one run of ours could have produced it is a
+question for the prediction interval of one new run, mean ± t(n-1) · s · sqrt(1 + 1/n), never for
+the confidence interval of our mean (sqrt(n + 1) times narrower).
+
+Well-kept libraries do the statistics where they have them: scipy.stats (t quantiles, the paired
+t-test) and statsmodels (Holm via `multipletests`, the paired TOST `ttost_paired`, the power of
+the paired t-test `TTestPower`); the t quantiles of intervals come from `scipy.special` (the
+functions scipy.stats.t itself calls, cheaper to import). The tests compare every number with
+those libraries on synthetic data whose answer is known.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from scipy import special
 
 CONFIDENCE = 0.95
 ALPHA = 0.05
+POWER = 0.80
 
 
 @dataclass(frozen=True)
@@ -89,64 +97,152 @@ def paired(a: Sequence[float], b: Sequence[float]) -> Paired:
         same = bool(np.all(d == 0))
         return Paired(n, _mean(x), _mean(y), ci, 0.0 if same else math.copysign(math.inf, d[0]),
                       1.0 if same else 0.0)
-    t = float(d.mean()) / (sd / math.sqrt(n))
-    p = float(2 * special.stdtr(n - 1, -abs(t)))
+    from scipy.stats import ttest_rel
+
+    p = float(ttest_rel(x, y).pvalue)
     return Paired(n, _mean(x), _mean(y), ci, float(d.mean()) / sd, p)
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:
-    """Holm-Bonferroni adjusted p-values (step-down, monotone, capped at 1). NaN entries (tests
-    that could not be run) stay NaN and do not count towards the family size."""
+    """Holm-Bonferroni adjusted p-values (statsmodels' `multipletests(method="holm")`). NaN
+    entries (tests that could not be run) stay NaN and do not count towards the family size."""
+    from statsmodels.stats.multitest import multipletests
+
     p = np.asarray(pvalues, dtype=np.float64)
     out = np.full(len(p), math.nan)
     idx = np.flatnonzero(np.isfinite(p))
-    m = len(idx)
-    order = idx[np.argsort(p[idx], kind="stable")]
-    running = 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * p[i]))
-        out[i] = running
+    if len(idx):
+        out[idx] = multipletests(p[idx], alpha=ALPHA, method="holm")[1]
     return out.tolist()
+
+
+def family_alpha(m: int, alpha: float = ALPHA) -> float:
+    """The per-test level of the first (most demanding) step of Holm in a family of m tests,
+    alpha / m: the level at which a design must detect a difference to be sure of a verdict
+    whatever the other members' p-values are, and of the family-adjusted intervals."""
+    return alpha / max(m, 1)
+
+
+def predict_one(values: Sequence[float] | np.ndarray,
+                confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """(low, high): the prediction interval of one new run, mean ± t(n-1) · s · sqrt(1 + 1/n)
+    (NaN bounds below two values). A published single run outside it could not have come from
+    our setting, by this much seed noise, with probability 1 - confidence."""
+    x = np.asarray(values, dtype=np.float64)
+    x = x[np.isfinite(x)]
+    if len(x) < 2:
+        return math.nan, math.nan
+    return prediction_bounds(float(x.mean()), float(x.std(ddof=1)), len(x), confidence)
+
+
+def prediction_bounds(mean: float, sd: float, n: int,
+                      confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """The prediction interval of one new value from the mean and SD of n earlier ones (of runs,
+    or of paired differences: one run each of A and B against our n paired differences)."""
+    if n < 2 or not (math.isfinite(mean) and math.isfinite(sd)):
+        return math.nan, math.nan
+    half = float(special.stdtrit(n - 1, (1 + confidence) / 2)) * sd * math.sqrt(1 + 1 / n)
+    return mean - half, mean + half
+
+
+def equivalence_p(diffs: Sequence[float] | np.ndarray, margin: float) -> float:
+    """p-value of the paired two one-sided tests (TOST) that the mean difference lies within
+    ±margin (statsmodels' `ttost_paired`, the larger of the two one-sided p-values); small p:
+    equivalent. NaN below two pairs or without a margin; a constant difference gives 0 inside
+    the margin and 1 outside it (the t statistic is infinite)."""
+    from statsmodels.stats.weightstats import ttost_paired
+
+    d = np.asarray(diffs, dtype=np.float64)
+    d = d[np.isfinite(d)]
+    if len(d) < 2 or not (math.isfinite(margin) and margin > 0):
+        return math.nan
+    if float(d.std(ddof=1)) == 0.0:
+        return 0.0 if abs(float(d.mean())) < margin else 1.0
+    return float(ttost_paired(d, np.zeros_like(d), -margin, margin)[0])
+
+
+MAX_SEEDS = 1000  # beyond this, "not reachable" is the honest answer
+
+
+def seeds_to_detect(diff: float, sd: float, alpha: float, power: float = POWER) -> float:
+    """Seeds (pairs) a two-sided paired t-test at `alpha` needs to detect a true difference
+    `diff` with `power`, given the SD of the paired differences (statsmodels' TTestPower);
+    NaN when the spread is unknown, inf when the difference is 0 or the count exceeds MAX_SEEDS."""
+    from statsmodels.stats.power import TTestPower
+
+    if not (math.isfinite(diff) and math.isfinite(sd)) or sd <= 0:
+        return math.nan
+    if diff == 0:
+        return math.inf
+    effect = abs(diff) / sd
+    analysis = TTestPower()
+    if analysis.power(effect, MAX_SEEDS, alpha) < power:
+        return math.inf
+    n = 2
+    while analysis.power(effect, n, alpha) < power:
+        n += 1
+    return float(n)
+
+
+def equivalence_power(diff: float, sd: float, n: int, margin: float, alpha: float) -> float:
+    """Power of the paired TOST at `alpha` with n pairs when the true difference is `diff`:
+    P(both one-sided tests reject), approximated as P1 + P2 - 1 from the two noncentral t
+    distributions (exact when the two rejection regions cannot both fail; never below 0)."""
+    if n < 2 or sd <= 0 or margin <= 0:
+        return math.nan
+    df, se = n - 1, sd / math.sqrt(n)
+    crit = float(special.stdtrit(df, 1 - alpha))
+    lower = 1.0 - float(special.nctdtr(df, (diff + margin) / se, crit))  # rejects diff <= -m
+    upper = float(special.nctdtr(df, (diff - margin) / se, -crit))  # rejects diff >= +m
+    return max(0.0, lower + upper - 1.0)
+
+
+def seeds_for_equivalence(diff: float, sd: float, margin: float, alpha: float,
+                          power: float = POWER) -> float:
+    """Seeds the paired TOST at `alpha` needs to declare equivalence within ±margin with
+    `power` if the true difference is the observed one; inf when |diff| >= margin (no seed
+    count shows equivalence of a difference the margin excludes) or beyond MAX_SEEDS."""
+    if not (math.isfinite(diff) and math.isfinite(sd) and math.isfinite(margin)) or sd <= 0 \
+            or margin <= 0:
+        return math.nan
+    if abs(diff) >= margin or equivalence_power(diff, sd, MAX_SEEDS, margin, alpha) < power:
+        return math.inf
+    low, high = 2, MAX_SEEDS
+    while low < high:  # power rises with n: the smallest n that reaches it
+        mid = (low + high) // 2
+        if equivalence_power(diff, sd, mid, margin, alpha) >= power:
+            high = mid
+        else:
+            low = mid + 1
+    return float(low)
 
 
 def _mean(x: np.ndarray) -> float:
     return float(x.mean()) if len(x) else math.nan
 
 
-POWER = 0.80
-
-
 def paired_power(effect: float, n: int, alpha: float = ALPHA) -> float:
     """Power of the two-sided paired t-test (df = n - 1) to reject when the true mean difference
-    is `effect` standard deviations of the differences: P(|T| > t_crit) with T noncentral t,
-    noncentrality effect * sqrt(n). The far tail underflows to NaN for huge effects: it is 0."""
+    is `effect` standard deviations of the differences (statsmodels' TTestPower); NaN below two
+    pairs."""
+    from statsmodels.stats.power import TTestPower
+
     if n < 2:
         return math.nan
-    df, nc = n - 1, effect * math.sqrt(n)
-    crit = float(special.stdtrit(df, 1 - alpha / 2))
-    upper = 1.0 - float(special.nctdtr(df, nc, crit))
-    lower = float(special.nctdtr(df, nc, -crit))
-    return upper + (lower if math.isfinite(lower) else 0.0)
+    return float(TTestPower().power(effect, n, alpha))
 
 
 @lru_cache(maxsize=64)
 def detectable_effect(n: int, power: float = POWER, alpha: float = ALPHA) -> float:
     """The smallest standardised difference (d_z = mean / SD of the paired differences) that a
-    two-sided paired t-test on `n` pairs rejects with probability `power`: the effect size a
-    design of n seeds can see at all. Bisection on the exact noncentral-t power (monotone in the
-    effect); NaN below two pairs."""
+    two-sided paired t-test on `n` pairs rejects with probability `power` (statsmodels'
+    `TTestPower.solve_power`): the effect size a design of n seeds can see at all; NaN below
+    two pairs."""
+    from statsmodels.stats.power import TTestPower
+
     if n < 2:
         return math.nan
-    low, high = 0.0, 1.0
-    while paired_power(high, n, alpha) < power:
-        low, high = high, high * 2
-    for _ in range(80):  # 2^-80 of the bracket: far below any displayed digit
-        mid = (low + high) / 2
-        if paired_power(mid, n, alpha) < power:
-            low = mid
-        else:
-            high = mid
-    return high
+    return float(TTestPower().solve_power(nobs=n, alpha=alpha, power=power))
 
 
 def minimum_detectable(sd: float, n: int, power: float = POWER, alpha: float = ALPHA) -> float:

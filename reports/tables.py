@@ -12,8 +12,10 @@ import pandas as pd
 
 from experiments.metrics import (
     BEST_EPOCH,
+    EPOCH_CPU_SECONDS,
     EPOCH_SECONDS,
     EPOCHS_RUN,
+    EVAL_CPU_SECONDS,
     EVAL_SECONDS,
     MC,
     MODES,
@@ -24,9 +26,10 @@ from experiments.metrics import (
 )
 from experiments.metrics import key as metric_key
 from reports.load import task_metrics
-from reports.stats import MeanCI, mean_ci
+from reports.stats import MeanCI, mean_ci, predict_one
 
-COST = (TRAIN_TOKENS_PER_S, EPOCH_SECONDS, EVAL_SECONDS)
+COST = (TRAIN_TOKENS_PER_S, EPOCH_SECONDS, EVAL_SECONDS, EPOCH_CPU_SECONDS)
+RUN_HOURS = "run_hours"
 
 
 def wide_history(history: pd.DataFrame) -> pd.DataFrame:
@@ -55,6 +58,7 @@ def per_run(runs: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
                EPOCHS_RUN: r.metrics.get(EPOCHS_RUN, np.nan)}
         for key in COST:
             row[key] = float(steady[key].median()) if key in steady else np.nan
+        row[RUN_HOURS] = run_hours(h)
         for m in task_metrics(r.task, r.metrics):
             for mode in MODES:
                 row[metric_key(TEST, m, mode)] = r.metrics.get(metric_key(TEST, m, mode), np.nan)
@@ -67,6 +71,18 @@ def per_run(runs: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
                 row[f"valid_{m}_mc_better"], row[f"valid_{m}_mc_worse"] = better, worse
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def run_hours(h: pd.DataFrame) -> float:
+    """A run's logged cost in hours: its CPU seconds of training and evaluation summed over
+    epochs where it logged them (runs since `epoch_cpu_seconds`), else its wall seconds (the
+    same for a one-thread job on an idle core); NaN without either."""
+    for train, evaluation in ((EPOCH_CPU_SECONDS, EVAL_CPU_SECONDS),
+                              (EPOCH_SECONDS, EVAL_SECONDS)):
+        if train in h and h[train].notna().any():
+            total = h[train].sum() + (h[evaluation].sum() if evaluation in h else 0.0)
+            return float(total) / 3600
+    return np.nan
 
 
 def _shares(d: np.ndarray, metric: str) -> tuple[float, float]:
@@ -96,8 +112,9 @@ def arms_of(runs: pd.DataFrame, variant_order: list[str]) -> list[tuple[str, str
 
 
 def summary(per: pd.DataFrame, task: str, variant_order: list[str]) -> pd.DataFrame:
-    """Per arm of `task`: seeds, mean and CI of every test metric (standard and MC), best
-    epoch, epochs run (early stopping), tokens/s and epoch time."""
+    """Per arm of `task`: seeds, mean and CI of every test metric (standard and MC), the
+    prediction interval of one new run (`_pi_low`, `_pi_high`), best epoch, epochs run (early
+    stopping), tokens/s and epoch time."""
     rows = []
     mine = per[per["task"] == task]
     metrics = task_metrics(task, [c for c in mine.columns if c.startswith(f"{TEST}_")])
@@ -108,7 +125,9 @@ def summary(per: pd.DataFrame, task: str, variant_order: list[str]) -> pd.DataFr
                "seeds": ",".join(str(s) for s in sorted(g["seed"]))}
         for m in metrics:
             for mode in MODES:
-                row.update(_ci_columns(f"{m}_{mode}", mean_ci(g[metric_key(TEST, m, mode)])))
+                values = g[metric_key(TEST, m, mode)]
+                row.update(_ci_columns(f"{m}_{mode}", mean_ci(values)))
+                row[f"{m}_{mode}_pi_low"], row[f"{m}_{mode}_pi_high"] = predict_one(values)
         for key in (BEST_EPOCH, EPOCHS_RUN):
             row.update({f"{key}_mean": g[key].mean(), f"{key}_min": g[key].min(),
                         f"{key}_max": g[key].max()})

@@ -8,6 +8,7 @@ import pandas as pd
 from experiments import tracking as T
 from experiments.metrics import (
     BEST_EPOCH,
+    EPOCH_CPU_SECONDS,
     EPOCH_SECONDS,
     EPOCHS_RUN,
     EVAL_SECONDS,
@@ -183,7 +184,20 @@ def cost_text(c: pd.DataFrame) -> pd.DataFrame:
         "eval s": [fmt.seconds(r.eval_seconds_mean, r.eval_seconds_half)
                    for r in c.itertuples()],
         "vs none  ": [fmt.ratio(x) for x in c[f"{EVAL_SECONDS}_rel"]],
+        "epoch CPU s": [fmt.seconds(r.epoch_cpu_seconds_mean, r.epoch_cpu_seconds_half)
+                        for r in c.itertuples()],
+        "vs none (CPU)": [fmt.ratio(x) for x in c[f"{EPOCH_CPU_SECONDS}_rel"]],
+        "wall vs CPU": [_agree(w, cpu) for w, cpu in zip(
+            c[f"{EPOCH_SECONDS}_rel"], c[f"{EPOCH_CPU_SECONDS}_rel"], strict=True)],
     })
+
+
+def _agree(wall: float, cpu: float) -> str:
+    """Whether an arm's wall-time and CPU-time ratios to none tell one story: more than 10%
+    apart, the machine's load changed between the runs, and the CPU ratio is the one to read."""
+    if not (fmt.finite(wall) and fmt.finite(cpu)):
+        return fmt.DASH
+    return "agree" if abs(wall / cpu - 1) <= 0.10 else "differ: load varied, read CPU"
 
 
 def summary_metrics(summary: pd.DataFrame) -> set[str]:
