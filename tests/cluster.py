@@ -11,7 +11,10 @@ the only shared file read is munge's key, /etc/munge/munge.key (created by the m
 
 from __future__ import annotations
 
+import base64
+import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -23,6 +26,8 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from experiments.tracking import CREDENTIAL_ENV
 
 MUNGE_KEY = Path("/etc/munge/munge.key")
 DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scancel", "sinfo")
@@ -206,12 +211,19 @@ PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 @dataclass
 class TrackingServer:
     """`mlflow server`: SQLite store in `root`, artifacts in `root/artifacts` served through the
-    server (--serve-artifacts, clients see mlflow-artifacts:/ URIs), on 127.0.0.1:`port`."""
+    server (--serve-artifacts, clients see mlflow-artifacts:/ URIs), on 127.0.0.1:`port`.
+
+    With `auth`, the setup of docs/CLUSTER.md: MLflow's basic-auth app (`--app-name
+    basic-auth`), its users in `root/auth.db`, the admin's password (random, never MLflow's
+    legacy default) in `root/auth.ini` and the app's secret key in `root/server.env`, both mode
+    600 and read through `--env-file`: no secret on the server's command line."""
 
     root: Path
+    auth: bool = False
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen | None = None
     starts: int = 0
+    admin: tuple[str, str] = ("admin", "")
 
     @property
     def uri(self) -> str:
@@ -227,9 +239,12 @@ class TrackingServer:
         env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true",
                # no huey job-runner processes: this store needs none of the server's jobs
                "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+        for name in (*CREDENTIAL_ENV, "MLFLOW_AUTH_ADMIN_PASSWORD"):
+            env.pop(name, None)  # the server reads its secrets from its files only
         with self.log.open("w") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "mlflow", "server",
+                [sys.executable, "-m", "mlflow", *self._auth_args(), "server",
+                 *(["--app-name", "basic-auth"] if self.auth else []),
                  "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}",
                  "--serve-artifacts", "--artifacts-destination", str(self.root / "artifacts"),
                  "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"],
@@ -237,6 +252,44 @@ class TrackingServer:
                 start_new_session=True,
             )
         wait_until(self.healthy, 120, f"mlflow server on {self.uri}", [self.log])
+
+    def _auth_args(self) -> list[str]:
+        """`--env-file <root>/server.env`, written with the auth config on the first start."""
+        if not self.auth:
+            return []
+        env_file = self.root / "server.env"
+        if not env_file.exists():
+            self.admin = ("admin", secrets.token_urlsafe(16))
+            _private(self.root / "auth.ini", AUTH_INI.format(
+                db=self.root / "auth.db", user=self.admin[0], password=self.admin[1]))
+            _private(env_file, f"MLFLOW_AUTH_CONFIG_PATH={self.root / 'auth.ini'}\n"
+                               f"MLFLOW_FLASK_SERVER_SECRET_KEY={secrets.token_hex(24)}\n")
+        return ["--env-file", str(env_file)]
+
+    def add_user(self, name: str) -> dict[str, str]:
+        """Create a (non-admin) user as the admin, as docs/CLUSTER.md does; returns the
+        environment variables a client authenticates with."""
+        password = secrets.token_urlsafe(16)
+        status, body = self.request("/api/2.0/mlflow/users/create", self.admin,
+                                    {"username": name, "password": password})
+        assert status == 200, (status, body)
+        return dict(zip(CREDENTIAL_ENV, (name, password), strict=True))
+
+    def request(self, path: str, user: tuple[str, str] | None = None,
+                data: dict | None = None) -> tuple[int, str]:
+        """(HTTP status, body) of a GET (POST with `data`) to the server, as `user` or
+        anonymously."""
+        request = urllib.request.Request(
+            f"{self.uri}{path}", data=None if data is None else json.dumps(data).encode(),
+            headers={"Content-Type": "application/json"})
+        if user is not None:
+            token = base64.b64encode(f"{user[0]}:{user[1]}".encode()).decode()
+            request.add_header("Authorization", f"Basic {token}")
+        try:
+            with urllib.request.urlopen(request, timeout=30) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
 
     def healthy(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:
@@ -253,8 +306,51 @@ class TrackingServer:
             stop(self.proc)
 
 
+# docs/CLUSTER.md's auth.ini: no one but a user the admin created gets in, and each user sees
+# only the experiments it created or was granted
+AUTH_INI = """\
+[mlflow]
+default_permission = NO_PERMISSIONS
+database_uri = sqlite:///{db}
+admin_username = {user}
+admin_password = {password}
+authorization_function = mlflow.server.auth:authenticate_request_basic_auth
+"""
+
+
+def _private(path: Path, text: str) -> None:
+    """Write `text` to a new file only its owner can read (mode 600 from the start)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+
+
 def make_root() -> Path:
     """A fresh folder that munged (not root) can traverse: /tmp/rds-cluster-XXXX, mode 755."""
     root = Path(tempfile.mkdtemp(prefix="rds-cluster-"))
     root.chmod(0o755)
     return root
+
+
+def smoke_sweep(sweep_dir: Path, *overrides: str, env: dict[str, str] | None = None,
+                launcher: str = "basic") -> subprocess.Popen:
+    """`make sweep PRESET=smoke ARGS="hydra/launcher=<launcher> <overrides>"` on this machine,
+    in the background, its output in `<sweep_dir>.log` (a new process group: `stop` ends it)."""
+    log = sweep_dir.with_suffix(".log")
+    with log.open("w") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "experiments.train", "--multirun", "sweep=smoke",
+             f"hydra/launcher={launcher}", *overrides, f"hydra.sweep.dir={sweep_dir}"],
+            cwd=Path(__file__).resolve().parent.parent, stdout=out, stderr=subprocess.STDOUT,
+            env={**(os.environ if env is None else env), "PYTHONUNBUFFERED": "1"},
+            start_new_session=True)
+
+
+def finish(proc: subprocess.Popen, log: Path, timeout: float = 300) -> tuple[int, str]:
+    """Wait for a sweep started by `smoke_sweep`: (exit code, its output)."""
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        stop(proc)
+        raise AssertionError(f"sweep still running after {timeout:.0f}s:\n{tail(log)}") from None
+    return proc.returncode, log.read_text(errors="replace")
