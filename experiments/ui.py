@@ -26,11 +26,16 @@ answers and prints the URL of the run table.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
+import errno
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -111,10 +116,60 @@ def _answers(url: str) -> bool:
         return False
 
 
+class PortTaken(OSError):
+    """The UI's address cannot be bound; the message names it, who holds it and what to do."""
+
+
+def check_port(host: str, port: int) -> None:
+    """Bind the address as the server will, before anything starts: a port another server holds
+    would otherwise answer our health check (its URL printed as ours, perhaps for another
+    store) while `mlflow ui` fails to bind and exits 0."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: TIME_WAIT is free
+        try:
+            sock.bind((host, port))
+        except OSError as e:
+            why = f"is taken by {_holder(port)}" if e.errno == errno.EADDRINUSE else \
+                f"cannot be bound ({e.strerror})"
+            raise PortTaken(f"--port {port}: {host}:{port} {why}; choose another port: "
+                            f"make ui PORT={port + 1} (python -m experiments.ui --port "
+                            f"{port + 1})") from None
+
+
+def _holder(port: int) -> str:
+    """The process listening on `port`, as `pid N (name)`, where this user may see it."""
+    import psutil
+
+    with contextlib.suppress(psutil.Error, OSError):
+        for conn in psutil.net_connections("inet"):
+            if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port \
+                    and conn.pid:
+                return f"pid {conn.pid} ({psutil.Process(conn.pid).name()})"
+    return "another process"
+
+
+def _die_with_parent() -> None:
+    """In the server's process: SIGTERM when the launcher dies, even by kill -9 (Linux), so no
+    orphaned server keeps the port."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _forward(stream, quiet: threading.Event) -> None:
+    """Copy the server's output to stderr until the launcher stops it: its shutdown lines (and a
+    worker's traceback) would bury the one line that says why it stopped."""
+    for line in stream:
+        if not quiet.is_set():
+            sys.stderr.write(line)
+            sys.stderr.flush()
+
+
 def serve(uri: str, host: str, port: int, workers: int, wait_s: float) -> int:
     if urllib.parse.urlparse(uri).scheme in ("http", "https"):  # a tracking server serves its UI
         print(f"MLflow UI (runs): {runs_url(uri.rstrip('/'), prepare_store(uri))}", flush=True)
         return 0
+    check_port(host, port)
     shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     base = f"http://{f'[{shown}]' if ':' in shown else shown}:{port}"
     url = runs_url(base, prepare_store(uri))
@@ -123,28 +178,49 @@ def serve(uri: str, host: str, port: int, workers: int, wait_s: float) -> int:
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host,
            "--port", str(port), "--workers", str(workers)]
     print(f"starting MLflow UI for {uri} on {base} ...", file=sys.stderr, flush=True)
-    proc = subprocess.Popen(cmd, env=env)
+    # its own session: Ctrl-C reaches the launcher only, which stops the server quietly
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True, preexec_fn=_die_with_parent)
+    quiet = threading.Event()
+    threading.Thread(target=_forward, args=(proc.stdout, quiet), daemon=True).start()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     try:
-        deadline = time.monotonic() + wait_s
-        while not _answers(base):
-            if proc.poll() is not None:
-                return proc.returncode
-            if time.monotonic() > deadline:
-                print(f"MLflow UI did not answer within {wait_s:.0f} s", file=sys.stderr)
-                return 1
-            time.sleep(0.5)
-        print(f"MLflow UI (runs): {url}", flush=True)
-        return proc.wait()
+        return _wait(proc, base, url, wait_s)
     except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the stop
+        quiet.set()
+        _stop(proc)
+        print(f"interrupted (Ctrl-C): MLflow UI on {base} stopped", file=sys.stderr, flush=True)
         return 130
     finally:
-        if proc.poll() is None:
-            proc.terminate()  # `mlflow ui` forwards it to its uvicorn workers
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        quiet.set()
+        _stop(proc)
+
+
+def _wait(proc: subprocess.Popen, base: str, url: str, wait_s: float) -> int:
+    """Print the URL once our server answers; then serve until it exits."""
+    deadline = time.monotonic() + wait_s
+    while not _answers(base):
+        if proc.poll() is not None:
+            print(f"MLflow UI exited ({proc.returncode}) before it answered on {base}",
+                  file=sys.stderr)
+            return proc.returncode or 1
+        if time.monotonic() > deadline:
+            print(f"MLflow UI did not answer within {wait_s:.0f} s", file=sys.stderr)
+            return 1
+        time.sleep(0.5)
+    print(f"MLflow UI (runs): {url}", flush=True)
+    return proc.wait()
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()  # `mlflow ui` forwards it to its uvicorn workers
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -160,9 +236,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         uri = tracking.resolve_uri(args.tracking_uri)
         return serve(uri, args.host, args.port, args.workers, args.wait)
-    except tracking.TrackingError as e:
+    except (tracking.TrackingError, PortTaken) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # while the store was prepared: nothing was started yet
+        print("interrupted (Ctrl-C) before the MLflow UI started", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

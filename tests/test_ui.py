@@ -6,7 +6,9 @@ lands on the GenAI overview with "Traces 0" and none of them)."""
 
 from __future__ import annotations
 
+import contextlib
 import html
+import http.server
 import json
 import os
 import queue
@@ -164,3 +166,96 @@ def test_make_ui_opens_the_run_table(store, launcher, tmp_path):
     assert "No data available" not in text  # the GenAI overview's empty trace charts
     assert blocked(log) == [], f"the UI server tried to reach the network: {blocked(log)}"
     assert installation_ids(home) == [], "the UI server left an MLflow installation id behind"
+
+
+class _Health(http.server.BaseHTTPRequestHandler):
+    """Another server on the port: it answers /health as an MLflow server does."""
+
+    def do_GET(self) -> None:  # noqa: N802 - the http.server API
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"OK")
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def _ui(uri: str, port: int, env: dict[str, str], err) -> subprocess.Popen:
+    """`python -m experiments.ui` as `make ui` runs it, leading its own process group (a
+    terminal's foreground job, so that a test can Ctrl-C it); SIGINT handled, as in a shell."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "experiments.ui", "--tracking-uri", uri, "--port", str(port)],
+            cwd=REPO, env={**env, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE, stderr=err,
+            text=True, start_new_session=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _printed_url(proc: subprocess.Popen, timeout: float) -> str | None:
+    """The URL the launcher prints once its server answers (None: it exited or timed out)."""
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        with contextlib.suppress(queue.Empty):
+            if m := re.search(r"MLflow UI \(runs\): (http://\S+)", lines.get(timeout=1)):
+                return m.group(1)
+    return None
+
+
+def _stop_group(proc: subprocess.Popen) -> None:
+    """SIGKILL whatever is left of the launcher's process group (a test that failed)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+
+
+def test_a_taken_port_is_refused_naming_its_holder(tmp_path):
+    """Another server answering on the port used to get its URL printed as ours (and the launcher
+    exited 0 once `mlflow ui` failed to bind): now one line naming the port and the holder, a
+    non-zero exit, and the store is not even opened."""
+    server = http.server.HTTPServer(("127.0.0.1", 0), _Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    env, _, _ = guarded_env(tmp_path)
+    db = tmp_path / "mlflow.db"
+    with open(tmp_path / "ui.err", "w") as err:
+        proc = _ui(f"sqlite:///{db}", port, env, err)
+        try:
+            out, _ = proc.communicate(timeout=120)
+        finally:
+            server.shutdown()
+            server.server_close()
+            if proc.poll() is None:
+                _stop_group(proc)
+    lines = (tmp_path / "ui.err").read_text().strip().splitlines()
+    assert proc.returncode != 0 and "http://" not in out, (proc.returncode, out, lines)
+    assert len(lines) == 1 and f"127.0.0.1:{port}" in lines[0], lines
+    assert f"pid {os.getpid()}" in lines[0] and "PORT=" in lines[0], lines
+    assert not db.exists()
+
+
+def test_ctrl_c_on_make_ui_is_one_line_and_frees_the_port(tmp_path):
+    env, _, _ = guarded_env(tmp_path)
+    port = _free_port()
+    err_path = tmp_path / "ui.err"
+    with open(err_path, "w") as err:
+        proc = _ui(f"sqlite:///{tmp_path / 'mlflow.db'}", port, env, err)
+        try:
+            assert _printed_url(proc, 300), err_path.read_text()[-3000:]
+            time.sleep(1)  # the server's start-up lines are out
+            before = len(err_path.read_text())
+            os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the terminal's whole foreground group
+            code = proc.wait(timeout=60)
+            time.sleep(1)  # anything a child prints after the launcher exited
+        finally:
+            if proc.poll() is None:
+                _stop_group(proc)
+    after = err_path.read_text()[before:].strip().splitlines()
+    assert code == 130, (code, after)
+    assert len(after) == 1 and "interrupted" in after[0], after
+    with socket.socket() as s:  # nothing left listening: the port is free again
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is no listener
+        s.bind(("127.0.0.1", port))
