@@ -101,18 +101,21 @@ def has_dropout(spec: ModelSpec) -> bool:
     return any(spec.rate(r) > 0 for r in variants.rates(spec.variant))
 
 
-def evaluate(runner, prep: Prepared, split: str, mc: bool = True) -> dict[str, float]:
+def evaluate(runner, prep: Prepared, split: str, mc: bool = True,
+             keep: dict[str, np.ndarray] | None = None) -> dict[str, float]:
     """Standard (deterministic) and, with `mc`, MC-dropout metrics of one split. MC averages
     the probabilities of `mc_samples` stochastic passes; a model without dropout gets one pass,
-    which equals the standard one."""
+    which equals the standard one. `keep` receives each mode's probabilities ({mode: array})."""
     t, data, kind = prep.plan.data, prep.data, prep.spec.task_kind
     labels = None if kind is TaskKind.LANGUAGE_MODEL else data.splits[split][1]
 
     def split_batches() -> Iterator[Batch]:
         return batches(data, split, t.batch_size, t.bptt)
 
-    out = {mode_key(k, STD): v for k, v in compute(kind, runner.predict(split_batches(), False),
-                                                   labels).items()}
+    probs = runner.predict(split_batches(), False)
+    out = {mode_key(k, STD): v for k, v in compute(kind, probs, labels).items()}
+    if keep is not None:
+        keep[STD] = probs
     if not mc:
         return out
     samples = prep.plan.schedule.mc_samples if has_dropout(prep.spec) else 1
@@ -120,7 +123,18 @@ def evaluate(runner, prep: Prepared, split: str, mc: bool = True) -> dict[str, f
     for _ in range(samples - 1):
         mean += runner.predict(split_batches(), True)
     out.update({mode_key(k, MC): v for k, v in compute(kind, mean / samples, labels).items()})
+    if keep is not None:
+        keep[MC] = mean / samples
     return out
+
+
+def predictions_text(probs: dict[str, np.ndarray], labels: np.ndarray) -> str:
+    """One line per test example: its label and the probability of that label under standard
+    and MC evaluation (4 decimals: well below any accuracy or log-loss digit a report shows)."""
+    rows = np.arange(len(labels))
+    std, mc = (np.asarray(probs[m])[rows, labels] for m in (STD, MC))
+    return "label\tp_std\tp_mc\n" + "".join(
+        f"{y}\t{a:.4f}\t{b:.4f}\n" for y, a, b in zip(labels, std, mc, strict=True))
 
 
 def thread_count(plan: P.RunPlan) -> int:
@@ -276,7 +290,11 @@ def _train(client, run_id: str, prep: Prepared, runner) -> dict[str, float]:
         valid = evaluate(runner, prep, "valid")
         _log(client, run_id, split_keys("valid", {k: v for k, v in valid.items()
                                                   if k.endswith(f"_{MC}")}), best_epoch)
-    test = split_keys("test", evaluate(runner, prep, "test"))
+    probs: dict[str, np.ndarray] = {}
+    test = split_keys("test", evaluate(runner, prep, "test", keep=probs))
+    if prep.spec.task_kind is not TaskKind.LANGUAGE_MODEL:
+        tracking.log_text(client, run_id, tracking.TEST_PREDICTIONS,
+                          predictions_text(probs, prep.data.splits["test"][1]))
     final = {BEST_EPOCH: float(best_epoch), EPOCHS_RUN: float(epoch), **test}
     _log(client, run_id, final, best_epoch)
     return final

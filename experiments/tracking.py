@@ -24,6 +24,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
+import json
 import os
 import platform
 import subprocess
@@ -31,7 +33,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -69,6 +71,9 @@ MARGINS, DECLARED_SEEDS = "equivalence_margins", "declared_seeds"
 # skipped because an earlier run of the same config completed (perhaps in another sweep) still
 # belongs to the sweep; the report selects a sweep's runs by these hashes.
 SWEEP_JOB_HASHES = "sweep_job_hashes.txt"
+# a classifier run's test predictions, one line per example: label, then the probability of the
+# true class under standard and MC evaluation (what a bootstrap over test examples needs)
+TEST_PREDICTIONS = "test_predictions.tsv"
 JOB_STATUSES = ("FINISHED", "SKIPPED", "FAILED")  # a sweep job's outcome; counted per parent
 # Tags of a benchmark run (`log_bench_run`); also FRAMEWORK, VARIANT, GIT_COMMIT
 BENCH_ID, SHAPE, THREADS = "bench_id", "shape", "threads"
@@ -104,6 +109,76 @@ def preset_tag() -> dict[str, str]:
         return {}
     name = HydraConfig.get().runtime.choices.get("preset")
     return {PRESET: name} if name and name != "null" else {}
+
+
+# Run names: framework/variant/task/s<seed>, then a label per other axis the run is not at its
+# default on (`run_name`). ENV_AXES: the override keys a sweep's jobs differ in, handed by the
+# launching process to its jobs (json list), since a job sees only its own overrides.
+ENV_AXES = "RDS_SWEEP_AXES"
+NAMED_AXES = (FRAMEWORK, VARIANT, TASK, SEED)  # in every run's name
+
+
+def varied_axes(jobs: Iterable[Sequence[str]]) -> list[str]:
+    """The override keys whose value differs between a sweep's jobs (a key some jobs lack
+    counts), but those every run's name has."""
+    values = [dict(_split(line) for line in job) for job in jobs]
+    keys = {key for job in values for key in job}
+    return sorted(k for k in keys - set(NAMED_AXES) if len({job.get(k) for job in values}) > 1)
+
+
+def run_name(framework: str, variant: str, task: str, seed: int, overrides: Iterable[str] = (),
+             axes: Iterable[str] = (), preset: str | None = None) -> str:
+    """framework/variant/task/s<seed>, then what tells the run apart from its sweep's others,
+    so that the UI's run table shows it: its preset, and each override of `axes` (what the
+    sweep varies) or of a knob (the cell, a dropout knob) that is not at its default, as
+    leaf=value (`cell=gru`). A run at the defaults keeps the plain name."""
+    from frameworks.variants import KNOBS
+
+    named = {*axes, "model.cell", *(f"dropout.{k}" for k in KNOBS)}
+    labels = [preset] if preset else []
+    for key, value in map(_split, overrides):
+        if key in named and key not in NAMED_AXES and key != PRESET and \
+                not key.startswith("hydra") and not _is_default(key, value):
+            labels.append(f"{key.rsplit('.', 1)[-1]}={value}")
+    return "/".join([framework, variant, task, f"s{seed}", *labels])
+
+
+def _job_run_name(framework: str, variant: str, task: str, seed: int) -> str:
+    """`run_name` of the running Hydra job (its overrides, the sweep's axes, its preset)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    axes = json.loads(os.environ.get(ENV_AXES, "[]"))
+    return run_name(framework, variant, task, seed, overrides, axes, preset_tag().get(PRESET))
+
+
+def _split(line: str) -> tuple[str, str]:
+    key, _, value = line.partition("=")
+    return key.lstrip("+~"), value
+
+
+def _is_default(key: str, value: str) -> bool:
+    """Whether an override's value is the schema's default for its key (a group choice, such
+    as `model=tiny`, has none)."""
+    default = _schema_default(key)
+    default = getattr(default, "value", default)  # an enum: its name
+    if isinstance(default, bool):
+        return value.lower() == str(default).lower()
+    if isinstance(default, int | float):
+        try:
+            return float(value) == float(default)
+        except ValueError:
+            return False
+    return isinstance(default, str) and value.strip("'\"") == default
+
+
+@functools.lru_cache(maxsize=256)
+def _schema_default(key: str) -> object:
+    from omegaconf import OmegaConf
+
+    from experiments.config import Config
+
+    return OmegaConf.select(OmegaConf.structured(Config), key, default=None)
 
 
 class TrackingError(ValueError):
@@ -294,7 +369,7 @@ def open_training_run(client, exp_id: str, uri: str, *, task: str, framework: st
         TASK: task, FRAMEWORK: framework, VARIANT: variant, SEED: str(seed),
         CONFIG_HASH: config_hash, COMPLETED: FALSE, SELECT_ON: select_on, **preset_tag(),
         GIT_COMMIT: git_commit(), PID: str(os.getpid()), **machine_tags(),
-        RUN_NAME: f"{framework}/{variant}/{task}/s{seed}",
+        RUN_NAME: _job_run_name(framework, variant, task, seed),
         **{f"{k}{VERSION_SUFFIX}": v for k, v in package_versions(framework).items()},
         # a SLURM job (hydra/launcher=slurm): slurm_job_id is what `scancel`/`sacct` take
         **{v.lower(): os.environ[v] for v in SLURM_VARIABLES if v in os.environ},

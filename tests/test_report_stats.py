@@ -140,3 +140,81 @@ def test_detectable_effect_tends_to_the_normal_formula_and_edges():
     assert math.isnan(minimum_detectable(1.0, 1)) and math.isnan(detectable_effect(1))
     assert minimum_detectable(0.0, 5) == 0.0  # identical paired results: any shift is seen
     assert minimum_detectable(2.0, 5) == pytest.approx(2 * minimum_detectable(1.0, 5))
+
+
+# --- prediction intervals, equivalence and the cost of an answer (statsmodels / scipy) -----------
+
+
+def test_prediction_interval_is_the_t_formula_and_sqrt_n_plus_1_wider_than_the_ci():
+    from reports.stats import predict_one
+
+    x = [0.83, 0.84, 0.835, 0.842, 0.828]
+    n, s = len(x), np.std(x, ddof=1)
+    half = sps.t.ppf(0.975, n - 1) * s * math.sqrt(1 + 1 / n)
+    assert predict_one(x) == (pytest.approx(np.mean(x) - half), pytest.approx(np.mean(x) + half))
+    ci = mean_ci(x)
+    low, high = predict_one(x)
+    assert (high - low) / (ci.high - ci.low) == pytest.approx(math.sqrt(6))  # 2.45x at n = 5
+    assert all(math.isnan(v) for v in predict_one([0.8]))
+
+
+def test_prediction_interval_covers_one_new_run_95_percent_of_the_time_in_simulation():
+    from reports.stats import predict_one
+
+    rng = np.random.default_rng(7)
+    trials, hits, ci_hits = 4000, 0, 0
+    for _ in range(trials):
+        x = rng.normal(0.84, 0.006, 6)
+        low, high = predict_one(x[:5])
+        hits += low <= x[5] <= high
+        ci = mean_ci(x[:5])
+        ci_hits += ci.low <= x[5] <= ci.high
+    assert 0.935 < hits / trials < 0.965
+    assert ci_hits / trials < 0.75  # the CI of the mean is the wrong yardstick for one run
+
+
+def test_holm_equals_statsmodels_multipletests():
+    from statsmodels.stats.multitest import multipletests
+
+    p = [0.01, 0.04, 0.03, 0.005, 0.2]
+    assert holm(p) == pytest.approx(list(multipletests(p, method="holm")[1]))
+
+
+def test_equivalence_p_equals_statsmodels_ttost_paired_and_decides_the_known_answers():
+    from statsmodels.stats.weightstats import ttost_paired
+
+    from reports.stats import equivalence_p
+
+    rng = np.random.default_rng(3)
+    zero = rng.normal(0.0, 0.004, 8)  # a true difference of 0, SD 0.4 pp
+    assert equivalence_p(zero, 0.01) == pytest.approx(
+        ttost_paired(zero, np.zeros(8), -0.01, 0.01)[0])
+    assert equivalence_p(zero, 0.01) < 0.05  # equivalent within a wide margin (1 pp)
+    assert equivalence_p(zero, 0.001) > 0.05  # undecided at a narrow one (0.1 pp)
+    big = zero + 0.03
+    assert equivalence_p(big, 0.01) > 0.5 and paired(big, np.zeros(8)).p < 1e-4  # a win
+    assert math.isnan(equivalence_p([0.001], 0.01))
+
+
+def test_seeds_to_detect_reach_the_power_statsmodels_gives_and_one_fewer_does_not():
+    from statsmodels.stats.power import TTestPower
+
+    from reports.stats import seeds_to_detect
+
+    n = seeds_to_detect(0.005, 0.006, 0.05 / 8)
+    assert TTestPower().power(0.005 / 0.006, int(n), 0.05 / 8) >= 0.80
+    assert TTestPower().power(0.005 / 0.006, int(n) - 1, 0.05 / 8) < 0.80
+    assert seeds_to_detect(0.0, 0.006, 0.05) == math.inf
+    assert math.isnan(seeds_to_detect(0.01, math.nan, 0.05))
+
+
+def test_seeds_for_equivalence_reach_80_percent_power_in_simulation():
+    from reports.stats import equivalence_p, seeds_for_equivalence
+
+    diff, sd, margin, alpha = 0.001, 0.006, 0.005, 0.05 / 8
+    n = int(seeds_for_equivalence(diff, sd, margin, alpha))
+    rng = np.random.default_rng(11)
+    trials = 1500
+    shown = sum(equivalence_p(rng.normal(diff, sd, n), margin) < alpha for _ in range(trials))
+    assert 0.76 < shown / trials < 0.90
+    assert seeds_for_equivalence(0.006, sd, margin, alpha) == math.inf  # beyond the margin

@@ -44,6 +44,27 @@ def test_run_logs_params_metrics_tags_and_config(naive_run):
     assert "config.yaml" in artifacts
 
 
+def test_test_predictions_are_logged_per_example_and_give_the_logged_metrics(naive_run):
+    """The per-example artifact a bootstrap over test examples reads: one line per test
+    example, and its own accuracy and log-loss (recomputed here) equal the logged ones."""
+    import numpy as np
+
+    store, _, result = naive_run
+    client = MlflowClient(store)
+    path = client.download_artifacts(result.run_id, "test_predictions.tsv")
+    table = np.loadtxt(path, skiprows=1, ndmin=2)
+    metrics = client.get_run(result.run_id).data.metrics
+    assert table.shape[1] == 3 and len(table) > 10
+    for column, mode in ((1, "std"), (2, "mc")):
+        p_true = table[:, column]
+        assert np.mean(p_true > 0.5) == pytest.approx(metrics[f"test_accuracy_{mode}"], abs=1e-9)
+        assert -np.mean(np.log(np.clip(p_true, 1e-7, 1))) == pytest.approx(
+            metrics[f"test_log_loss_{mode}"], abs=2e-3)
+    for key in ("epoch_cpu_seconds", "eval_cpu_seconds"):
+        history = client.get_metric_history(result.run_id, key)
+        assert [m.step for m in history] == [1, 2] and all(m.value > 0 for m in history), key
+
+
 def test_best_epoch_is_the_best_validation_accuracy(naive_run):
     store, _, result = naive_run
     client = MlflowClient(store)
