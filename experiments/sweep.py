@@ -65,7 +65,7 @@ class SweepCallback(Callback):
             checked_s = time.perf_counter() - start
             uri = tracking.resolve_uri(config.tracking.uri)
             tracking.ensure_store(uri)  # once, before any job: the SQLite first-write race
-        except ValueError as e:  # Refused, TrackingError: nothing is written, no job starts
+        except (ValueError, tracking.StoreFull) as e:  # bad input, a full store: no job starts
             refuse(e)
         client = MlflowClient(uri)
         sweep_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
@@ -107,26 +107,40 @@ class SweepCallback(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         global _launch
-        from mlflow.tracking import MlflowClient
-
         results = collect_results(Path(config.hydra.sweep.dir))
         counts = _counts(results)
         total = os.environ.get(ENV_TOTAL)
         lines = [f"[sweep] summary: {counts['FINISHED']} done, {counts['SKIPPED']} skipped, "
                  f"{counts['FAILED']} failed, {len(results)} of {total} reported"]
         lines += [f"  {r['status']} {r['name']}: {r['reason']}" for r in results if r["reason"]]
-        print("\n".join(lines), file=sys.stderr)
-        parents = json.loads(os.environ.get(ENV_PARENTS, "{}"))
-        if parents:
-            # resolved at the start; no one-shot /health check here: the client's retries ride
-            # out a tracking server that is briefly down as the sweep ends
-            client = MlflowClient(config.tracking.uri or tracking.default_uri())
-            for run_id in parents.values():
-                tracking.close_sweep_parent(client, run_id, counts,
-                                            "FAILED" if counts["FAILED"] else "FINISHED")
+        print("\n".join(lines), file=sys.stderr, flush=True)
+        # resolved at the start; no one-shot /health check here: the client's retries ride
+        # out a tracking server that is briefly down as the sweep ends
+        unwritten = close_parents(config.tracking.uri or tracking.default_uri(),
+                                  json.loads(os.environ.get(ENV_PARENTS, "{}")), counts)
+        if unwritten:
+            print(f"  end-of-sweep writes FAILED: {unwritten}", file=sys.stderr)
         _launch = None
-        if counts["FAILED"]:
-            sys.exit(1)
+        if counts["FAILED"] or unwritten:
+            sys.exit(1)  # SystemExit passes through Hydra's callback guard; an error would not
+
+
+def close_parents(uri: str, parents: dict[str, str], counts: dict[str, int]) -> str:
+    """Close the sweep's parent runs with their jobs' counts; "" when done, else why not, in
+    one line. Why returned, not raised: Hydra turns an exception raised in a callback into a
+    warning and the sweep would exit 0 with its parents left RUNNING."""
+    from mlflow.tracking import MlflowClient
+
+    try:
+        client = MlflowClient(uri)
+        for run_id in parents.values():
+            tracking.close_sweep_parent(client, run_id, counts,
+                                        "FAILED" if counts["FAILED"] else "FINISHED")
+    except Exception as e:  # noqa: BLE001 - whatever the store answered, the sweep says so
+        why = tracking.no_space(e, uri) or f"{uri}: {one_line(e)}"
+        return (f"{len(parents)} parent run(s) not closed ({why}); they stay RUNNING until a "
+                "rerun of this sweep closes them")
+    return ""
 
 
 def close_launch(error: BaseException) -> str | None:
@@ -181,10 +195,17 @@ def parent_run_id(experiment: str) -> str | None:
 def write_result(status: str, run_id: str | None, reason: str = "") -> None:
     """Record a job's outcome for the sweep summary (multirun only)."""
     hc = HydraConfig.get()
-    name = " ".join(hc.overrides.task)
-    path = Path(hc.runtime.output_dir) / RESULT_FILE
-    path.write_text(json.dumps({"status": status, "run_id": run_id, "reason": reason,
-                                "name": name}))
+    record_result(Path(hc.runtime.output_dir), " ".join(hc.overrides.task), status, run_id,
+                  reason)
+
+
+def record_result(folder: Path, name: str, status: str, run_id: str | None,
+                  reason: str) -> None:
+    """A job's outcome in its output folder; also written by the launching process for a job
+    that died without writing its own (hydra_plugins/rds_launcher)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / RESULT_FILE).write_text(json.dumps({"status": status, "run_id": run_id,
+                                                  "reason": reason, "name": name}))
 
 
 def collect_results(sweep_dir: Path) -> list[dict[str, Any]]:
