@@ -81,13 +81,16 @@ class SweepCallback(Callback):
             run_id = tracking.open_sweep_parent(
                 client, exp_id, sweep_id=sweep_id, preset=preset, jobs=len(jobs),
                 overrides=sweep_overrides(config), key=key, primary=config.study.primary,
-                job_hashes=sweep_jobs.job_hashes(jobs))
+                job_hashes=sweep_jobs.job_hashes(jobs), margins=dict(config.study.margin),
+                declared_seeds=config.study.seeds)
             launch.parents[name] = run_id
             closed += tracking.supersede_stale_parents(client, exp_id, key, run_id)
         os.environ.update({
             ENV_PARENTS: json.dumps(launch.parents), ENV_TOTAL: str(len(jobs)),
             ENV_START: str(time.time()), ENV_SWEEP_ID: sweep_id,
             "RDS_PARALLEL_JOBS": str(launcher_jobs(config)),
+            # run names carry what the jobs differ in (tracking.run_name)
+            tracking.ENV_AXES: json.dumps(tracking.varied_axes(j.overrides for j in jobs)),
         })
         stale = f", closed {len(closed)} stale parent run(s) of this sweep" if closed else ""
         print(f"[sweep {sweep_id}] {len(jobs)} jobs ({skipped} skipped by the grid; all checked "

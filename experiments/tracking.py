@@ -26,6 +26,7 @@ import errno
 import fcntl
 import functools
 import json
+import logging
 import os
 import platform
 import subprocess
@@ -131,16 +132,16 @@ def run_name(framework: str, variant: str, task: str, seed: int, overrides: Iter
     """framework/variant/task/s<seed>, then what tells the run apart from its sweep's others,
     so that the UI's run table shows it: its preset, and each override of `axes` (what the
     sweep varies) or of a knob (the cell, a dropout knob) that is not at its default, as
-    leaf=value (`cell=gru`). A run at the defaults keeps the plain name."""
+    leaf=value (`cell=gru`), in the order of their keys. A run at the defaults keeps the plain
+    name."""
     from frameworks.variants import KNOBS
 
     named = {*axes, "model.cell", *(f"dropout.{k}" for k in KNOBS)}
-    labels = [preset] if preset else []
-    for key, value in map(_split, overrides):
-        if key in named and key not in NAMED_AXES and key != PRESET and \
-                not key.startswith("hydra") and not _is_default(key, value):
-            labels.append(f"{key.rsplit('.', 1)[-1]}={value}")
-    return "/".join([framework, variant, task, f"s{seed}", *labels])
+    labels = [f"{key.rsplit('.', 1)[-1]}={value}" for key, value in sorted(map(_split, overrides))
+              if key in named and key not in NAMED_AXES and key != PRESET
+              and not key.startswith("hydra") and not _is_default(key, value)]
+    return "/".join([framework, variant, task, f"s{seed}", *([preset] if preset else []),
+                     *labels])
 
 
 def _job_run_name(framework: str, variant: str, task: str, seed: int) -> str:
@@ -326,6 +327,18 @@ def no_space(error: BaseException, uri: str) -> str | None:
                     "only what did not complete")
         seen = seen.__cause__ or seen.__context__
     return None
+
+
+class _FullDiskSaidOnce(logging.Filter):
+    """Drops MLflow's own ERROR record, with its chained traceback, of a write the full disk
+    refused: the caller's one line (`no_space`) says it, naming the store."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return error is None or no_space(error, "") is None
+
+
+logging.getLogger("mlflow.store.db.utils").addFilter(_FullDiskSaidOnce())
 
 
 def _root_cause(error: BaseException) -> str:

@@ -48,6 +48,7 @@ VIEW_KEY = "runs-table"
 VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
 # every training run has a config hash; sweep parents do not
 TRAINING_RUNS = f"tags.{tracking.CONFIG_HASH} LIKE '%'"
+CELL_PARAM = "model.cell"  # a logged param (the flattened config); LSTM runs from before lack it
 
 
 def _col(kind: str, key: str) -> str:
@@ -55,14 +56,17 @@ def _col(kind: str, key: str) -> str:
 
 
 def view_state() -> dict:
-    """The run table: training runs sorted by name (framework/variant/task/seed), flat, with
-    the framework, variant and seed tags and every test metric (standard and MC) as columns."""
+    """The run table: training runs sorted by name (framework/variant/task/seed and the axes a
+    sweep varies, tracking.run_name), flat, with the framework, variant, cell, preset and seed
+    and every test metric (standard and MC) as columns."""
     from experiments.metrics import BEST_EPOCH, METRICS, MODES, TEST, key
 
     names = list(dict.fromkeys(m for kind in METRICS.values() for m in kind))
-    tags = [(tracking.FRAMEWORK, 90), (tracking.VARIANT, 180), (tracking.SEED, 60)]
+    tags = [(tracking.FRAMEWORK, 90), (tracking.VARIANT, 180)]
     metrics = [(key(TEST, m, s), 150) for m in names for s in MODES] + [(BEST_EPOCH, 100)]
     columns = [(_col("tags", k), w) for k, w in tags]
+    columns += [(_col("params", CELL_PARAM), 70), (_col("tags", tracking.PRESET), 150),
+                (_col("tags", tracking.SEED), 60)]
     columns += [(_col("metrics", k), w) for k, w in metrics]
     return {
         "searchFilter": f"tags.{tracking.VARIANT} LIKE '%'",
