@@ -34,6 +34,7 @@ import os
 import re
 import shutil
 import socket
+import struct
 import threading
 import time
 import warnings
@@ -231,11 +232,39 @@ def locked(directory: Path, wait_s: float | None = None) -> Iterator[None]:
             warnings.warn(f"waiting up to {limit:.0f} s for the build in {directory} by "
                           f"{_who(holder)}", BuildWait, stacklevel=3)
         time.sleep(POLL_S)
+    mine = lock.stat().st_ino
     try:
         with _heartbeat(lock):
             yield
     finally:
-        lock.unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            if lock.stat().st_ino == mine:  # not a lock taken after ours was judged stale
+                lock.unlink()
+
+
+def whole(library: Path) -> bool:
+    """False for an ELF library cut short (a full disk, an interrupted copy): its section headers
+    or a loadable segment end past the file's end. Mapping such a file kills the process with
+    SIGBUS, which no `except` catches, so it is never loaded; anything that is not a 64-bit
+    little-endian ELF file is left to the loader, which refuses it with an error."""
+    with library.open("rb") as file:
+        size = os.fstat(file.fileno()).st_size
+        head = file.read(64)
+        if len(head) < 64 or head[:6] != b"\x7fELF\x02\x01":
+            return True
+        phoff, shoff = struct.unpack_from("<QQ", head, 0x20)
+        phsize, phnum, shsize, shnum = struct.unpack_from("<HHHH", head, 0x36)
+        file.seek(phoff)
+        table = file.read(phsize * phnum)
+    if len(table) < phsize * phnum or shoff + shsize * shnum > size:
+        return False
+    for entry in range(phnum):
+        kind, = struct.unpack_from("<I", table, entry * phsize)
+        offset, = struct.unpack_from("<Q", table, entry * phsize + 8)
+        length, = struct.unpack_from("<Q", table, entry * phsize + 32)
+        if kind == 1 and offset + length > size:  # PT_LOAD
+            return False
+    return True
 
 
 def _clear(directory: Path) -> None:
@@ -288,13 +317,13 @@ class Build:
         compiler()
         directory, flags = self._locate()
         with locked(directory):
-            cached = (directory / self.library).exists()
-            try:
+            library = directory / self.library
+            if not library.exists():
                 return self._quiet(directory, flags)
-            except Exception:
-                if not cached:
-                    raise
-            _clear(directory)  # a cached library that does not load: build it once more
+            if whole(library):
+                with contextlib.suppress(Exception):  # a cached library that does not load
+                    return self._quiet(directory, flags)
+            _clear(directory)  # a damaged cached library: build it once more
             try:
                 return self._quiet(directory, flags)
             except Exception as exc:

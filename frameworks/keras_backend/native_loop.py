@@ -43,7 +43,9 @@ def _build(directory: Path, isa_flags: list[str]) -> Any:
     """Compile the op library where it is missing and load it, under native.Build's lock."""
     library = directory / f"{NAME}.so"
     if not library.exists():
-        partial = directory / f"{NAME}.partial.so"  # a reader sees no library or a whole one
+        # A reader sees no library or a whole one; a compiler orphaned by a killed builder may
+        # still write its own partial file.
+        partial = directory / f"{NAME}.{os.getpid()}.so"
         command = [native.compiler(), "-shared", "-fPIC", "-O3", "-w", *isa_flags,
                    *tf.sysconfig.get_compile_flags(), str(SOURCE), "-o", str(partial),
                    *tf.sysconfig.get_link_flags()]
