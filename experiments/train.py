@@ -23,7 +23,7 @@ from experiments.config import register
 from experiments.refusal import Refused, one_line, refuse
 from experiments.sweep_jobs import skip_reason
 from experiments.tasks import DataError
-from experiments.tracking import TrackingError
+from experiments.tracking import TrackingError, default_uri, no_space
 from frameworks.spec import SpecError
 
 register()
@@ -51,11 +51,18 @@ def main(cfg: DictConfig) -> str:
         write_result("FAILED", None, one_line(e))
         return "FAILED"
     except Exception as e:
+        full = no_space(e, cfg.tracking.uri or default_uri())  # one line, no traceback
         if not in_sweep:
+            if full:
+                print(full, file=sys.stderr)
+                raise SystemExit(1) from None
             raise
         # a failed job must not stop the others: the run is already marked FAILED in MLflow
-        traceback.print_exc()
-        write_result("FAILED", None, f"{type(e).__name__}: {e}")
+        if full:
+            print(full, file=sys.stderr)
+        else:
+            traceback.print_exc()
+        write_result("FAILED", None, full or f"{type(e).__name__}: {e}")
         return "FAILED"
     except SystemExit as e:
         if not in_sweep or e.code != 128 + signal.SIGTERM:
