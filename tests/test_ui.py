@@ -28,6 +28,7 @@ from experiments import tracking, ui
 from experiments.run import execute
 from tests.conftest import REPO, compose_cfg
 from tests.netguard import blocked, guarded_env, installation_ids
+from tests.test_sweep import run_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -49,7 +50,12 @@ def store(tmp_path_factory):
                                  f"tracking.parent_run_id={parent}"]))
     client.set_terminated(parent)
     plain = execute(compose_cfg([*TINY, f"tracking.uri={uri}", "variant=naive", "seed=1"]))
-    runs = [client.get_run(r.run_id) for r in (child, plain)]
+    # the child's GRU twin, named as the command line names it (run names carry the cell)
+    gru = run_cli(*TINY, f"tracking.uri={uri}", "variant=none", "seed=0", "model.cell=gru",
+                  f"tracking.parent_run_id={parent}", f"hydra.run.dir={tmp / 'hydra'}")
+    assert gru.returncode == 0, gru.stderr[-3000:]
+    twin = client.search_runs([exp], "params.`model.cell` = 'gru'")[0].info
+    runs = [client.get_run(r.run_id) for r in (child, plain, twin)]
     assert runs[0].data.tags["mlflow.parentRunId"] == parent
     return {"tmp": tmp, "uri": uri, "exp": exp, "runs": runs}
 
@@ -59,7 +65,8 @@ def test_experiments_are_created_with_the_ui_tags(store):
     assert tags[ui.KIND_TAG] == "custom_model_development"
     view = json.loads(tags[ui.VIEW_TAG])
     assert {"tags.`framework`", "tags.`variant`", "tags.`seed`", "metrics.`test_accuracy_std`",
-            "metrics.`test_accuracy_mc`"} <= set(view["selectedColumns"])
+            "metrics.`test_accuracy_mc`", "params.`model.cell`", "tags.`preset`"} <= \
+        set(view["selectedColumns"])
     assert view["orderByKey"] == "tags.`mlflow.runName`"  # not start time: children not nested
 
 
@@ -154,10 +161,12 @@ def test_make_ui_opens_the_run_table(store, launcher, tmp_path):
     profile.mkdir()
     text = _page_text(exe, url, profile)
     names = [r.info.run_name for r in store["runs"]]
-    assert names == ["torch/none/rt/s0", "torch/naive/rt/s1"]
+    assert names == ["torch/none/rt/s0", "torch/naive/rt/s1", "torch/none/rt/s0/cell=gru"]
     missing = [n for n in names if n not in text]
     assert not missing, f"runs {missing} not on the page {url}: {text[:2000]}"
-    for header in ("framework", "variant", "seed", "test_accuracy_std", "test_accuracy_mc"):
+    # (the preset column shows where a run has the tag: none here)
+    for header in ("framework", "variant", "model.cell", "seed", "test_accuracy_std",
+                   "test_accuracy_mc"):
         assert header in text, f"column {header} not on the page: {text[:2000]}"
     for run in store["runs"]:
         value = run.data.metrics["test_accuracy_std"]
