@@ -95,8 +95,9 @@ body{font-family:-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;margin:24px
 max-width:1250px;color:#1b1b1b;line-height:1.45;padding:0 16px}
 h1{font-size:26px;margin-bottom:4px}h2{border-bottom:2px solid #ccd;padding-bottom:3px;
 margin-top:34px}h3{margin-top:22px}
-table{border-collapse:collapse;margin:8px 0 18px;font-size:13px}
-th,td{border:1px solid #c8ccd4;padding:3px 8px;text-align:right;vertical-align:top}
+table{border-collapse:collapse;margin:8px 0 18px;font-size:13px;max-width:100%}
+th,td{border:1px solid #c8ccd4;padding:3px 8px;text-align:right;vertical-align:top;
+overflow-wrap:anywhere}
 th{background:#e8ebf0}td:first-child,th:first-child{text-align:left}
 tr:nth-child(even) td{background:#f6f7f9}
 table.wide td,table.wide th{text-align:left}

@@ -1,6 +1,7 @@
 """Assemble the report's sections from the loaded store: tables, figures and sentences.
 
-Order: the answer first (per task a forest plot, then the summary table), the primary questions
+Order: the answers first (one line per primary question, then per task a forest plot and the
+summary table), the primary questions
 in words, the published numbers of the runs' presets (conf/published.yaml) beside ours with the
 verdict on them, then the supporting sections (curves, MC minus standard, cost, other published
 numbers, run health, provenance) and, last, the appendix table of every pairwise comparison."""
@@ -87,7 +88,7 @@ def build(data: StoreData, health: Health, out: Path, filters: str = "",
         # figures first: workers draw them while this process computes the tables
         curves, mc_figs = _curves_section(ctx), _mc_figures(ctx)
         forests = _numbers(ctx, data, built, compare_mode, family)
-        doc.add(*_intro(data, health, filters))
+        doc.add(*_answers(ctx, built), *_alerts(health))
         doc.add(Heading("1. Summary"), *_summary_section(ctx, health, built, forests),
                 *_notes(runs, tasks, compare_mode))
         doc.add(Heading("2. Primary questions"), *_primary_section(ctx, built))
@@ -100,7 +101,7 @@ def build(data: StoreData, health: Health, out: Path, filters: str = "",
         doc.add(Heading(HEALTH), *text.health_blocks(data, health))
         items = provenance.rows(data.runs, health.usable, health.flagged, data.parents,
                                 data.uri, filters, provenance.git_commit_or_unknown())
-        doc.add(Heading("9. Provenance"),
+        doc.add(Heading("9. Provenance"), *_intro(data, filters),
                 Table(pd.DataFrame(items, columns=["item", "value"]), kind="wide"))
         doc.add(Heading(text.APPENDIX), *sections.appendix(tasks, built.comparisons))
         doc.blocks = [Image(b.figure.result()) if isinstance(b, Image) and
@@ -247,12 +248,29 @@ def _labels(runs: pd.DataFrame, order: list[str]) -> list[str]:
     return sorted(runs["label"].unique(), key=lambda lab: A.order_key(lab, order))
 
 
-def _intro(data: StoreData, health: Health, filters: str) -> list:
-    blocks = [Para(f"Generated from the MLflow store `{provenance.store_name(data.uri)}` alone "
-                   f"({len(data.runs)} training runs{'; filters: ' + filters if filters else ''}"
-                   "). Regenerate with `make report` (options: `python -m reports.build "
-                   "--help`).")]
-    blocks += _selection(data)
+def _answers(ctx: Context, built: Built) -> list:
+    """The report opens with its answers: one line per primary question (verdict, difference,
+    interval); where a sweep declared none, one line saying where the numbers are."""
+    items = []
+    for task in ctx.tasks:
+        c = built.comparisons[task]
+        for r in c[c["family"] == "primary"].itertuples():
+            m = r.metric
+            numbers = (f"A − B {fmt.with_unit(m, r.diff, True)}, 95% CI "
+                       f"{fmt.interval(m, r.low, r.high)}, {r.n} paired seeds"
+                       if fmt.finite(r.diff) else f"{r.n} paired seeds")
+            items.append(f"{task}: **{r.declared}**: {r.verdict} ({numbers})")
+    if not items:
+        return [Para("**Answers.** No sweep in this report declared primary questions: the "
+                     "summary below gives every arm's numbers, the appendix every pairwise "
+                     "screen.")]
+    return [Para("**Answers** (the primary questions the sweeps declared; details in section "
+                 "2):"), Bullets(items)]
+
+
+def _alerts(health: Health) -> list:
+    """What a reader must know before trusting the tables: runs left out, incomplete sweeps."""
+    blocks = []
     if len(health.flagged):
         counts = health.flagged["category"].value_counts()
         text_ = ", ".join(f"{n} {c}" for c, n in counts.items())
@@ -263,6 +281,15 @@ def _intro(data: StoreData, health: Health, filters: str) -> list:
         blocks.append(Para(f"**{len(bad)} sweep(s) incomplete** — see "
                            f"[Run health](#{slug(HEALTH)})."))
     return blocks
+
+
+def _intro(data: StoreData, filters: str) -> list:
+    """Where the numbers come from: the store, the filters and the launches (provenance)."""
+    blocks = [Para(f"Generated from the MLflow store `{provenance.store_name(data.uri)}` alone "
+                   f"({len(data.runs)} training runs{'; filters: ' + filters if filters else ''}"
+                   "). Regenerate with `make report` (options: `python -m reports.build "
+                   "--help`).")]
+    return blocks + _selection(data)
 
 
 def _selection(data: StoreData) -> list:

@@ -3,6 +3,7 @@ flag counts), kept apart from the section assembly in `reports.report`."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from experiments import tracking as T
@@ -124,13 +125,26 @@ def primary_blocks(c: pd.DataFrame) -> list:
             f"[{APPENDIX}](#{slug(APPENDIX)}), not discussed here: without a question stated in "
             "advance they are a screen, not an answer.")]
     testable = int(first["p"].notna().sum())
+    level = first["alpha_family"].dropna()
+    at = f"α/m = {level.iloc[0]:.4g}" if len(level) else "α/m"
+    declared = first["declared_seeds"].dropna()
+    seeds = int(declared.max()) if len(declared) else 0
+    extra = first[first["n"] > seeds] if seeds else first.iloc[:0]
     return [
         Para(f"Family: the {len(first)} comparisons the sweep declared ({testable} testable "
              "here), Holm-corrected together (α = 0.05; an untestable one counts as not "
-             "rejected). Runs are paired by seed even where the two arms differ in other "
-             "settings, listed under *also differs in*. *MDE*: the smallest difference this "
-             "design (n seeds, the observed SD of the paired differences) detects with 80% "
-             "power in a two-sided paired t-test at α = 0.05 before correction."),
+             "rejected). Verdicts: A or B better (paired t-test, Holm), **equivalent** within "
+             "the sweep's declared margin (paired two one-sided tests, Holm over the same "
+             "family), or **undecided**, with what an answer would cost. Runs are paired by "
+             "seed even where the two arms differ in other settings, listed under *also differs "
+             f"in*. *MDE*: the smallest difference this design (n seeds, the observed SD of the "
+             f"paired differences) detects with 80% power in a two-sided paired t-test, at the "
+             f"family's level {at} (Holm's first step) and at α = 0.05 before correction."
+             + (f" Seeds declared before the first run: {seeds}." if seeds else
+                " The sweep declared no seed count.")
+             + (f" **{len(extra)} comparison(s) have more paired seeds than declared**: seeds "
+                "added after looking at p-values are optional stopping; read those verdicts "
+                "with care." if len(extra) else "")),
         Bullets(list(first["sentence"])),
         Table(comparison_table(first, primary=True), "Primary comparisons"),
     ]
@@ -153,6 +167,14 @@ def comparison_table(c: pd.DataFrame, primary: bool = False) -> pd.DataFrame:
                    for x, f in zip(c["p_holm"], c["family"], strict=True)],
         "MDE (80% power)": [fmt.diff_size(m, x) for x in c["mde"]], "verdict": c["verdict"],
     })
+    if primary:  # the family's level and the equivalence test beside the verdict; d_z leaves
+        frame = frame.drop(columns=["d_z"])
+        frame.insert(len(frame.columns) - 1, "MDE at α/m", [
+            fmt.diff_size(m, x) for x in c.get("mde_family", pd.Series(np.nan, c.index))])
+        frame.insert(len(frame.columns) - 1, "margin, TOST Holm p", [
+            f"±{fmt.diff_size(m, r.margin)}, {fmt.pvalue(r.p_equiv_holm)}"
+            if fmt.finite(getattr(r, "margin", np.nan)) else "none declared"
+            for r in c.itertuples()])
     return frame
 
 

@@ -295,9 +295,19 @@ class _Dom(html.parser.HTMLParser):
         self.headings: list[str] = []
         self.headers: list[str] = []
         self.images: list[str] = []
+        self.tables: list[int] = []  # each table's right edge in pixels (the probe's)
+        self.viewport = 0
+        self.first_text = ""  # the first paragraph of the page
+        self._paragraphs = 0
         self._in: str | None = None
 
     def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self.tables.append(int(dict(attrs).get("data-right", "0")))
+        if tag == "body":
+            self.viewport = int(dict(attrs).get("data-viewport", "0"))
+        if tag == "p":
+            self._paragraphs += 1
         if tag in ("h2", "th"):
             self._in, text = tag, ""
             (self.headings if tag == "h2" else self.headers).append(text)
@@ -309,6 +319,8 @@ class _Dom(html.parser.HTMLParser):
             self._in = None
 
     def handle_data(self, data):
+        if self._paragraphs == 1 and len(self.first_text) < 200:
+            self.first_text += data
         if self._in == "h2":
             self.headings[-1] += data
         elif self._in == "th":
@@ -335,16 +347,25 @@ def test_html_in_headless_chromium_shows_sections_part3_table_and_figures(p3, tm
     probe.write_text(p3["page"].replace("</body>", (
         "<script>window.addEventListener('load',()=>{for(const i of document.images)"
         "{i.setAttribute('data-decoded',i.complete&&i.naturalWidth>0?"
-        "i.naturalWidth+'x'+i.naturalHeight:'broken')}});</script></body>")))
+        "i.naturalWidth+'x'+i.naturalHeight:'broken')}"
+        "for(const t of document.querySelectorAll('table'))"
+        "{t.setAttribute('data-right',Math.ceil(t.getBoundingClientRect().right))}"
+        "document.body.setAttribute('data-viewport',window.innerWidth)});</script></body>")))
     profile = tmp_path / "profile"
     cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
            "--disable-background-networking", "--disable-component-update", "--disable-sync",
            f"--user-data-dir={profile}", "--virtual-time-budget=10000", "--dump-dom",
+           "--window-size=1300,900",
            probe.as_uri()]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
     dom = _Dom()
     dom.feed(proc.stdout)
     assert dom.headings, proc.stderr[-2000:]
+    # a 1300-pixel window shows every table whole (the verdict column included), and the page
+    # opens with the answers, not the store and launches (those are provenance)
+    assert dom.tables and dom.viewport and all(right <= dom.viewport for right in dom.tables), \
+        (dom.viewport, dom.tables)
+    assert dom.first_text.startswith("Answers"), dom.first_text
     for heading in ("1. Summary", "2. Primary questions", "3. Part 3 beside us",
                     "4. Learning curves", "8. Run health", "9. Provenance",
                     "Appendix A. All pairwise comparisons"):

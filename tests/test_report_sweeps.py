@@ -151,7 +151,9 @@ def test_report_names_every_parent_it_covers_and_no_incomplete_sweep(relaunched,
         "--no-log-artifacts"]))
     assert rc == 0
     md = (tmp_path / "report.md").read_text()
-    intro = md[:md.index("## 1. Summary")]
+    # the launches are provenance: after the answers, in section 9
+    assert "covers 3 parent run(s)" not in md[:md.index("## 1. Summary")]
+    intro = md[md.index("## 9. Provenance"):md.index("## Appendix")]
     assert "covers 3 parent run(s) from 3 launch(es)" in intro and f"`{KEY}`" in intro
     lines = [x for x in intro.splitlines() if x.startswith("- sweep id")]
     assert [(f"`g-{i}`" in x, f"`{p[f'p{i}'][:8]}`" in x) for i, x in enumerate(lines, 1)] \
@@ -219,7 +221,8 @@ def test_a_sweep_covers_its_jobs_by_config_hash_whichever_launch_ran_them(tmp_pa
     rc, _ = cli.run(cli.parser().parse_args([
         "--tracking-uri", store["uri"], "--sweep", "n-1", "--out", str(tmp_path / "report"),
         "--no-log-artifacts"]))
-    intro = (tmp_path / "report" / "report.md").read_text().split("## 1. Summary")[0]
+    md = (tmp_path / "report" / "report.md").read_text()
+    intro = md[md.index("## 9. Provenance"):md.index("## Appendix")]
     assert rc == 0
     assert (f"2 of its 3 runs were logged by other launches that ran the same configurations"
             f" (this sweep's jobs, resumed by config hash): parent run(s) "
