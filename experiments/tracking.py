@@ -17,6 +17,8 @@ ids) on a SLURM cluster. Sweep parents: `sweep_id`,
 `sweep_preset`, `is_sweep_parent`, `primary_comparisons` (the preset's `study.primary`, one
 per line), `sweep_key` (the sweep's identity: a hash of its jobs' config hashes), `pid`, `host`;
 a parent a killed sweep left RUNNING is closed KILLED with `superseded_by` by the rerun.
+Run names: framework/variant/task/s<seed> and the axes a sweep varies (`run_name`). A new
+SQLite store is created under a lock beside it (`ensure_store`); docs/STORE.md.
 """
 
 from __future__ import annotations

@@ -19,8 +19,10 @@ What its UI honours (read from mlflow/server/js/build/static/js, main.*.js and c
 
 Every task experiment (one holding training runs) gets both tags when it is created
 (experiments/tracking.py `experiment_id`) and, for older stores, when this launcher starts. The
-launcher starts `mlflow ui` (one worker, GenAI job execution off, telemetry off), waits until it
-answers and prints the URL of the run table.
+launcher checks that the port is free (else one line naming its holder, exit 2), starts `mlflow
+ui` (one worker, GenAI job execution off, telemetry off) in its own session, waits until it
+answers and prints the URL of the run table; Ctrl-C stops it with one line (exit 130).
+Guarantees and limits: docs/STORE.md.
 """
 
 from __future__ import annotations
