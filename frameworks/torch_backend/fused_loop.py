@@ -79,8 +79,8 @@ def _build(directory: Path, isa_flags: list[str]) -> None:
     torch's own FileBaton (an empty `lock` file in the directory) has no pid to judge, and its
     waiter polls for ever; every build here takes native's lock first, so a baton found by
     that lock's holder was left by a killed build: it is removed. torch also remembers each
-    extension's build per process and skips the build step on a second call, which the rebuild
-    of a damaged library needs: that record is dropped first."""
+    extension's build per process and skips the build step on a second call; the rebuild of a
+    damaged library is such a call, so that record is dropped first."""
     from torch.utils import cpp_extension
 
     _ensure_ninja()
