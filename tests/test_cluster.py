@@ -2,9 +2,11 @@
 
 The module's fixture brings up, on 127.0.0.1 only, a one-node SLURM cluster from Debian's
 packages (munged, slurmctld, slurmd; tests/cluster.py writes its slurm.conf into a temporary
-folder) and an `mlflow server` (SQLite store and artifact root in that folder, artifacts served
-through the server), and stops them by PID at the end, also when a test fails. The sweeps are
-the README's "Running on a cluster" commands: `make sweep PRESET=smoke ARGS="<LAUNCH> ..."`
+folder) and the authenticated `mlflow server` of docs/CLUSTER.md (basic-auth app; SQLite store,
+users and artifact root in that folder, artifacts served through the server; the jobs log as a
+`sweeps` user whose credentials they inherit), and stops them by PID at the end, also when a
+test fails. The sweeps are
+the commands of docs/CLUSTER.md: `make sweep PRESET=smoke ARGS="<LAUNCH> ..."`
 expands to `python -m experiments.train --multirun sweep=smoke <LAUNCH> ...`, which is what
 runs here (make itself would reinstall .venv whenever pyproject.toml is newer than its stamp),
 with MLFLOW_TRACKING_URI=http://127.0.0.1:<port> and SLURM_CONF in the environment.
@@ -25,6 +27,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
@@ -34,7 +37,7 @@ from tests.conftest import REPO
 
 pytestmark = [pytest.mark.cluster, pytest.mark.e2e]
 
-# The launcher overrides of the README's cluster example: the `slurm` launcher, the test
+# The launcher overrides of docs/CLUSTER.md's example: the `slurm` launcher, the test
 # cluster's partition, one core and 1 GB per job (train.threads = cpus_per_task).
 LAUNCH = ("hydra/launcher=slurm hydra.launcher.partition=debug hydra.launcher.cpus_per_task=1 "
           "hydra.launcher.mem_gb=1 hydra.launcher.timeout_min=10 train.threads=1")
@@ -53,13 +56,13 @@ class Site:
         return {**self.slurm.env, "MLFLOW_TRACKING_URI": self.server.uri,
                 "RDS_CACHE_DIR": str(self.root / "cache"), "PYTHONUNBUFFERED": "1", **extra}
 
-    def start(self, name: str, *overrides: str) -> Sweep:
+    def start(self, name: str, *overrides: str, **env: str) -> Sweep:
         """`make sweep PRESET=smoke ARGS="<LAUNCH> <overrides>"`, in the background."""
         log = self.root / f"{name}.log"
         argv = [sys.executable, "-m", "experiments.train", "--multirun", "sweep=smoke",
                 *LAUNCH.split(), *overrides, f"hydra.sweep.dir={self.root / name}"]
         with log.open("w") as out:
-            proc = subprocess.Popen(argv, cwd=REPO, env=self.env(), stdout=out,
+            proc = subprocess.Popen(argv, cwd=REPO, env=self.env(**env), stdout=out,
                                     stderr=subprocess.STDOUT, start_new_session=True)
         return Sweep(self, name, proc, log)
 
@@ -87,12 +90,12 @@ class Sweep:
         assert found is not True, f"the sweep ended before it started:\n{C.tail(self.log)}"
         return found.group(1)
 
-    def wait(self) -> int:
+    def wait(self, timeout: float = SWEEP_TIMEOUT) -> int:
         try:
-            return self.proc.wait(timeout=SWEEP_TIMEOUT)
+            return self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             C.stop(self.proc)
-            raise AssertionError(f"sweep {self.name} still running after {SWEEP_TIMEOUT}s; "
+            raise AssertionError(f"sweep {self.name} still running after {timeout:.0f}s; "
                                  f"SLURM queue {self.site.slurm.jobs()}\n{C.tail(self.log)}\n"
                                  f"{self.job_logs()[-3000:]}") from None
 
@@ -125,14 +128,18 @@ def site(request):
                     f"-m 'not cluster'")
     root = C.make_root()
     slurm = C.Slurm(root)
-    server = C.TrackingServer(root / "server")
+    server = C.TrackingServer(root / "server", auth=True)  # docs/CLUSTER.md's server
     (root / "server").mkdir()
     failed = request.session.testsfailed
+    mp = pytest.MonkeyPatch()
     try:
         slurm.start()
         server.start()
+        for name, value in server.add_user("sweeps").items():  # the jobs' user, inherited
+            mp.setenv(name, value)
         yield Site(root, slurm, server)
     finally:
+        mp.undo()
         slurm.stop()  # scancel what is left, then slurmd, slurmctld, munged
         server.stop()
         if request.session.testsfailed == failed:
@@ -143,19 +150,23 @@ def site(request):
 
 @pytest.fixture(scope="module")
 def smoke(site):
-    """The README's example: the smoke grid (variant none, seeds 0 and 1) as SLURM jobs."""
+    """docs/CLUSTER.md's example: the smoke grid (variant none, seeds 0 and 1) as SLURM jobs."""
     start = time.time()
     sweep = site.run("a", *SMOKE.split())
     sweep.seconds = time.time() - start
     return sweep
 
 
-def test_readme_gives_the_commands_this_test_runs():
-    readme = (REPO / "README.md").read_text()
-    section = readme.split("## Running on a cluster", 1)[1].split("\n## ", 1)[0]
-    assert f'make sweep PRESET=smoke ARGS="{LAUNCH} {SMOKE}"' in section
-    assert "make report" in section and "MLFLOW_TRACKING_URI=http://" in section
-    assert "/etc/munge/munge.key" in section
+def test_the_cluster_guide_gives_the_commands_this_test_runs():
+    guide = (REPO / "docs" / "CLUSTER.md").read_text()
+    assert f'make sweep PRESET=smoke ARGS="{LAUNCH} {SMOKE}"' in guide
+    assert "make report" in guide and "MLFLOW_TRACKING_URI=http://" in guide
+    assert "/etc/munge/munge.key" in guide
+    # the server of the guide is the authenticated one this test starts
+    assert "--app-name basic-auth" in guide and "--env-file" in guide
+    assert "0.0.0.0" not in guide.replace("never `--host 0.0.0.0`", "")
+    for line in C.AUTH_INI.splitlines():
+        assert "{" in line or line in guide, line  # {placeholders}: paths and secrets
 
 
 def test_every_job_ran_as_a_slurm_job_and_landed_finished_in_the_server(site, smoke):
@@ -196,7 +207,7 @@ def test_every_job_ran_as_a_slurm_job_and_landed_finished_in_the_server(site, sm
 
 
 def test_make_report_reads_the_servers_store(site, smoke):
-    """`MLFLOW_TRACKING_URI=http://... make report ARGS="--sweep <id>"`, as the README says."""
+    """`MLFLOW_TRACKING_URI=http://... make report ARGS="--sweep <id>"`, as docs/CLUSTER.md says."""
     out = subprocess.run(
         [sys.executable, "-m", "reports.build", "--sweep", smoke.id, "--out",
          str(site.root / "report")],
@@ -252,6 +263,37 @@ def test_scancel_mid_run_is_killed_reported_and_alone_rerun(site):
     assert killed.info.status == "KILLED"
     assert killed.data.tags["superseded_by"] == redo.info.run_id
     assert sweep_id != again.id
+
+
+def _kill_job_process(task: str) -> int:
+    """SIGKILL the training process of array task `task` of the running sweep, as the kernel's
+    out-of-memory killer would (submitit's python under srun: it never writes a result)."""
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if "submitit.core._submit" in " ".join(proc.info["cmdline"] or []) and \
+                    proc.environ().get("SLURM_ARRAY_TASK_ID") == task:
+                proc.kill()
+                return proc.pid
+        except psutil.Error:
+            continue
+    return 0
+
+
+def test_a_job_killed_before_its_run_opens_is_reported_failed_instead_of_waited_on(site):
+    """A job SIGKILLed as it starts leaves no result; this cluster has no accounting (sacct
+    fails), where submitit alone waits forever. The launcher sees the job gone from the queue
+    (squeue) without a result, and the sweep reports it FAILED and ends, exit 1."""
+    sweep = site.start("e", "variant=none", "seed=5,6", RDS_SLURM_GONE_AFTER_S="5")
+    sweep.id  # noqa: B018
+    C.wait_until(lambda: _kill_job_process("1"), 300, "array task 1's process", [sweep.log],
+                 every=0.1)
+    assert sweep.wait(timeout=240) == 1, C.tail(sweep.log)
+    assert sweep.summary().startswith("[sweep] summary: 1 done, 0 skipped, 1 failed")
+    [failed] = [r for r in sweep.results() if r["status"] == "FAILED"]
+    assert "seed=6" in failed["name"] and "left the queue without a result" in failed["reason"]
+    assert f"  FAILED {failed['name']}: SLURM job " in sweep.text
+    [parent] = sweep.runs(parents=True)
+    assert parent.info.status == "FAILED" and parent.data.tags["sweep_failed"] == "1"
 
 
 def _history_complete(site: Site, run, epochs: int) -> None:
@@ -346,7 +388,7 @@ def test_mlflow_client_retry_budget(monkeypatch):
         monkeypatch.delenv(name, raising=False)
     assert (E.MLFLOW_HTTP_REQUEST_MAX_RETRIES.get(), E.MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR.get(),
             E.MLFLOW_HTTP_REQUEST_BACKOFF_JITTER.get(), E.MLFLOW_HTTP_REQUEST_TIMEOUT.get()) \
-        == (7, 2, 1.0, 120)  # the numbers README "Running on a cluster" quotes
+        == (7, 2, 1.0, 120)  # the numbers docs/CLUSTER.md quotes
     # urllib3 sleeps 0 before the first retry, then factor * 2**(n-1), at most 120 s:
     waits = [0] + [min(2 * 2 ** (n - 1), 120) for n in range(2, 8)]
     assert waits == [0, 4, 8, 16, 32, 64, 120] and sum(waits) == 244
