@@ -12,11 +12,13 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
 from reports import fmt
 from reports.layout import fit
 
 STD, MC, PUBLISHED = "#1f4e79", "#e07b00", "black"
+MARGIN = "#dfe9d8"  # the equivalence band behind a difference
 ROW_IN = 0.3  # inches per row of a panel
 
 
@@ -63,6 +65,12 @@ def forest_plot(arms: pd.DataFrame, diffs: pd.DataFrame, metric: str, mode: str)
         yd = np.arange(len(diffs))
         resolved = diffs["resolved"].to_numpy(dtype=bool)
         err = _xerr(diffs["diff"], diffs["low"], diffs["high"]) * scale
+        margin = diffs["margin"].to_numpy(dtype=float) * scale if "margin" in diffs else \
+            np.full(len(diffs), np.nan)
+        has_margin = np.isfinite(margin)
+        if has_margin.any():  # the equivalence band of each question, behind its interval
+            dx.barh(yd[has_margin], 2 * margin[has_margin], left=-margin[has_margin],
+                    height=0.6, color=MARGIN, zorder=0)
         for mask, face in ((resolved, STD), (~resolved, "white")):
             if mask.any():
                 dx.errorbar(diffs["diff"][mask] * scale, yd[mask], xerr=err[:, mask], fmt="D",
@@ -71,11 +79,13 @@ def forest_plot(arms: pd.DataFrame, diffs: pd.DataFrame, metric: str, mode: str)
         dx.set_yticks(yd, list(diffs["name"]), fontsize=8)
         dx.set_ylim(len(diffs) - 0.5, -0.5)
         dx.set_xlabel(f"A − B, test {fmt.metric_name(metric)} ({mode}), paired by seed: "
-                      "mean and 95% CI")
+                      "mean and family-adjusted CI (level α/m)")
         dx.grid(axis="x", alpha=0.3)
         handles += [Line2D([], [], color=STD, marker="D", ls="", label="A − B, Holm-significant"),
                     Line2D([], [], color=STD, marker="D", mfc="white", ls="",
                            label="A − B, not significant")]
+        if has_margin.any():
+            handles.append(Patch(color=MARGIN, label="equivalence margin"))
     legend = fig.legend(handles=handles, loc="upper center", fontsize=8, frameon=False,
                         ncols=min(3, len(handles)))
     fit(fig, grid, legend, "top")

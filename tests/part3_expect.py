@@ -92,13 +92,13 @@ def published_accuracy(preset: str) -> float:
     return math.nan
 
 
-def mde(sd: float, n: int) -> float:
-    """80% power, two-sided paired t-test at 0.05: solved here with scipy.stats.nct."""
-    crit = sps.t.ppf(0.975, n - 1)
+def mde(sd: float, n: int, alpha: float = 0.05) -> float:
+    """80% power, two-sided paired t-test at `alpha`: solved here with scipy.stats.nct."""
+    crit = sps.t.ppf(1 - alpha / 2, n - 1)
 
     def power(d: float) -> float:
         nc = d * math.sqrt(n)
         lower = sps.nct.cdf(-crit, n - 1, nc)  # NaN once it underflows: it is 0 there
         return sps.nct.sf(crit, n - 1, nc) + (0.0 if math.isnan(lower) else lower)
 
-    return optimize.brentq(lambda d: power(d) - 0.8, 1e-6, 10.0) * sd
+    return optimize.brentq(lambda d: power(d) - 0.8, 1e-6, 50.0) * sd

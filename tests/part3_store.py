@@ -57,10 +57,19 @@ def part3_primary() -> list[str]:
     return list(OmegaConf.load(CONF / "sweep" / "part3.yaml").study.primary)
 
 
-def _parent(client: MlflowClient, exp: str, sweep_id: str, preset: str, primary: str) -> str:
+def part3_study() -> tuple[dict[str, str], int]:
+    """The equivalence margins and seed count the real part3 sweep declares (its file)."""
+    study = OmegaConf.load(CONF / "sweep" / "part3.yaml").study
+    return {k: str(v) for k, v in study.margin.items()}, int(study.seeds)
+
+
+def _parent(client: MlflowClient, exp: str, sweep_id: str, preset: str, primary: str,
+            margins: dict[str, str] | None = None, seeds: int = 0) -> str:
     return client.create_run(exp, run_name=f"sweep {preset} {sweep_id}", tags={
         "sweep_id": sweep_id, "sweep_preset": preset, "is_sweep_parent": "true",
-        "sweep_jobs": "40", tracking.PRIMARY: primary}).info.run_id
+        "sweep_jobs": "40", tracking.PRIMARY: primary,
+        tracking.MARGINS: "\n".join(f"{k}={v}" for k, v in (margins or {}).items()),
+        tracking.DECLARED_SEEDS: str(seeds)}).info.run_id
 
 
 def _metrics(acc: float, seed: int, rng: np.random.Generator) -> list[Metric]:
@@ -107,8 +116,9 @@ def make(root: Path) -> dict:
     rng = np.random.default_rng(13)
     seed_effect = {s: rng.normal(0, 0.004) for s in SEEDS}  # shared by every arm of a seed
     primary = "\n".join(part3_primary())
-    parents = {"a": _parent(client, exp, "p3-a", "part3", primary),
-               "b": _parent(client, exp, "p3-b", "part3", primary),
+    margins, seeds = part3_study()
+    parents = {"a": _parent(client, exp, "p3-a", "part3", primary, margins, seeds),
+               "b": _parent(client, exp, "p3-b", "part3", primary, margins, seeds),
                "grid": _parent(client, exp, "grid-1", "imdb_grid", GRID_PRIMARY)}
     for preset, acc in TRUE.items():
         cfg = compose_cfg([f"preset={preset}", *SWEEP])

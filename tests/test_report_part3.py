@@ -222,6 +222,60 @@ def test_part3_differences_are_judged_by_the_prediction_interval_of_one_paired_d
     assert "consistent with one run of ours" in words
 
 
+def test_primary_verdicts_are_four_way_with_tost_at_the_declared_margin_and_family_level(p3):
+    """Each primary comparison's verdict, recomputed from the store with scipy and statsmodels:
+    Holm over the family on the paired t-test (A or B better), else the paired TOST at the
+    sweep's declared margin, Holm over the family (equivalent), else undecided; the forest
+    plot's interval is the t interval at the family's level alpha / m, and the MDE is stated at
+    that level."""
+    from statsmodels.stats.multitest import multipletests
+    from statsmodels.stats.weightstats import ttost_paired
+
+    margins, _ = part3_store.part3_study()
+    margin = float(margins["accuracy"])
+    c = p3["built"].comparisons["imdb"]
+    first = c[c["family"] == "primary"]
+    expected = E.expected_primary(p3)
+    m = len(first)
+    declared = set(part3_store.part3_primary())  # the grid sweep declares no margin
+    p_eq = []
+    for r in first.itertuples():
+        d = expected[r.declared]["d"]
+        p_eq.append(ttost_paired(d, np.zeros_like(d), -margin, margin)[0]
+                    if len(d) >= 2 and r.declared in declared else 1.0)
+    p_eq_holm = multipletests(p_eq, method="holm")[1]
+    _, diffs = p3["built"].forest["imdb"]
+    words = set()
+    for (r, q) in zip(first.itertuples(), p_eq_holm, strict=True):
+        e = expected[r.declared]
+        if e["n"] < 2:
+            continue
+        if r.declared not in declared:
+            assert math.isnan(r.margin) and (r.verdict.endswith("better") or r.verdict ==
+                                             "undecided (no equivalence margin declared)")
+            continue
+        assert r.p_equiv_holm == pytest.approx(q, rel=1e-9)
+        if e["p_holm"] < 0.05:
+            word = "better"
+            assert r.verdict.endswith(" better") and r.verdict.split()[0] in r.declared
+        elif q < 0.05:
+            word = "equivalent"
+            assert r.verdict == f"equivalent within ±{margin * 100:.2f} pp"
+        else:
+            word = "undecided"
+            assert r.verdict == "undecided"
+            assert "What an answer would cost" in r.sentence and "seeds" in r.sentence
+        words.add(word)
+        low, high = sps.t.interval(1 - 0.05 / m, e["n"] - 1, loc=e["d"].mean(),
+                                   scale=sps.sem(e["d"]))
+        row = diffs[diffs["name"] == r.declared].iloc[0]
+        assert (row.low, row.high) == (pytest.approx(low), pytest.approx(high))
+        assert row.margin == pytest.approx(margin)
+        assert r.mde_family == pytest.approx(
+            E.mde(np.std(e["d"], ddof=1), e["n"], alpha=0.05 / m), rel=1e-6)
+    assert {"better", "undecided"} <= words
+
+
 def test_prose_only_for_primary_questions_the_rest_in_the_appendix(p3):
     c = p3["built"].comparisons["imdb"]
     section = _section(p3["md"], "## 2. Primary questions", "## 3.")
@@ -252,9 +306,10 @@ def test_forest_plot_shows_every_arm_and_each_primary_difference(p3):
     points = np.concatenate([ln.get_xdata() for ln in bottom.lines if ln.get_marker() == "D"])
     assert sorted(points) == pytest.approx(sorted(expected[t]["d"].mean() * 100
                                                   for t in testable))
-    for t in testable:  # the interval a reader sees is the t interval of the differences
+    m = len(E.declared())  # the family: the interval a reader sees agrees with the verdict
+    for t in testable:  # the t interval of the differences at the family's level alpha / m
         d = expected[t]["d"]
-        low, high = sps.t.interval(0.95, len(d) - 1, loc=d.mean(), scale=sps.sem(d))
+        low, high = sps.t.interval(1 - 0.05 / m, len(d) - 1, loc=d.mean(), scale=sps.sem(d))
         row = diffs[diffs["name"] == t].iloc[0]
         assert (row["low"], row["high"]) == (pytest.approx(low), pytest.approx(high))
     figs = p3["out"] / "figures"

@@ -12,7 +12,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from scipy import stats as sps
 
 from experiments import config as C
 from reports import arms, part3, published
