@@ -283,7 +283,7 @@ def test_a_job_killed_before_its_run_opens_is_reported_failed_instead_of_waited_
     """A job SIGKILLed as it starts leaves no result; this cluster has no accounting (sacct
     fails), where submitit alone waits forever. The launcher sees the job gone from the queue
     (squeue) without a result, and the sweep reports it FAILED and ends, exit 1."""
-    sweep = site.start("e", "variant=none", "seed=5,6", RDS_SLURM_GONE_AFTER_S="5")
+    sweep = site.start("e", "variant=none", "seed=5,6", "hydra.launcher.gone_after_s=5")
     sweep.id  # noqa: B018
     C.wait_until(lambda: _kill_job_process("1"), 300, "array task 1's process", [sweep.log],
                  every=0.1)

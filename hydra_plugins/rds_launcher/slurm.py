@@ -4,9 +4,9 @@ submitit learns that a job ended from the job's result file or from `sacct`. A j
 it wrote a result (SIGKILL, out of memory, a lost node, `scancel` while it was pending) on a
 cluster without accounting (`sacct` fails) leaves it waiting forever, and where `sacct` works it
 raises UncompletedJobError, which stops the sweep without its summary. Here a job that has left
-the queue (`squeue`) and still has no result RDS_SLURM_GONE_AFTER_S seconds later (default 120:
-a shared filesystem may show the result file late), or that submitit gives up on, is recorded
-FAILED in its output folder: the sweep's summary lists it and the sweep exits 1.
+the queue (`squeue`) and still has no result `hydra.launcher.gone_after_s` seconds later
+(default 120: a shared filesystem may show the result file late), or that submitit gives up on,
+is recorded FAILED in its output folder: the sweep's summary lists it and the sweep exits 1.
 """
 
 from __future__ import annotations
@@ -25,17 +25,19 @@ from hydra_plugins.hydra_submitit_launcher import submitit_launcher
 from omegaconf import open_dict
 
 log = logging.getLogger(__name__)
-GONE_ENV = "RDS_SLURM_GONE_AFTER_S"
 POLL_S = 2.0
 
 
 class SlurmLauncher(submitit_launcher.SlurmLauncher):
-    """Registered by conf/hydra/launcher/slurm.yaml (`_target_`)."""
+    """conf/hydra/launcher/slurm.yaml (`rds_slurm`: config.py's QueueConf)."""
+
+    def __init__(self, gone_after_s: float = 120.0, **params: Any) -> None:
+        super().__init__(**params)  # submitit's parameters only
+        self.gone_after_s = gone_after_s
 
     def launch(self, job_overrides: Sequence[Sequence[str]],
                initial_job_idx: int) -> Sequence[JobReturn]:
         jobs = self._submit(job_overrides, initial_job_idx)
-        gone_after = float(os.environ.get(GONE_ENV, "120"))
         outcomes: dict[int, JobReturn] = {}
         left_queue: dict[int, float] = {}  # job -> when it was first seen gone
         while len(outcomes) < len(jobs):
@@ -47,7 +49,7 @@ class SlurmLauncher(submitit_launcher.SlurmLauncher):
                     outcomes[i] = self._collect(job, job_overrides[i], initial_job_idx + i)
                 elif queued is not None and job.job_id not in queued:
                     since = left_queue.setdefault(i, time.time())
-                    if time.time() - since >= gone_after:
+                    if time.time() - since >= self.gone_after_s:
                         outcomes[i] = self._failed(
                             job_overrides[i], initial_job_idx + i,
                             f"SLURM job {job.job_id} left the queue without a result (killed "
