@@ -173,7 +173,8 @@ def _one_knob(a: Arm, b: Arm) -> str | None:
 
 
 def compare(per: pd.DataFrame, arms: list[Arm], metric: str, mode: str,
-            family: str = "task", primary: list | None = None) -> pd.DataFrame:
+            family: str = "task", primary: list | None = None,
+            predictions: dict | None = None) -> pd.DataFrame:
     """Every comparison of one task on `test_<metric>_<mode>`.
 
     With declared primary comparisons (`reports.primary.Resolved`), those are the primary
@@ -203,6 +204,7 @@ def compare(per: pd.DataFrame, arms: list[Arm], metric: str, mode: str,
         frame.loc[first, "p_holm"] = holm(padded)
         frame.loc[frame.index.isin(first) & frame["p"].isna(), "p_holm"] = np.nan
         _equivalence_and_cost(frame, first, values, hours)
+        _with_test_sampling(frame, first, predictions or {}, metric, mode)
     every = frame[frame["family"] == "all"]
     groups = [every.index] if family == "task" else \
         [g.index for _, g in every.groupby("question", sort=False)]
@@ -218,7 +220,36 @@ COLUMNS = ["family", "question", "declared", "problem", "differs", "a", "b", "a_
            "framework", "metric", "mode", "n", "seeds", "mean_a", "mean_b", "diff", "low",
            "high", "sd", "effect", "p", "mde", "margin", "declared_seeds", "alpha_family",
            "mde_family", "p_equiv", "p_equiv_holm", "seeds_detect", "seeds_equiv",
-           "cpu_hours_detect", "cpu_hours_equiv", "family_low", "family_high"]
+           "cpu_hours_detect", "cpu_hours_equiv", "family_low", "family_high", "low_both",
+           "high_both"]
+
+
+def example_differences(a: np.ndarray, b: np.ndarray, metric: str, mode: str) -> np.ndarray:
+    """Per test example, A's contribution to `metric` minus B's, from the logged predictions
+    (label, p_std, p_mc): correct or not for accuracy, -log p(true label) for log-loss."""
+    column = 1 if mode == "std" else 2
+    if metric == "accuracy":
+        return (a[:, column] > 0.5).astype(float) - (b[:, column] > 0.5).astype(float)
+    floor = 1e-7  # the metric's own clip (experiments/metrics.py)
+    return np.log(np.clip(b[:, column], floor, 1)) - np.log(np.clip(a[:, column], floor, 1))
+
+
+def _with_test_sampling(frame: pd.DataFrame, first: pd.Index, predictions: dict, metric: str,
+                        mode: str) -> None:
+    """The interval of each primary difference over seeds and test examples together, where
+    both arms logged their test predictions for every paired seed (`seeds_and_examples`)."""
+    from reports.stats import seeds_and_examples
+
+    for i in first:
+        r = frame.loc[i]
+        seeds = [int(x) for x in str(r["seeds"]).split(",") if x != ""]
+        a, b = predictions.get(r["a_arm"], {}), predictions.get(r["b_arm"], {})
+        if len(seeds) < 2 or metric not in ("accuracy", "log_loss") or \
+                any(s not in a or s not in b or len(a[s]) != len(b[s]) for s in seeds):
+            continue
+        both = seeds_and_examples(np.stack([example_differences(a[s], b[s], metric, mode)
+                                            for s in seeds]))
+        frame.loc[i, ["low_both", "high_both"]] = both.low, both.high
 
 
 def margin_for(margins: dict, metric: str, mean_b: float) -> float:
@@ -409,6 +440,12 @@ def _primary_sentence(r, who: str, name_a: str, name_b: str, values: str, stats:
              if fmt.finite(r.mde_family) else "")
     margin = (f"; equivalence margin ±{fmt.diff_size(m, r.margin)}, TOST Holm p "
               f"{fmt.pvalue(r.p_equiv_holm)}" if fmt.finite(r.margin) else "")
+    both = getattr(r, "low_both", np.nan), getattr(r, "high_both", np.nan)
+    if fmt.finite(both[0]):  # the fixed test set's sampling, beside the seeds
+        fragile = r.p_holm < ALPHA and both[0] <= 0 <= both[1]
+        margin += (f"; over seeds and test examples together, 95% CI "
+                   f"{fmt.interval(m, *both)}"
+                   + (": **not robust to the test set's sampling**" if fragile else ""))
     if r.p_holm < ALPHA:
         word = "better" if (r.diff > 0) == HIGHER_IS_BETTER.get(m, True) else "worse"
         return f"{who}: {name_a} is {word} than {name_b} ({values}; {stats}{margin})."

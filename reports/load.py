@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from experiments import metrics as M
@@ -308,3 +309,22 @@ def _per_run(client, run_ids: list[str], keys: list[str]) -> list[tuple]:
     pairs = [(r, k) for r in run_ids for k in keys]
     with ThreadPoolExecutor(max_workers=8) as pool:
         return [row for rows in pool.map(one, pairs) for row in rows]
+
+
+def test_predictions(uri: str, run_ids: Iterable[str]) -> dict[str, np.ndarray]:
+    """{run id: (N, 3) array of label, p_std, p_mc} from each run's `test_predictions.tsv`;
+    runs logged before the artifact existed (or of a language model) are left out."""
+    import tempfile
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for run_id in run_ids:
+            try:
+                path = client.download_artifacts(run_id, T.TEST_PREDICTIONS, tmp)
+            except Exception:  # absent: an older run (or a language model), left out
+                continue
+            out[run_id] = np.loadtxt(path, skiprows=1, ndmin=2)
+    return out

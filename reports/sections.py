@@ -9,7 +9,7 @@ import pandas as pd
 
 from experiments.metrics import MODES
 from reports import arms as A
-from reports import compare, fmt, part3, primary, text
+from reports import compare, fmt, load, part3, primary, text
 from reports.load import StoreData
 from reports.render import Bullets, Heading, Para, Table
 from reports.stats import ALPHA
@@ -29,7 +29,22 @@ def comparisons(data: StoreData, runs: pd.DataFrame, per: pd.DataFrame, task: st
     arms = arm_list(mine, order)
     declared = primary.for_task(primary.declared(data.parents), task, data.runs, runs,
                                 data.parents, arms)
-    return compare.compare(per[per["task"] == task], arms, metric, mode, family, declared)
+    return compare.compare(per[per["task"] == task], arms, metric, mode, family, declared,
+                           _predictions(data.uri, per[per["task"] == task], declared))
+
+
+def _predictions(uri: str, per: pd.DataFrame, declared: list) -> dict:
+    """{arm: {seed: test predictions}} of the arms the primary questions compare."""
+    wanted = {side.arm for d in declared for side in (d.a, d.b) if side is not None}
+    mine = per[per["arm"].isin(wanted)]
+    if mine.empty:
+        return {}
+    found = load.test_predictions(uri, list(mine["run_id"]))
+    out: dict = {}
+    for r in mine.itertuples():
+        if r.run_id in found:
+            out.setdefault(r.arm, {})[int(r.seed)] = found[r.run_id]
+    return out
 
 
 def forest_data(summary: pd.DataFrame, claims: pd.DataFrame, c: pd.DataFrame, metric: str,

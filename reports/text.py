@@ -171,6 +171,12 @@ def comparison_table(c: pd.DataFrame, primary: bool = False) -> pd.DataFrame:
         frame = frame.drop(columns=["d_z"])
         frame.insert(len(frame.columns) - 1, "MDE at α/m", [
             fmt.diff_size(m, x) for x in c.get("mde_family", pd.Series(np.nan, c.index))])
+        frame.insert(frame.columns.get_loc("A − B [95% CI]") + 1,
+                     "95% CI, seeds + test examples", [
+                         fmt.interval(m, lo, hi) if fmt.finite(lo) else "no predictions logged"
+                         for lo, hi in zip(c.get("low_both", pd.Series(np.nan, c.index)),
+                                           c.get("high_both", pd.Series(np.nan, c.index)),
+                                           strict=True)])
         frame.insert(len(frame.columns) - 1, "margin, TOST Holm p", [
             f"±{fmt.diff_size(m, r.margin)}, {fmt.pvalue(r.p_equiv_holm)}"
             if fmt.finite(getattr(r, "margin", np.nan)) else "none declared"

@@ -359,3 +359,45 @@ def test_a_superseded_sweep_parent_is_not_called_incomplete():
     assert verdicts["old0000000"] == "superseded by the rerun's parent new11111"
     assert verdicts["new1111111"].startswith("incomplete") and "never closed" in \
         verdicts["new1111111"]
+
+
+def test_primary_difference_over_seeds_and_test_examples_from_logged_predictions():
+    """With both arms' test predictions for every paired seed, a primary comparison carries the
+    interval over seeds and test examples, computed here from the per-example differences by
+    the variance decomposition written out (not the report's helper): wider than the seeds-only
+    interval when the examples disagree."""
+    import numpy as np
+    from scipy import stats as sps
+
+    from reports import compare
+    from reports.primary import Resolved
+
+    rng = np.random.default_rng(2)
+    n_examples, seeds = 400, [0, 1, 2, 3, 4]
+    labels = rng.integers(0, 2, n_examples)
+    preds, rows = {}, []
+    for arm, shift in (("a", 0.08), ("b", 0.0)):
+        for s in seeds:
+            p_true = np.clip(rng.uniform(0.2, 0.9, n_examples) + shift, 0.01, 0.99)
+            preds.setdefault(arm, {})[s] = np.column_stack([labels, p_true, p_true])
+            rows.append({"arm": arm, "seed": s, "test_accuracy_std": float(np.mean(p_true > 0.5)),
+                         "run_hours": 0.1})
+    per = pd.DataFrame(rows)
+    arms = [compare.Arm(x, x, "imdb", "torch", "none", {}) for x in ("a", "b")]
+    declared = [Resolved("a vs b", arms[0], arms[1])]
+    c = compare.compare(per, arms, "accuracy", "std", primary=declared, predictions=preds)
+    r = c[c["family"] == "primary"].iloc[0]
+    d = np.stack([(preds["a"][s][:, 1] > 0.5).astype(float) - (preds["b"][s][:, 1] > 0.5)
+                  for s in seeds])
+    v1 = d.mean(axis=1).var(ddof=1) / len(seeds)
+    v2 = d.mean(axis=0).var(ddof=1) / n_examples
+    df = (v1 + v2) ** 2 / (v1 ** 2 / (len(seeds) - 1) + v2 ** 2 / (n_examples - 1))
+    half = sps.t.ppf(0.975, df) * np.sqrt(v1 + v2)
+    assert (r.low_both, r.high_both) == (pytest.approx(d.mean() - half),
+                                         pytest.approx(d.mean() + half))
+    assert r.high_both - r.low_both > r.high - r.low
+    assert "over seeds and test examples together" in r.sentence
+    # an arm without predictions for a paired seed: no such interval, said in the table
+    del preds["b"][3]
+    c = compare.compare(per, arms, "accuracy", "std", primary=declared, predictions=preds)
+    assert np.isnan(c[c["family"] == "primary"].iloc[0].low_both)
