@@ -240,7 +240,11 @@ def cell(row: dict, key: str, flag: bool) -> str:
 CAPTION = (f"Ratios to the framework's baseline (PyTorch `none`, Keras `stock_no_dropout`), paired "
            f"per round, geometric mean over rounds; ± spread = exp(hw) - 1, hw the half-width of "
            f"the 95% Student-t interval of the mean log ratio over rounds; `!`: a train spread "
-           f"at or above {TARGET:.0%}.")
+           f"at or above {TARGET:.0%}. `train tok/s` and `eval tok/s` are each row's median "
+           f"over its own rounds, unpaired (the baseline's over all of its rounds): absolute "
+           f"throughput, which carries the load of the rounds a row ran in, so two rows' tok/s "
+           f"can be close beside different ratios; the ratio, paired within a round, is the "
+           f"figure to compare.")
 HEAD = ("| framework | shape | rounds | variant | path | train tok/s | ratio ± spread "
         "| CPU-time ratio ± spread | eval tok/s | eval ratio ± spread | vs stock dropout "
         "| first call s | peak RSS MB |")
