@@ -229,6 +229,28 @@ def flatten(cfg: DictConfig) -> dict[str, Any]:
 DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 
 
+MARGIN = re.compile(r"^(\d+(\.\d*)?|\.\d+)(e-?\d+)?%?$")
+
+
+def check_study(study) -> None:
+    """A sweep's declared margins and seed count, checked before anything runs: a margin is a
+    positive number in the metric's units or a percentage of B's mean, for a metric the suite
+    computes."""
+    from experiments.metrics import HIGHER_IS_BETTER
+
+    for metric, value in (study.margin or {}).items():
+        if metric not in HIGHER_IS_BETTER:
+            raise SpecError(f"study.margin.{metric}: not a metric; allowed: "
+                            f"{', '.join(sorted(HIGHER_IS_BETTER))}")
+        text = str(value).strip()
+        if not MARGIN.match(text) or float(text.rstrip("%")) <= 0:
+            raise SpecError(f"study.margin.{metric}={value!r} must be a positive number in the "
+                            "metric's units (0.005 = 0.5 pp of accuracy) or a percentage of B's "
+                            "mean (2%)")
+    if study.seeds < 0:
+        raise SpecError(f"study.seeds={study.seeds} must be >= 0 (0: not declared)")
+
+
 def validate(cfg: DictConfig) -> None:
     """Cross-field checks Hydra's schema cannot express; raise SpecError naming the key."""
     unknown_keys(cfg, OmegaConf.structured(Config))
@@ -260,6 +282,7 @@ def validate(cfg: DictConfig) -> None:
         raise SpecError(f"train.lr_decay={tr.lr_decay} must be in (0, 1]")
     if not DEVICE.match(tr.device):
         raise SpecError(f"train.device={tr.device!r} is not one of: cpu, cuda, cuda:N")
+    check_study(cfg.study)
     check_framework_variant(cfg.framework.name.value, cfg.dropout.variant)
     compute_options(cfg)
     selection(cfg)

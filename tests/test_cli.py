@@ -63,6 +63,8 @@ BAD_SINGLE = [
     (["train.init_from=/nonexistent/w.npz"], "/nonexistent/w.npz"),  # a plain ValueError
     (["train.init_from=0123456789abcdef"], "0123456789abcdef"),  # a run id: no store opened
     (["tracking.uri=ftp://host/x"], "tracking.uri"),  # TrackingError
+    (["+study.margin.accuracy=half"], "study.margin.accuracy='half'"),  # a declared margin
+    (["+study.margin.acuracy=0.005"], "study.margin.acuracy: not a metric"),
 ]
 
 
