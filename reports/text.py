@@ -140,6 +140,11 @@ def primary_blocks(c: pd.DataFrame) -> list:
              f"in*. *MDE*: the smallest difference this design (n seeds, the observed SD of the "
              f"paired differences) detects with 80% power in a two-sided paired t-test, at the "
              f"family's level {at} (Holm's first step) and at α = 0.05 before correction."
+             + " The verdicts pair runs by seed on this one test set: they answer whether a "
+             "difference exceeds training noise. Where both arms logged their test predictions, "
+             "*95% CI, seeds + test examples* adds the sampling of the test set itself (a "
+             "population of reviews, not these ~2,500), and a win that interval does not confirm "
+             "is flagged as not robust to it."
              + (f" Seeds declared before the first run: {seeds}." if seeds else
                 " The sweep declared no seed count.")
              + (f" **{len(extra)} comparison(s) have more paired seeds than declared**: seeds "

@@ -274,6 +274,10 @@ def test_primary_verdicts_are_four_way_with_tost_at_the_declared_margin_and_fami
         assert r.mde_family == pytest.approx(
             E.mde(np.std(e["d"], ddof=1), e["n"], alpha=0.05 / m), rel=1e-6)
     assert {"better", "undecided"} <= words
+    section = _section(p3["md"], "## 2.", "## 3.")  # the report says which variance it covers
+    assert "pair runs by seed on this one test set" in section
+    assert "adds the sampling of the test set itself" in section
+    assert "Seeds declared before the first run: 5." in section
 
 
 def test_prose_only_for_primary_questions_the_rest_in_the_appendix(p3):
