@@ -26,19 +26,10 @@ import pandas as pd
 
 from experiments.metrics import TEST
 from experiments.metrics import key as metric_key
-from reports import fmt
+from reports import answers, fmt
 from reports.arms import short
 from reports.load import HIGHER_IS_BETTER
-from reports.stats import (
-    ALPHA,
-    equivalence_p,
-    family_alpha,
-    holm,
-    minimum_detectable,
-    paired,
-    seeds_for_equivalence,
-    seeds_to_detect,
-)
+from reports.stats import ALPHA, holm, minimum_detectable, paired
 from reports.tables import RUN_HOURS
 
 KNOBS = ("granularity", "output_mode", "eval_active")
@@ -190,7 +181,7 @@ def compare(per: pd.DataFrame, arms: list[Arm], metric: str, mode: str,
     rows = [_row("primary", "declared", p.a, p.b, values, metric, mode, p.text, p.problem,
                  p.differs) for p in primary or []]
     for row, p in zip(rows, primary or [], strict=True):
-        row["margin"] = margin_for(getattr(p, "margins", {}), metric, row["mean_b"])
+        row["margin"] = answers.margin_for(getattr(p, "margins", {}), metric, row["mean_b"])
         row["declared_seeds"] = getattr(p, "declared_seeds", 0)
     taken = {frozenset((p.a.arm, p.b.arm)) for p in primary or [] if p.a and p.b}
     rest = "exploratory" if primary else "all"
@@ -203,8 +194,8 @@ def compare(per: pd.DataFrame, arms: list[Arm], metric: str, mode: str,
         padded = frame.loc[first, "p"].fillna(1.0).tolist()
         frame.loc[first, "p_holm"] = holm(padded)
         frame.loc[frame.index.isin(first) & frame["p"].isna(), "p_holm"] = np.nan
-        _equivalence_and_cost(frame, first, values, hours)
-        _with_test_sampling(frame, first, predictions or {}, metric, mode)
+        answers.equivalence_and_cost(frame, first, values, hours)
+        answers.with_test_sampling(frame, first, predictions or {}, metric, mode)
     every = frame[frame["family"] == "all"]
     groups = [every.index] if family == "task" else \
         [g.index for _, g in every.groupby("question", sort=False)]
@@ -222,77 +213,6 @@ COLUMNS = ["family", "question", "declared", "problem", "differs", "a", "b", "a_
            "mde_family", "p_equiv", "p_equiv_holm", "seeds_detect", "seeds_equiv",
            "cpu_hours_detect", "cpu_hours_equiv", "family_low", "family_high", "low_both",
            "high_both"]
-
-
-def example_differences(a: np.ndarray, b: np.ndarray, metric: str, mode: str) -> np.ndarray:
-    """Per test example, A's contribution to `metric` minus B's, from the logged predictions
-    (label, p_std, p_mc): correct or not for accuracy, -log p(true label) for log-loss."""
-    column = 1 if mode == "std" else 2
-    if metric == "accuracy":
-        return (a[:, column] > 0.5).astype(float) - (b[:, column] > 0.5).astype(float)
-    floor = 1e-7  # the metric's own clip (experiments/metrics.py)
-    return np.log(np.clip(b[:, column], floor, 1)) - np.log(np.clip(a[:, column], floor, 1))
-
-
-def _with_test_sampling(frame: pd.DataFrame, first: pd.Index, predictions: dict, metric: str,
-                        mode: str) -> None:
-    """The interval of each primary difference over seeds and test examples together, where
-    both arms logged their test predictions for every paired seed (`seeds_and_examples`)."""
-    from reports.stats import seeds_and_examples
-
-    for i in first:
-        r = frame.loc[i]
-        seeds = [int(x) for x in str(r["seeds"]).split(",") if x != ""]
-        a, b = predictions.get(r["a_arm"], {}), predictions.get(r["b_arm"], {})
-        if len(seeds) < 2 or metric not in ("accuracy", "log_loss") or \
-                any(s not in a or s not in b or len(a[s]) != len(b[s]) for s in seeds):
-            continue
-        both = seeds_and_examples(np.stack([example_differences(a[s], b[s], metric, mode)
-                                            for s in seeds]))
-        frame.loc[i, ["low_both", "high_both"]] = both.low, both.high
-
-
-def margin_for(margins: dict, metric: str, mean_b: float) -> float:
-    """The declared equivalence margin of `metric` in its own units: an absolute one as it is,
-    a relative one ("2%") times |mean of B|; NaN when the sweep declared none."""
-    raw = margins.get(metric)
-    if raw is None:
-        return np.nan
-    if isinstance(raw, str) and raw.endswith("%"):
-        return float(raw[:-1]) / 100 * abs(mean_b)
-    return float(raw)
-
-
-def _equivalence_and_cost(frame: pd.DataFrame, first: pd.Index, values: dict,
-                          hours: dict) -> None:
-    """For the primary family: the family's level alpha / m, the MDE and the difference's
-    interval at that level, the paired TOST within the margin (Holm over the family, an
-    untestable member as p = 1), and, per member, the seeds and CPU-hours an answer needs."""
-    from reports.stats import mean_ci
-
-    m = len(first)
-    level = family_alpha(m)
-    frame.loc[first, "alpha_family"] = level
-    p_eq = []
-    for i in first:
-        r = frame.loc[i]
-        seeds = [int(x) for x in str(r["seeds"]).split(",") if x != ""]
-        d = [values[r["a_arm"]][s] - values[r["b_arm"]][s] for s in seeds] if seeds else []
-        p_eq.append(equivalence_p(d, r["margin"]) if len(d) >= 2 else np.nan)
-        wide = mean_ci(d, 1 - level) if len(d) >= 2 else None
-        frame.loc[i, ["family_low", "family_high"]] = \
-            (wide.low, wide.high) if wide else (np.nan, np.nan)
-        frame.loc[i, "mde_family"] = minimum_detectable(r["sd"], int(r["n"]), alpha=level)
-        frame.loc[i, "seeds_detect"] = seeds_to_detect(r["diff"], r["sd"], level)
-        frame.loc[i, "seeds_equiv"] = seeds_for_equivalence(r["diff"], r["sd"], r["margin"],
-                                                            level)
-        per_seed = hours.get(r["a_arm"], np.nan) + hours.get(r["b_arm"], np.nan)
-        for what in ("detect", "equiv"):
-            frame.loc[i, f"cpu_hours_{what}"] = frame.loc[i, f"seeds_{what}"] * per_seed
-    frame.loc[first, "p_equiv"] = p_eq
-    padded = [1.0 if not np.isfinite(x) else x for x in p_eq]
-    frame.loc[first, "p_equiv_holm"] = holm(padded)
-    frame.loc[frame.index.isin(first) & frame["p_equiv"].isna(), "p_equiv_holm"] = np.nan
 
 
 def _row(family: str, question: str, a: Arm | None, b: Arm | None, values: dict, metric: str,
@@ -360,26 +280,6 @@ def verdict(r) -> str:
         names = _names(r)
         return f"{names[1] if better else names[2]} better"
     return f"{_names(r)[1]} {'better' if better else 'worse'}{tag}"
-
-
-def cost_of_answer(r) -> str:
-    """What settling an undecided primary comparison would take, from the observed spread."""
-    m = r.metric
-
-    def seeds(n: float, hours: float) -> str:
-        if not fmt.finite(n):
-            return "not reachable" if n == np.inf else "unknown"
-        cpu = f", about {hours:.0f} CPU-hours" if fmt.finite(hours) else ""
-        return f"{int(n)} seeds{cpu}"
-
-    detect = seeds(r.seeds_detect, r.cpu_hours_detect)
-    equiv = (seeds(r.seeds_equiv, r.cpu_hours_equiv) if fmt.finite(r.margin)
-             else "no margin declared")
-    if r.seeds_equiv == np.inf and fmt.finite(r.margin):
-        equiv = f"not reachable (|observed difference| ≥ margin {fmt.diff_size(m, r.margin)})"
-    return (f"to detect the observed {fmt.with_unit(m, r.diff, True)} at α/m = "
-            f"{r.alpha_family:.4g} with 80% power: {detect}; to show equivalence within the "
-            f"margin: {equiv}")
 
 
 def _names(r) -> tuple[str, str, str]:
@@ -453,7 +353,7 @@ def _primary_sentence(r, who: str, name_a: str, name_b: str, values: str, stats:
         return (f"{who}: **{r.verdict}** ({values}; {stats}{margin}): both one-sided tests "
                 "reject a difference beyond the margin.")
     return (f"{who}: **undecided** ({values}; {stats}{margin}){reach}. What an answer would "
-            f"cost: {cost_of_answer(r)}.")
+            f"cost: {answers.cost_of_answer(r)}.")
 
 
 def _identical(r) -> bool:
