@@ -20,6 +20,7 @@ those are not read.
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -202,17 +203,16 @@ def verdicts(found: pd.DataFrame, comparisons: pd.DataFrame) -> list[str]:
     return out
 
 
-def stated(a, b) -> str:
-    """The source's stated conclusion about A vs B, as "A better" / "B better" / "same" with
-    its wording and place; '' when its text states none."""
+def stated(a, b) -> published.Conclusion | None:
+    """The source's stated conclusion about A vs B, seen from A (`direction`: A better, worse
+    or the same as B); None when its text states none."""
+    flipped = {"better": "worse", "worse": "better"}
     for mine, other, flip in ((a, b, False), (b, a, True)):
         for c in mine.conclusions:
             if c.vs == other.entry:
-                direction = {"better": "worse", "worse": "better"}.get(c.direction,
-                                                                       c.direction) \
-                    if flip else c.direction
-                return f"{direction}|{c.says}|{c.where}"
-    return ""
+                return replace(c, vs=b.entry, direction=flipped.get(c.direction, c.direction)
+                               if flip else c.direction)
+    return None
 
 
 def difference_position(r, theirs: float) -> tuple[str, float, float]:
@@ -222,7 +222,8 @@ def difference_position(r, theirs: float) -> tuple[str, float, float]:
     return position(theirs, low, high), low, high
 
 
-def verdict_sentence(r, theirs: float, stated_: str = "") -> str:
+def verdict_sentence(r, theirs: float,
+                     stated_: published.Conclusion | None = None) -> str:
     m = r.metric
     where, low, high = difference_position(r, theirs)
     against = (f"against one paired difference of ours, 95% prediction interval "
@@ -232,6 +233,6 @@ def verdict_sentence(r, theirs: float, stated_: str = "") -> str:
     if not stated_:
         return (f"**{r.declared}**: no stated conclusion; published difference "
                 f"{fmt.with_unit(m, theirs, True)} (one run each) {against}; {ours}.")
-    direction, says, place = stated_.split("|", 2)
-    return (f"**{r.declared}**: the source states \"{says}\" ({place}; A {direction} than B); "
+    return (f"**{r.declared}**: the source states \"{stated_.says}\" ({stated_.where}; A "
+            f"{stated_.direction} than B); "
             f"{ours}; published difference {fmt.with_unit(m, theirs, True)} {against}.")
