@@ -165,11 +165,13 @@ def test_a_killed_sweeps_parent_is_closed_by_the_rerun(tmp_path):
 
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     args = ["-m", "sweep=smoke", "hydra/launcher=basic", "variant=none", "seed=0",
-            "train.epochs=1,12", "task.train_limit=256", "task.eval_limit=128",
+            "train.epochs=1,60", "task.train_limit=256", "task.eval_limit=128",
             f"tracking.uri={store}"]
     err = tmp_path / "stderr.txt"
     proc = start(*args, f"hydra.sweep.dir={tmp_path / 'a'}", err=err)
-    wait_for(proc, err, "epoch 1/12")  # the 1-epoch job finished, the 12-epoch one is running
+    # the 1-epoch job finished, the 60-epoch one is running: 60 tiny epochs outlast the poll
+    # and the kill (with 12 they could all finish first on an idle machine)
+    wait_for(proc, err, "epoch 1/60")
     os.killpg(proc.pid, signal.SIGKILL)  # kill -9 of the whole sweep
     proc.wait(timeout=60)
     [old] = runs(store, is_sweep_parent="true")
@@ -184,5 +186,5 @@ def test_a_killed_sweeps_parent_is_closed_by_the_rerun(tmp_path):
     assert old.info.status == "KILLED" and new.info.status == "FINISHED"
     assert old.data.tags["superseded_by"] == new.info.run_id
     assert old.data.tags["sweep_key"] == new.data.tags["sweep_key"]
-    redone = [r for r in children(store) if r.data.params["train.epochs"] == "12"]
+    redone = [r for r in children(store) if r.data.params["train.epochs"] == "60"]
     assert sorted(r.info.status for r in redone) == ["FINISHED", "KILLED"]
