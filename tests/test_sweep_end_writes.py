@@ -32,7 +32,9 @@ def test_a_server_down_as_the_sweep_ends_fails_the_sweep_and_the_rerun_closes_it
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     # one immediate retry: the launching process gives up on the stopped server in seconds
     env.update(MLFLOW_HTTP_REQUEST_MAX_RETRIES="1", MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR="0")
-    overrides = (*ONE_JOB, "train.epochs=3", "hydra/launcher=parallel")
+    # 40 tiny epochs: the job is still running when the test polls for it (3 could all end
+    # before the first poll on an idle machine)
+    overrides = (*ONE_JOB, "train.epochs=40", "hydra/launcher=parallel")
     server.start()
     sweep = tmp_path / "sweep"
     proc = C.smoke_sweep(sweep, *overrides, f"tracking.uri={server.uri}", env=env)
