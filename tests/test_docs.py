@@ -1,6 +1,7 @@
 """The documentation stands alone in a clone: every dropout variant has its own section in
-docs/SEMANTICS.md, and every relative Markdown link in README.md and docs/*.md resolves to an
-existing path inside the repository (nothing points to ../shared or elsewhere outside it)."""
+docs/SEMANTICS.md, the README links every document of docs/, and every relative Markdown link in
+README.md, docs/*.md and reports/findings/README.md resolves to an existing path inside the
+repository (nothing points to ../shared or elsewhere outside it)."""
 
 from __future__ import annotations
 
@@ -80,7 +81,8 @@ def broken_links(path: Path) -> list[str]:
 
 
 def markdown_files() -> list[Path]:
-    return [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+    return [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")),
+            REPO / "reports" / "findings" / "README.md"]
 
 
 def test_the_three_design_documents_are_in_the_repository():
@@ -116,6 +118,14 @@ def test_readme_points_to_the_docs_and_the_link_check_sees_its_links():
     targets = link_targets((REPO / "README.md").read_text("utf-8"))
     for name in DOCS:
         assert f"docs/{name}" in targets, f"README.md does not link docs/{name}"
+
+
+def test_readme_links_every_document_in_docs():
+    """The README is short and points on: every file of docs/ is reachable from it."""
+    targets = {t.split("#", 1)[0] for t in link_targets((REPO / "README.md").read_text("utf-8"))}
+    unlinked = [p.name for p in sorted((REPO / "docs").glob("*.md"))
+                if f"docs/{p.name}" not in targets]
+    assert not unlinked, f"README.md does not link {unlinked}"
 
 
 def test_the_parsers_find_what_they_must(tmp_path, monkeypatch):

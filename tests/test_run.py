@@ -94,8 +94,9 @@ def test_mc_equals_standard_without_dropout(store):
 
 @pytest.mark.parametrize("framework", ["torch", pytest.param("keras", marks=pytest.mark.keras)])
 def test_a_forced_rerun_repeats_every_logged_number(tmp_path, framework):
-    """What the README promises: the same config on the same machine and thread count logs
-    the same numbers, bit for bit (per-epoch histories and the final test metrics)."""
+    """What docs/CONFIGURATION.md promises ("Reproducibility"): the same config on the same
+    machine and thread count logs the same numbers, bit for bit (per-epoch histories and the
+    final test metrics)."""
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     cfg = compose_cfg([*TINY_RT, f"framework={framework}", "variant=keras_impl2",
                        "train.threads=1", f"tracking.uri={store}", "tracking.force=true"])
