@@ -50,7 +50,7 @@ bench: setup
 	$(PY) -m experiments.bench $(ARGS)
 
 bench-report: setup
-	$(PY) -m reports.perf $(ARGS)
+	$(PY) -m experiments.report_bench $(ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check .

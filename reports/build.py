@@ -1,7 +1,8 @@
 """`make report` / `python -m reports.build`: the comparison report from an MLflow store alone.
 
 Reads runs and metric histories from the store (never from Hydra folders), writes
-`report.md`, a self-contained `report.html` and the figures (PNG + SVG) to the output folder,
+`report.md`, the self-contained `report.html` rendered from it and the figures (PNG + SVG) to
+the output folder,
 and logs them as artifacts (`report/`) of every sweep parent run the report covers, so the
 MLflow UI shows the report next to the runs (`--no-log-artifacts` to leave the store alone).
 """
@@ -12,9 +13,14 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import experiments.offline  # noqa: F401  (MLflow telemetry off before mlflow is imported)
 from experiments.tracking import DEFAULT_URI_HELP, REPO, TrackingError, default_uri, store_errors
+
+if TYPE_CHECKING:
+    from reports.report import Built
+    from reports.store.load import Filters
 
 DEFAULT_OUT = REPO / "results" / "report"
 
@@ -25,6 +31,7 @@ def _list(values: list[str] | None) -> list[str]:
 
 
 def parser() -> argparse.ArgumentParser:
+    """The command line; every option is documented by `--help`."""
     p = argparse.ArgumentParser(prog="python -m reports.build", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tracking-uri", default=None,
@@ -51,14 +58,17 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The exit status of one build: 0 written, 1 nothing to report, 2 bad input."""
     return run(parser().parse_args(argv))[0]
 
 
-def run(args: argparse.Namespace):
+def run(args: argparse.Namespace) -> tuple[int, Built | None]:
     """Build (and log) the report; returns (exit status, the `report.Built` or None), so tests
     check the numbers behind the very files they read."""
     start = time.perf_counter()
-    from reports import attach, health, load, render, report
+    from reports import report
+    from reports.analysis import health
+    from reports.store import attach, load
 
     uri = args.tracking_uri or default_uri()
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
@@ -84,12 +94,12 @@ def run(args: argparse.Namespace):
     _remove_old_figures(args.out / "figures")
     built = report.build(data, checked, args.out, described, args.compare_on, args.title,
                          args.family)
-    md, page = render.write(built.doc, args.out)
+    md, html = _write(built.markdown, args.out)
     logged = ""
     if not args.no_log_artifacts:
         figs = [p for f in built.figures for p in (f.png, f.svg)]
         try:
-            parents = attach.log_report(uri, data.runs, data.parents, [md, page], figs)
+            parents = attach.log_report(uri, data.runs, data.parents, [md, html], figs)
             logged = f"\n  logged as artifacts ({attach.ARTIFACT_DIR}/) of {len(parents)} " \
                      f"sweep parent run(s): {', '.join(p[:8] for p in parents) or 'none'}"
         except Exception as e:  # the report is written; a read-only store only loses the copy
@@ -97,8 +107,19 @@ def run(args: argparse.Namespace):
     total = time.perf_counter() - start
     print(f"report: {len(data.runs)} runs ({len(checked.usable)} used, {len(checked.flagged)} "
           f"flagged), {len(data.history)} history points; read {loaded - start:.1f} s, "
-          f"total {total:.1f} s\n  {md}\n  {page}{logged}")
+          f"total {total:.1f} s\n  {md}\n  {html}{logged}")
     return 0, built
+
+
+def _write(text: str, out: Path) -> tuple[Path, Path]:
+    """report.md, then report.html rendered from that same text (its figures under `out`)."""
+    from reports import page
+
+    out.mkdir(parents=True, exist_ok=True)
+    md, html = out / "report.md", out / "report.html"
+    md.write_text(text, encoding="utf-8")
+    html.write_text(page.render(text, out), encoding="utf-8")
+    return md, html
 
 
 def _remove_old_figures(folder: Path) -> None:
@@ -110,7 +131,8 @@ def _remove_old_figures(folder: Path) -> None:
                 path.unlink()
 
 
-def _describe(f) -> str:
+def _describe(f: Filters) -> str:
+    """The filters in one line, as the report names them ("task=imdb sweep=...")."""
     parts = [f"{name}={','.join(v)}" for name, v in (
         ("experiment", f.experiments), ("task", f.tasks), ("framework", f.frameworks),
         ("variants", f.variants)) if v]

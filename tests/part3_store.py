@@ -1,8 +1,8 @@
 """A small real MLflow store laid out like the `part3` sweep, for the report's tests.
 
 Written through MlflowClient exactly as experiments/run.py and experiments/sweep.py log (as
-reports/perf.py does for the benchmark): each run's params are the flattened config that
-`preset=part3_imdb_*` composes, tags `preset` (by which the report finds Part 3's numbers in
+experiments/report_bench.py does for the benchmark): each run's params are the flattened config
+that `preset=part3_imdb_*` composes, tags `preset` (by which the report finds Part 3's numbers in
 conf/published.yaml) and `select_on`, early stopping (`epochs_run` < train.epochs), MC
 validation only at the best epoch (train.mc_every = 0). Only the metric values are simulated,
 with a seed effect shared by all arms (what pairing by seed removes). The runs of one preset in

@@ -25,7 +25,9 @@ from experiments import tracking
 from experiments.run import execute
 from experiments.sweep import ENV_PARENTS, ENV_SWEEP_ID
 from reports import build as cli
-from reports import health, load, report
+from reports import report
+from reports.analysis import health
+from reports.store import history, load
 from tests.conftest import TINY_RT, compose_cfg
 
 pytestmark = pytest.mark.e2e
@@ -329,8 +331,8 @@ def test_bulk_history_read_equals_per_run_calls(sweep):
     client = sweep["client"]
     ids = list(sweep["data"].runs["run_id"])
     keys = ["train_loss", "valid_accuracy_mc"]
-    bulk = load.read_histories(client, ids, keys)
-    slow = load.pd.DataFrame(load._per_run(client, ids, keys),
+    bulk = history.read_histories(client, ids, keys)
+    slow = history.pd.DataFrame(history._per_run(client, ids, keys),
                              columns=["run_id", "key", "step", "value", "timestamp"])
     slow = slow.sort_values(["run_id", "key", "step"]).reset_index(drop=True)
     assert bulk[["run_id", "key", "step", "value"]].equals(slow[["run_id", "key", "step",

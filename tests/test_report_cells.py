@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from reports import arms, compare, sections, text
-from reports.render import Bullets
+from reports.analysis import arms, compare
+from reports.analysis import pairs as P
+from reports.sections import appendix
 
 # what every arm shares unless a test says otherwise (the rates conf/variant/*.yaml set)
 BASE = {"model.hidden_size": "16", "model.cell": "lstm", "dropout.input": "0.25",
@@ -17,19 +18,19 @@ BASE = {"model.hidden_size": "16", "model.cell": "lstm", "dropout.input": "0.25"
 ZONEOUT = {"dropout.zoneout_cell": "0.5", "dropout.zoneout_hidden": "0.05"}
 
 
-def _arm(variant: str, framework: str = "torch", **setting: str) -> compare.Arm:
+def _arm(variant: str, framework: str = "torch", **setting: str) -> P.Arm:
     s = {**BASE, **{k.replace("__", "."): v for k, v in setting.items()}}
     label = f"{variant} {sorted(setting.items())}" if setting else variant
-    return compare.Arm(f"rt|{framework}|{label}", label, "rt", framework, variant, s)
+    return P.Arm(f"rt|{framework}|{label}", label, "rt", framework, variant, s)
 
 
-def _found(arms_: list[compare.Arm]) -> list[tuple[str, str, str]]:
-    return [(q, a.arm, b.arm) for q, a, b in compare.pairs(arms_)]
+def _found(arms_: list[P.Arm]) -> list[tuple[str, str, str]]:
+    return [(q, a.arm, b.arm) for q, a, b in P.pairs(arms_)]
 
 
-def _questions_of(arms_: list[compare.Arm], a: compare.Arm, b: compare.Arm) -> list[str]:
+def _questions_of(arms_: list[P.Arm], a: P.Arm, b: P.Arm) -> list[str]:
     """The questions under which the unordered pair {a, b} was found (at most one)."""
-    return [q for q, x, y in compare.pairs(arms_) if {x.arm, y.arm} == {a.arm, b.arm}]
+    return [q for q, x, y in P.pairs(arms_) if {x.arm, y.arm} == {a.arm, b.arm}]
 
 
 def test_semeniuta_is_compared_with_keras_impl2_of_its_framework_only():
@@ -55,7 +56,7 @@ def test_zoneout_vs_none_is_a_cell_question_and_its_other_pairs_keep_theirs():
     assert _questions_of(every, sem, none) == ["none"]
     assert _questions_of(every, sem, naive) == ["naive"]
     # the zoneout arm is A, the baseline B
-    q, a, b = next(p for p in compare.pairs(every) if p[0] == "cell")
+    q, a, b = next(p for p in P.pairs(every) if p[0] == "cell")
     assert (a.variant, b.variant) == ("zoneout", "none")
 
 
@@ -68,11 +69,11 @@ def test_gru_vs_lstm_for_each_variant_with_gru_as_a():
            _arm("zoneout", model__cell="gru", dropout__zoneout_hidden="0.05")]
     every = [*gru, *lstm]
     found = [(a.variant, a.setting["model.cell"], b.setting["model.cell"])
-             for q, a, b in compare.pairs(every) if q == "gru"]
+             for q, a, b in P.pairs(every) if q == "gru"]
     assert sorted(found) == sorted((v, "gru", "lstm") for v in
                                    ("none", "naive", "semeniuta", "zoneout"))
     for g, lstm_arm in zip(gru, lstm, strict=True):
-        assert compare.differences(g, lstm_arm) == ["model.cell"]
+        assert P.differences(g, lstm_arm) == ["model.cell"]
     # the other questions still pair arms of one cell only
     assert _questions_of(every, gru[0], lstm[1]) == []  # GRU none vs LSTM naive
     assert _questions_of(every, gru[1], gru[0]) == ["none"]
@@ -90,7 +91,7 @@ def test_gru_vs_lstm_needs_the_same_framework_and_every_other_setting():
     zo = _arm("zoneout", **ZONEOUT)
     zo_gru = _arm("zoneout", model__cell="gru", dropout__zoneout_hidden="0.1")
     assert _questions_of([zo, zo_gru], zo, zo_gru) == []
-    assert compare.differences(zo_gru, zo) == ["dropout.zoneout_hidden", "model.cell"]
+    assert P.differences(zo_gru, zo) == ["dropout.zoneout_hidden", "model.cell"]
 
 
 def test_pairs_come_grouped_in_the_order_of_questions():
@@ -98,8 +99,8 @@ def test_pairs_come_grouped_in_the_order_of_questions():
         ("none", {}), ("naive", {}), ("keras_impl0", {}), ("keras_impl2", {}),
         ("semeniuta", {}), ("zoneout", ZONEOUT), ("naive", {"model__cell": "gru"}),
         ("keras_impl2", {"dropout__granularity": "batch"}), ("none", {"model__size": "x"}))]
-    questions = [q for q, _, _ in compare.pairs(every)]
-    order = list(compare.QUESTIONS)
+    questions = [q for q, _, _ in P.pairs(every)]
+    order = list(P.QUESTIONS)
     assert [order.index(q) for q in questions] == sorted(order.index(q) for q in questions)
     assert {"untied", "granularity", "cell", "gru", "none", "naive", "framework",
             "other"} <= set(questions)
@@ -118,8 +119,8 @@ def test_old_lstm_runs_without_the_cell_param_pair_with_new_gru_runs():
     ])
     found = arms.assign(runs)
     assert list(found["label"]) == ["naive [cell=lstm]", "naive [cell=gru]", "none [cell=lstm]"]
-    arm_list = sections.arm_list(found, arms.variant_order())
-    got = [(q, a.label, b.label) for q, a, b in compare.pairs(arm_list)]
+    arm_list = P.arm_list(found, arms.variant_order())
+    got = [(q, a.label, b.label) for q, a, b in P.pairs(arm_list)]
     assert ("gru", "naive [cell=gru]", "naive [cell=lstm]") in got
     assert ("none", "naive [cell=lstm]", "none [cell=lstm]") in got
     assert len(got) == 2  # the GRU naive arm is not compared with the LSTM none arm
@@ -134,5 +135,5 @@ def test_the_appendix_names_each_question_it_lists_in_words():
     c = compare.compare(per, arm_list, "accuracy", "std")
     asked = ["cell", "gru", "none", "naive"]  # zoneout vs naive: "naive"
     assert list(dict.fromkeys(c["question"])) == asked
-    bullets = next(b for b in text.appendix_blocks(c) if isinstance(b, Bullets))
-    assert bullets.items == [f"*{q}*: {compare.QUESTIONS[q]}" for q in asked]
+    bullets = next(b for b in appendix.task_blocks(c) if b.startswith("- "))
+    assert bullets.splitlines() == [f"- *{q}*: {P.QUESTIONS[q]}" for q in asked]

@@ -11,8 +11,10 @@ import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.transforms import Bbox
 
-from reports import figures
-from reports.forest import forest_plot
+from reports.figures.cost import cost_chart
+from reports.figures.curves import learning_curves
+from reports.figures.forest import forest_plot
+from reports.figures.mc import mc_histograms
 
 LONG = ["weightdrop_variational [part3_imdb_torch_weightdrop_variational]", "none",
         "keras_impl0 [part3_imdb_keras_variational]", "naive [granularity=batch, size=small]"]
@@ -59,7 +61,7 @@ def _history(metric: str, scale: float, mc_every_epoch: bool) -> tuple[pd.DataFr
 @pytest.mark.parametrize(("metric", "scale"), [("perplexity", 12345.0), ("accuracy", 0.85)])
 def test_curves_y_labels_are_not_clipped_or_covered_by_tick_labels(metric, scale):
     wide, runs = _history(metric, scale, True)
-    fig = figures.learning_curves(wide, runs, LONG, metric, ["keras", "torch"])
+    fig = learning_curves(wide, runs, LONG, metric, ["keras", "torch"])
     renderer = _renderer(fig)
     for ax in fig.axes:
         label = ax.yaxis.label.get_window_extent(renderer)
@@ -77,7 +79,7 @@ def test_curves_y_labels_are_not_clipped_or_covered_by_tick_labels(metric, scale
 
 def test_curves_with_mc_only_at_some_epochs_plot_standard_lines_and_mc_dots():
     wide, runs = _history("accuracy", 0.85, False)
-    fig = figures.learning_curves(wide, runs, LONG, "accuracy", ["keras", "torch"])
+    fig = learning_curves(wide, runs, LONG, "accuracy", ["keras", "torch"])
     lower = [ax for ax in fig.axes if "validation" in ax.get_ylabel()]
     assert len(lower) == 2
     for ax in lower:
@@ -93,7 +95,7 @@ def test_curves_with_mc_only_at_some_epochs_plot_standard_lines_and_mc_dots():
 def test_mc_histogram_legend_stays_clear_of_the_title_and_panels():
     wide, runs = _history("accuracy", 0.85, True)
     for labels in (LONG, LONG[:1]):
-        fig = figures.mc_histograms(wide, runs, labels, "accuracy", ["keras", "torch"])
+        fig = mc_histograms(wide, runs, labels, "accuracy", ["keras", "torch"])
         renderer = _renderer(fig)
         title = fig._suptitle.get_window_extent(renderer)
         legend = fig.legends[0].get_window_extent(renderer)
@@ -108,7 +110,7 @@ def test_mc_histogram_legend_stays_clear_of_the_title_and_panels():
 def test_cost_legend_covers_no_bar_and_labels_fit():
     table = pd.DataFrame({"label": LONG * 2, "framework": ["torch"] * 4 + ["keras"] * 4,
                           "train_tokens_per_s_rel": [1.0, 0.2, 1.4, 0.9, 1.0, 0.5, 1.1, 1.6]})
-    fig = figures.cost_chart(table)
+    fig = cost_chart(table)
     renderer = _renderer(fig)
     ax = fig.axes[0]
     legend = (fig.legends[0] if fig.legends else ax.get_legend()).get_window_extent(renderer)

@@ -20,8 +20,8 @@ import pytest
 from scipy import stats as sps
 
 from reports import build as cli
-from reports.forest import forest_plot
-from reports.provenance import store_name
+from reports.figures.forest import forest_plot
+from reports.store.names import store_name
 from tests import part3_expect as E
 from tests import part3_store
 

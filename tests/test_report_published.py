@@ -1,7 +1,8 @@
 """Published numbers: their one copy, conf/published.yaml, against the presets that reproduce
-them and the report's code, and how an arm matches a published row (reports/published.py).
-Part 3's IMDB numbers reach the report by the runs' preset tag (reports/part3.py;
-tests/test_report_part3.py checks the table on a real store)."""
+them and the report's code, and how an arm matches a published row
+(reports/analysis/published.py, shown by reports/sections/published.py). Part 3's IMDB numbers
+reach the report by the runs' preset tag (reports/analysis/part3.py; tests/test_report_part3.py
+checks the table on a real store)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ import pytest
 import yaml
 
 from experiments import config as C
-from reports import arms, part3, published
+from reports.analysis import arms, part3, published
+from reports.sections import published as published_section
 from tests.conftest import CONF, compose_cfg
 
 REPO = Path(__file__).resolve().parent.parent
@@ -106,7 +108,7 @@ def _forms(value: float) -> set[str]:
 def test_no_published_number_is_written_outside_the_data_file():
     """One fact, one place: neither the report's code, nor a preset, nor REFERENCES.md writes a
     number of the data file (REFERENCES.md keeps the sources and reading notes)."""
-    texts = {p: p.read_text() for p in [*(REPO / "reports").glob("*.py"),
+    texts = {p: p.read_text() for p in [*(REPO / "reports").rglob("*.py"),
                                        *(CONF / "preset").glob("*.yaml"),
                                        REPO / "docs" / "REFERENCES.md"]}
     values = {v for e in ENTRIES.values() for part in ("test", "valid")
@@ -144,13 +146,13 @@ def test_published_matching():
     summary = pd.DataFrame([{"arm": "x", "label": "none", "framework": "torch", "n": 3,
                              "perplexity_std_mean": 120.0, "perplexity_std_half": 2.0,
                              "perplexity_mc_mean": 119.0, "perplexity_mc_half": 2.0}])
-    frame, notes = published.table("ptb", summary, {"x": params})
+    frame, notes = published_section.table("ptb", summary, {"x": params})
     first = frame.iloc[0]
     assert first["ours"].startswith("120.00 ± 2.00 [std]")
     assert first["setting"] == "different setting: bptt 35≠20"
     assert first["published"] == f"{row.test:.2f} (valid {row.valid:.2f})"
     params["task.bptt"] = "20"
-    frame, _ = published.table("ptb", summary, {"x": params})
+    frame, _ = published_section.table("ptb", summary, {"x": params})
     assert frame.iloc[0]["setting"] == "**same setting**"
     assert all(r.caveat in notes for r in published.for_task("ptb") if r.caveat)
 

@@ -27,7 +27,8 @@ from mlflow.tracking import MlflowClient
 from experiments import config as C
 from experiments import tracking as T
 from reports import build as cli
-from reports import health, load
+from reports.analysis import health
+from reports.store import load, sweeps
 from tests import part3_store
 from tests.conftest import compose_cfg
 
@@ -124,7 +125,7 @@ def test_a_sweep_without_key_or_link_is_selected_alone(relaunched):
 
 def test_groups_join_parents_by_key_and_by_superseded_by(relaunched):
     data = load.load(relaunched["uri"])
-    groups = load.sweep_groups(data.parents)
+    groups = sweeps.sweep_groups(data.parents)
     p = relaunched["parents"]
     assert groups[p["p1"]] == groups[p["p2"]] == groups[p["p3"]] == KEY
     assert groups[p["other"]] == OTHER_KEY and groups[p["lone"]] == p["lone"]
@@ -172,8 +173,7 @@ def test_one_launch_over_two_experiments_is_not_a_relaunch_and_complete_stays_co
     complete launch relaunched anyway (every job skipped) is still complete."""
     import pandas as pd
 
-    from reports import text
-    from reports.render import Bullets
+    from reports.sections.health import relaunches
 
     def parent(run_id, sweep_id, experiment, start, status="FINISHED", finished=2):
         return {"run_id": run_id, "sweep_id": sweep_id, "experiment": experiment,
@@ -186,12 +186,12 @@ def test_one_launch_over_two_experiments_is_not_a_relaunch_and_complete_stays_co
     one = pd.DataFrame([parent("a" * 32, "s-1", "ptb", 1), parent("b" * 32, "s-1", "imdb", 1)])
     s = health.sweep_health(load.StoreData("sqlite:///x", {}, runs, pd.DataFrame(), one))
     assert list(s["verdict"]) == ["complete", "complete"]
-    assert not [b for b in text.relaunch_blocks(s) if isinstance(b, Bullets)]
+    assert not [b for b in relaunches(s) if b.startswith("- ")]
     again = pd.concat([one, pd.DataFrame([parent("c" * 32, "s-2", "ptb", 2, finished=0)])])
     s = health.sweep_health(load.StoreData("sqlite:///x", {}, runs, pd.DataFrame(), again))
     assert list(s["verdict"]) == ["complete"] * 3 and set(s["sweep"]) == {KEY}
-    [bullets] = text.relaunch_blocks(s)
-    assert "launched 2 times" in bullets.items[0]
+    [bullets] = relaunches(s)
+    assert "launched 2 times" in bullets.splitlines()[0]
     killed = pd.concat([pd.DataFrame([parent("d" * 32, "s-0", "ptb", 0, "KILLED", 1)]), again])
     s = health.sweep_health(load.StoreData("sqlite:///x", {}, runs, pd.DataFrame(), killed))
     verdict = s.set_index("parent_run")["verdict"]

@@ -3,6 +3,7 @@ matching, run health, per-run reductions, formatting and rendering."""
 
 from __future__ import annotations
 
+import base64
 import math
 from types import SimpleNamespace
 
@@ -11,8 +12,11 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from reports import arms, compare, fmt, health, render, tables
-from reports.load import Filters, StoreData, _filter_string
+from reports import fmt, markdown, page
+from reports.analysis import arms, compare, health, tables
+from reports.analysis import pairs as P
+from reports.analysis import verdicts as V
+from reports.store.load import Filters, StoreData, _filter_string
 
 
 def _runs(rows: list[dict]) -> pd.DataFrame:
@@ -52,11 +56,11 @@ def test_lockstep_context_keys_are_shown_once():
     assert labels == ["none [size=tiny]", "none [size=small]", "naive [size=small]"]
 
 
-def _arm(variant: str, framework: str = "torch", **setting) -> compare.Arm:
+def _arm(variant: str, framework: str = "torch", **setting) -> P.Arm:
     s = {"model.hidden_size": "16", "dropout.input": "0.25", "dropout.granularity": "sample",
          "dropout.recurrent": "0.25", "dropout.weight": "0.0", **setting}
     label = variant + ("" if not setting else f" [{setting}]")
-    return compare.Arm(f"rt|{framework}|{label}", label, "rt", framework, variant, s)
+    return P.Arm(f"rt|{framework}|{label}", label, "rt", framework, variant, s)
 
 
 def test_comparison_design():
@@ -65,7 +69,7 @@ def test_comparison_design():
           "weightdrop_variational", "weightdrop_column")]
     batch = _arm("keras_impl2", **{"dropout.granularity": "batch"})
     bigger = _arm("naive", **{"model.hidden_size": "64"})
-    pairs = compare.pairs([*a, batch, bigger])
+    pairs = P.pairs([*a, batch, bigger])
     found = {(q, x.variant, y.variant, x.framework, y.framework) for q, x, y in pairs}
     assert len({frozenset((x.arm, y.arm)) for _, x, y in pairs}) == len(pairs)  # once each
     for fw in ("torch", "keras"):
@@ -91,11 +95,11 @@ def test_comparison_design():
 def test_rates_a_variant_does_not_use_do_not_block_a_comparison():
     wd = _arm("weightdrop", **{"dropout.weight": "0.25", "dropout.recurrent": "0.0"})
     impl2 = _arm("keras_impl2", **{"dropout.recurrent": "0.25", "dropout.weight": "0.0"})
-    assert compare.differences(wd, impl2) == []
+    assert P.differences(wd, impl2) == []
     other = _arm("keras_impl2", **{"dropout.input": "0.5"})
-    assert compare.differences(wd, other) == ["dropout.input"]
-    assert compare.applicable("dropout.eval_active", "weightdrop_variational")
-    assert not compare.applicable("dropout.eval_active", "weightdrop")
+    assert P.differences(wd, other) == ["dropout.input"]
+    assert P.applicable("dropout.eval_active", "weightdrop_variational")
+    assert not P.applicable("dropout.eval_active", "weightdrop")
 
 
 def _row(**kw):
@@ -108,17 +112,17 @@ def _row(**kw):
 
 def test_verdicts_and_sentences_respect_the_metric_direction():
     r = _row()
-    assert compare.verdict(r) == "A better"  # lower perplexity is better
-    assert "A is better than B" in compare.sentence(r)
+    assert V.verdict(r) == "A better"  # lower perplexity is better
+    assert "A is better than B" in V.sentence(r)
     acc = _row(metric="accuracy", mean_a=0.80, mean_b=0.82, diff=-0.02, low=-0.03, high=-0.01)
-    assert compare.verdict(acc) == "A worse" and "-2.00 pp" in compare.sentence(acc)
+    assert V.verdict(acc) == "A worse" and "-2.00 pp" in V.sentence(acc)
     ns = _row(p=0.02, p_holm=0.3)
-    assert compare.verdict(ns) == "no detectable difference"
-    assert "suggestive" in compare.sentence(ns) and "up to 3.00" in compare.sentence(ns)
+    assert V.verdict(ns) == "no detectable difference"
+    assert "suggestive" in V.sentence(ns) and "up to 3.00" in V.sentence(ns)
     one = _row(n=1, p=math.nan, p_holm=math.nan, low=math.nan, high=math.nan)
-    assert compare.verdict(one).startswith("not testable")
+    assert V.verdict(one).startswith("not testable")
     same = _row(diff=0.0, sd=0.0, p=1.0, p_holm=1.0, low=0.0, high=0.0)
-    assert "identical" in compare.sentence(same)
+    assert "identical" in V.sentence(same)
 
 
 class _Row:
@@ -174,15 +178,49 @@ def test_formatting():
     assert fmt.num("perplexity", 1234.56) == "1234.6"
 
 
-def test_render_escapes_and_inlines():
-    doc = render.Document("T <x>")
-    doc.add(render.Heading("1. A b"), render.Para("**bold** and `code` <script>"),
-            render.Table(pd.DataFrame({"a|b": ["x|y"]}), "cap", "summary"))
-    md, page = render.to_markdown(doc), render.to_html(doc)
+def test_render_escapes_and_inlines(tmp_path):
+    """The page is rendered from the Markdown: escaped cells and text, bold and code inline,
+    heading ids for links, a text table's class, and no markup from the text."""
+    md = markdown.document("T <x>", [
+        markdown.heading("1. A b"), "**bold** and `code` <script>",
+        markdown.table(pd.DataFrame({"a|b": ["x|y"]}), "cap", text=True)])
+    html = page.render(md, tmp_path)
     assert "| a\\|b |" in md and "| x\\|y |" in md
-    assert "<b>bold</b>" in page and "<code>code</code>" in page
-    assert "<script>" not in page and "&lt;script&gt;" in page
-    assert 'id="1-a-b"' in page and 'class="summary"' in page
+    assert "<b>bold</b>" in html and "<code>code</code>" in html
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert 'id="1-a-b"' in html and 'class="wide"' in html
+
+
+def test_page_inlines_figures_and_lists_the_sections(tmp_path):
+    """The page's title and table of contents come from the Markdown's headings, an image beside
+    the Markdown is inlined, and a table of numbers keeps plain cells."""
+    figure = tmp_path / "figures" / "f.png"
+    figure.parent.mkdir()
+    figure.write_bytes(b"\x89PNG not really")
+    md = markdown.document("T", [markdown.heading("1. One"), "![a figure](figures/f.png)",
+                                 markdown.heading("one task", 3),
+                                 markdown.table(pd.DataFrame({"n": ["1"]}))])
+    html = page.render(md, tmp_path)
+    data = base64.b64encode(figure.read_bytes()).decode("ascii")
+    assert f'src="data:image/png;base64,{data}"' in html and "figures/f.png" not in html
+    assert '<li><a href="#1-one">1. One</a></li>' in html and 'href="#one-task"' not in html
+    assert html.count("<h1>T</h1>") == 1 and 'id="one-task"' in html
+    assert "<table>" in html and "<td>1</td>" in html
+
+
+def test_sections_are_numbered_by_their_place_in_the_one_list():
+    from reports import sections
+
+    assert sections.headings() == [
+        None, "1. Summary", "2. Primary questions", "3. Part 3 beside us",
+        "4. Learning curves", "5. MC dropout minus standard evaluation", "6. Cost",
+        "7. Other published numbers", "8. Run health", "9. Provenance",
+        "Appendix A. All pairwise comparisons"]
+    order = (("front", sections.answers.SECTION), ("body", sections.health.SECTION),
+             ("appendix", sections.appendix.SECTION), ("appendix", sections.cost.SECTION))
+    assert sections.headings(order) == [None, "1. Run health",
+                                        "Appendix A. All pairwise comparisons",
+                                        "Appendix B. Cost"]
 
 
 def test_filter_string_pushes_single_values_and_quotes():
@@ -195,7 +233,7 @@ def test_holm_family_per_question():
     per = pd.DataFrame({"arm": ["a"] * 3 + ["b"] * 3 + ["c"] * 3, "seed": [0, 1, 2] * 3,
                         "test_accuracy_std": [0.8, 0.82, 0.81, 0.7, 0.73, 0.71,
                                               0.75, 0.74, 0.78]})
-    arms_ = [compare.Arm(x, v, "rt", "torch", v, {}) for x, v in
+    arms_ = [P.Arm(x, v, "rt", "torch", v, {}) for x, v in
              (("a", "naive"), ("b", "none"), ("c", "keras_impl2"))]
     task = compare.compare(per, arms_, "accuracy", "std", "task")
     question = compare.compare(per, arms_, "accuracy", "std", "question")
@@ -260,8 +298,8 @@ def test_health_accepts_early_stops_and_mc_only_at_the_selected_epoch():
 
 
 def test_arms_copies_of_the_config_facts_agree_with_experiments_config():
-    """reports.arms keeps copies (importing Hydra would cost the report a second): the values
-    of keys added later, and the settings that never define an arm."""
+    """reports.analysis.arms keeps copies (importing Hydra would cost the report a second): the
+    values of keys added later, and the settings that never define an arm."""
     from experiments import config as C
 
     assert {k: str(v) for k, v in C.ADDED_LATER.items()} == arms.ADDED_LATER
@@ -293,7 +331,7 @@ def test_preset_runs_are_labelled_by_their_preset_and_published_params_split_not
 
 
 def test_primary_tag_parsing_and_one_family_per_restarted_sweep():
-    from reports import primary
+    from reports.analysis import declared as primary
 
     assert primary.parse("a vs b\n\n  keras/none vs torch/none  # check\nbroken") == [
         ("a", "b"), ("keras/none", "torch/none"), ("broken", "")]
@@ -311,14 +349,14 @@ def test_primary_tag_parsing_and_one_family_per_restarted_sweep():
 def test_holm_only_within_the_primary_family():
     """Two declared comparisons (one untestable) and automatic ones: Holm adjusts the declared
     family of 2 only (the untestable one counts as not rejected); the rest keep their raw p."""
-    from reports.primary import Resolved
+    from reports.analysis.declared import Resolved
 
     rng = np.random.default_rng(1)
     seeds = list(range(5))
     values = {"a": 0.80, "b": 0.79, "c": 0.78}
     per = pd.DataFrame([{"arm": k, "seed": s, "test_accuracy_std": v + rng.normal(0, 0.004)
                          + 0.01 * s} for k, v in values.items() for s in seeds])
-    arms_ = {k: compare.Arm(k, k, "rt", "torch", v, {}) for k, v in
+    arms_ = {k: P.Arm(k, k, "rt", "torch", v, {}) for k, v in
              (("a", "naive"), ("b", "none"), ("c", "keras_impl2"))}
     declared = [Resolved("A vs B", arms_["a"], arms_["b"]),
                 Resolved("A vs X", arms_["a"], None, "no usable run of X")]
@@ -343,8 +381,8 @@ def test_a_superseded_sweep_parent_is_not_called_incomplete():
     health table says where it went on, and only the unfinished live sweep is incomplete."""
     import pandas as pd
 
-    from reports.health import sweep_health
-    from reports.load import StoreData
+    from reports.analysis.health import sweep_health
+    from reports.store.load import StoreData
 
     parents = pd.DataFrame([
         {"run_id": "old0000000", "sweep_id": "s1", "experiment": "imdb", "status": "KILLED",
@@ -369,8 +407,8 @@ def test_primary_difference_over_seeds_and_test_examples_from_logged_predictions
     import numpy as np
     from scipy import stats as sps
 
-    from reports import compare
-    from reports.primary import Resolved
+    from reports.analysis import compare
+    from reports.analysis.declared import Resolved
 
     rng = np.random.default_rng(2)
     n_examples, seeds = 400, [0, 1, 2, 3, 4]
@@ -383,7 +421,7 @@ def test_primary_difference_over_seeds_and_test_examples_from_logged_predictions
             rows.append({"arm": arm, "seed": s, "test_accuracy_std": float(np.mean(p_true > 0.5)),
                          "run_hours": 0.1})
     per = pd.DataFrame(rows)
-    arms = [compare.Arm(x, x, "imdb", "torch", "none", {}) for x in ("a", "b")]
+    arms = [P.Arm(x, x, "imdb", "torch", "none", {}) for x in ("a", "b")]
     declared = [Resolved("a vs b", arms[0], arms[1])]
     c = compare.compare(per, arms, "accuracy", "std", primary=declared, predictions=preds)
     r = c[c["family"] == "primary"].iloc[0]

@@ -54,7 +54,7 @@ METRIC_KEY = re.compile(r"^(valid|test)_(\w+|\{\})_(std|mc|\{\})$")
 
 
 def sources() -> list[tuple[str, ast.Module]]:
-    files = sorted([*(REPO / "experiments").glob("*.py"), *(REPO / "reports").glob("*.py")])
+    files = sorted([*(REPO / "experiments").glob("*.py"), *(REPO / "reports").rglob("*.py")])
     assert len(files) > 20, "the scan found too few modules"
     return [(f.relative_to(REPO).as_posix(), ast.parse(f.read_text(), str(f))) for f in files]
 
@@ -227,7 +227,8 @@ def test_default_store_is_defined_once(monkeypatch):
 def test_reports_import_no_framework():
     """The reports read tracking's and metrics' constants: importing them (and every report
     module) must not pull in a framework; tracking.py alone not even MLflow."""
-    reports = sorted(p.stem for p in (REPO / "reports").glob("*.py") if p.stem != "__init__")
+    reports = sorted(".".join(p.relative_to(REPO / "reports").with_suffix("").parts)
+                     for p in (REPO / "reports").rglob("*.py") if p.stem != "__init__")
     code = (
         "import sys, importlib\n"
         "import experiments.tracking\n"

@@ -25,7 +25,7 @@ from frameworks.spec import (
     Variant,
     rates_used_by,
 )
-from reports.compare import applicable
+from reports.analysis.pairs import applicable
 from tests.conftest import CONF
 
 NAMES = [v.value for v in Variant]

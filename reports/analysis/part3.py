@@ -26,15 +26,14 @@ import numpy as np
 import pandas as pd
 
 from experiments import tracking as T
-from experiments.metrics import MODES
-from reports import fmt, published
-from reports.load import HIGHER_IS_BETTER, task_metrics
+from reports import fmt
+from reports.analysis import published
+from reports.metrics import HIGHER_IS_BETTER, task_metrics
 from reports.stats import prediction_bounds
-
-NOTES = "abcdefghijklmnopqrstuvwxyz"
 
 
 def _common(values) -> str:
+    """The most frequent non-empty value ('' when none)."""
     found = Counter(v for v in values if v)
     return found.most_common(1)[0][0] if found else ""
 
@@ -122,10 +121,6 @@ def table(found: pd.DataFrame, summary: pd.DataFrame, rank_metric: str) -> pd.Da
     return frame
 
 
-POSITION_WORDS = {"consistent": "consistent with one run of ours", "above": "above",
-                  "below": "below"}
-
-
 def position(value: float, low: float, high: float) -> str:
     """Where one published run lies against the prediction interval of one run of ours:
     consistent (inside it), above, below; '' without an interval."""
@@ -134,73 +129,6 @@ def position(value: float, low: float, high: float) -> str:
     if value < low:
         return "below"
     return "above" if value > high else "consistent"
-
-
-def text(frame: pd.DataFrame, summary: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
-    """The table of one source as the reader sees it, one row per arm and metric; returns the
-    footnotes {note: letter} (the stated differences, shared by most arms, are shown once)."""
-    notes: dict[str, str] = {}
-    rows = []
-    frame = _with_both_modes(frame, summary)
-    for (_, metric), g in frame.groupby(["arm", "metric"], sort=False):
-        r = g.iloc[0]
-        if r.note:
-            notes.setdefault(r.note, NOTES[len(notes) % len(NOTES)])
-        theirs = "; ".join(f"{fmt.num(metric, x.published)} ({x.mode or 'mode not stated'})"
-                           for x in g.itertuples())
-        against = "; ".join(
-            f"{x.mode or 'not stated'} vs our {x.compared_mode} "
-            f"{fmt.interval(metric, x.ours_pi_low, x.ours_pi_high)}: "
-            + POSITION_WORDS.get(x.position, fmt.DASH) for x in g.itertuples())
-        ranked = metric == r.rank_metric
-        rows.append({
-            "arm": r.label, "framework": r.framework, "published setting": r.setting,
-            "metric": fmt.metric_name(metric), "published (test, one run)": theirs,
-            "seeds": r.n,  # its own column: arms of one table may have different counts
-            **{f"ours {m}": _ours(r, metric, m) for m in MODES},
-            "their run against one run of ours (95% prediction interval)": against,
-            "rank within framework: theirs / ours": f"{_rank(r.part3_rank)} / "
-            f"{_rank(r.our_rank)}" if ranked else fmt.DASH,
-            "their epoch / ours selected on": f"{r.selection or 'not stated'} / validation "
-            f"{fmt.metric_name(r.select_on)}",
-            "stated differences": f"[{notes[r.note]}]" if r.note else fmt.DASH,
-        })
-    return pd.DataFrame(rows), notes
-
-
-def _ours(r, metric: str, mode: str) -> str:
-    return fmt.pm(metric, r[f"{mode}_mean"], r[f"{mode}_half"])
-
-
-def _rank(x: float) -> str:
-    return str(int(x)) if fmt.finite(x) else fmt.DASH
-
-
-def _with_both_modes(frame: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
-    """Add our mean and half-width in both modes (std_mean, mc_half, ...) for the text table."""
-    s = summary.set_index("arm")
-    out = frame.copy()
-    for mode in MODES:
-        for x in ("mean", "half"):
-            out[f"{mode}_{x}"] = [s.loc[a].get(f"{m}_{mode}_{x}", np.nan)
-                                  for a, m in zip(out["arm"], out["metric"], strict=True)]
-    return out
-
-
-def verdicts(found: pd.DataFrame, comparisons: pd.DataFrame) -> list[str]:
-    """Per primary comparison whose two arms carry the source's number: what the source states
-    about the pair (its `conclusions`, never the sign of its two runs) against our verdict, and
-    its one-run difference against the prediction interval of one paired difference of ours."""
-    by_arm = {c.arm: c for c in found.itertuples()}
-    out = []
-    for r in comparisons[comparisons["family"] == "primary"].itertuples():
-        a, b = by_arm.get(r.a_arm), by_arm.get(r.b_arm)
-        if a is None or b is None:
-            continue
-        theirs = preferred(a.numbers, r.metric, r.mode) - preferred(b.numbers, r.metric, r.mode)
-        if fmt.finite(theirs):
-            out.append(verdict_sentence(r, theirs, stated(a, b)))
-    return out
 
 
 def stated(a, b) -> published.Conclusion | None:
@@ -220,19 +148,3 @@ def difference_position(r, theirs: float) -> tuple[str, float, float]:
     paired difference of ours (mean ± t · s_d · sqrt(1 + 1/n))."""
     low, high = prediction_bounds(r.diff, r.sd, r.n)
     return position(theirs, low, high), low, high
-
-
-def verdict_sentence(r, theirs: float,
-                     stated_: published.Conclusion | None = None) -> str:
-    m = r.metric
-    where, low, high = difference_position(r, theirs)
-    against = (f"against one paired difference of ours, 95% prediction interval "
-               f"{fmt.interval(m, low, high)} (n={r.n}): "
-               f"**{POSITION_WORDS.get(where, 'no interval')}**")
-    ours = f"our verdict: {r.verdict}"
-    if not stated_:
-        return (f"**{r.declared}**: no stated conclusion; published difference "
-                f"{fmt.with_unit(m, theirs, True)} (one run each) {against}; {ours}.")
-    return (f"**{r.declared}**: the source states \"{stated_.says}\" ({stated_.where}; A "
-            f"{stated_.direction} than B); "
-            f"{ours}; published difference {fmt.with_unit(m, theirs, True)} {against}.")

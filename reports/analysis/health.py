@@ -28,7 +28,9 @@ from experiments.metrics import (
     VALID,
 )
 from experiments.metrics import key as metric_key
-from reports.load import StoreData, sweep_groups, task_metrics
+from reports.metrics import task_metrics
+from reports.store.load import StoreData
+from reports.store.sweeps import sweep_groups
 
 REQUIRED_HISTORY = (TRAIN_LOSS, EPOCH_SECONDS, TRAIN_TOKENS_PER_S)
 
@@ -171,7 +173,7 @@ def sweep_health(data: StoreData) -> pd.DataFrame:
     """One row per sweep parent, newest first: what its closing summary says and what its runs
     show.
 
-    A sweep interrupted and launched again has a parent per launch (`load.sweep_groups`); the
+    A sweep interrupted and launched again has a parent per launch (`sweeps.sweep_groups`); the
     rerun skips the jobs earlier launches completed and counts them as skipped, so only its
     newest parent judges the sweep. An earlier parent is "superseded" (its missing jobs are the
     rerun's, not missing), whether the rerun closed it (tag superseded_by) or it was closed

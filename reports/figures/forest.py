@@ -15,7 +15,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from reports import fmt
-from reports.layout import fit
+from reports.figures.layout import fit
 
 STD, MC, PUBLISHED = "#1f4e79", "#e07b00", "black"
 MARGIN = "#dfe9d8"  # the equivalence band behind a difference
@@ -90,3 +90,4 @@ def forest_plot(arms: pd.DataFrame, diffs: pd.DataFrame, metric: str, mode: str)
                         ncols=min(3, len(handles)))
     fit(fig, grid, legend, "top")
     return fig
+

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from experiments import tracking as T
-from reports.compare import Arm, differing
+from reports.analysis.pairs import Arm, differing
 
 TAG = T.PRIMARY
 

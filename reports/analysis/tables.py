@@ -1,5 +1,6 @@
 """Numeric tables (pandas) of the report: per-run values, the per-task summary, MC minus
-standard, and cost. Formatting into strings lives in `reports.fmt`, so tests check numbers.
+standard, and cost. Formatting into strings lives in `reports.fmt` and the sections, so tests
+check numbers.
 
 Every interval is a 95% Student-t interval over seeds (one value per run); per-epoch values are
 first reduced to one number per run, because epochs of one run are not independent.
@@ -25,7 +26,8 @@ from experiments.metrics import (
     VALID,
 )
 from experiments.metrics import key as metric_key
-from reports.load import task_metrics
+from reports.analysis.arms import order_key
+from reports.metrics import HIGHER_IS_BETTER, task_metrics
 from reports.stats import MeanCI, mean_ci, predict_one
 
 COST = (TRAIN_TOKENS_PER_S, EPOCH_SECONDS, EVAL_SECONDS, EPOCH_CPU_SECONDS)
@@ -87,8 +89,6 @@ def run_hours(h: pd.DataFrame) -> float:
 
 def _shares(d: np.ndarray, metric: str) -> tuple[float, float]:
     """Fractions of epochs where MC was better and worse than standard (the rest are ties)."""
-    from reports.load import HIGHER_IS_BETTER
-
     d = d[np.isfinite(d)]
     if not len(d):
         return np.nan, np.nan
@@ -103,8 +103,6 @@ def _ci_columns(prefix: str, ci: MeanCI) -> dict[str, float]:
 
 def arms_of(runs: pd.DataFrame, variant_order: list[str]) -> list[tuple[str, str, str]]:
     """(arm, label, framework) in report order: variant order, label, framework."""
-    from reports.arms import order_key
-
     seen = runs.drop_duplicates("arm")[["arm", "label", "framework"]]
     keyed = sorted(seen.itertuples(index=False),
                    key=lambda a: (*order_key(a.label, variant_order), a.framework))

@@ -1,17 +1,17 @@
 """The primary family's answers beyond the paired t-test: equivalence within the margin the
 sweep declared, the interval over seeds and test examples, and what an undecided answer would
-cost (seeds and CPU-hours). `reports.compare` builds the rows; this module fills these columns
-of its primary rows and words the cost."""
+cost (seeds and CPU-hours). `reports.analysis.compare` builds the rows; this module fills these
+columns of its primary rows and words the cost."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from experiments.metrics import EPS
 from reports import fmt
 from reports.stats import (
     equivalence_p,
+    example_differences,
     family_alpha,
     holm,
     mean_ci,
@@ -25,15 +25,6 @@ from reports.stats import (
 def paired_seeds(r) -> list[int]:
     """The seeds a comparison row paired (its `seeds` column, "0,1,2")."""
     return [int(x) for x in str(r["seeds"]).split(",") if x != ""]
-
-
-def example_differences(a: np.ndarray, b: np.ndarray, metric: str, mode: str) -> np.ndarray:
-    """Per test example, A's contribution to `metric` minus B's, from the logged predictions
-    (label, p_std, p_mc): correct or not for accuracy, -log p(true label) for log-loss."""
-    column = 1 if mode == "std" else 2
-    if metric == "accuracy":
-        return (a[:, column] > 0.5).astype(float) - (b[:, column] > 0.5).astype(float)
-    return np.log(np.clip(b[:, column], EPS, 1)) - np.log(np.clip(a[:, column], EPS, 1))
 
 
 def with_test_sampling(frame: pd.DataFrame, first: pd.Index, predictions: dict, metric: str,

@@ -3,8 +3,9 @@
 The data file maps an id to a published result: its source, setting, our closest variant and
 framework, test (and validation) numbers by metric and evaluation mode, the parameters the
 setting fixes and its caveat. Entries with `match: preset` are set beside the runs of their
-preset in "Part 3 beside us" (reports/part3.py, by the runs' `preset` tag); every other entry
-becomes one row per (metric, mode) here, set beside our closest arm.
+preset in "Part 3 beside us" (reports/analysis/part3.py, by the runs' `preset` tag); every other
+entry becomes one row per (metric, mode) of "Other published numbers"
+(reports/sections/published.py), set beside our closest arm.
 
 A published row is "same setting" only when one of our arms has every parameter the paper's
 setting fixes and the row has no caveat that no run of this suite can remove (one seed with the
@@ -19,11 +20,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
-
-from reports import fmt
-
-DATA = Path(__file__).resolve().parent.parent / "conf" / "published.yaml"
+DATA = Path(__file__).resolve().parents[2] / "conf" / "published.yaml"
 UNSTATED = "unstated"  # the mode of a number whose source did not say which evaluation it used
 MODES = ("std", "mc", UNSTATED)
 MATCHES = ("closest", "preset")
@@ -234,52 +231,3 @@ def mismatches(row: Published, setting: dict[str, str]) -> list[str]:
 
 def for_task(task: str) -> list[Published]:
     return [r for r in rows() if r.task == task]
-
-
-def table(task: str, summary: pd.DataFrame, settings: dict[str, dict[str, str]]
-          ) -> tuple[pd.DataFrame, dict[str, str]]:
-    """Published rows of `task` beside our closest arm (same variant and framework, fewest
-    mismatching parameters); returns the text table and the footnotes {caveat: letter}."""
-    notes: dict[str, str] = {}
-    shown = []
-    present = {c.removesuffix("_std_mean") for c in summary.columns if c.endswith("_std_mean")}
-    for p in for_task(task):
-        mode = p.mode or "std"
-        reasons = []
-        if p.caveat:
-            notes.setdefault(p.caveat, "abcdefghijklmnopqrstuvwxyz"[len(notes) % 26])
-            reasons.append(f"[{notes[p.caveat]}]")
-        ours = "not run"
-        cand = summary[summary["label"].str.split(" [", regex=False).str[0] == p.variant] \
-            if len(summary) else summary
-        if p.framework and len(cand):
-            cand = cand[cand["framework"] == p.framework]
-        if p.metric not in present:
-            ours = f"n/a (no {fmt.metric_name(p.metric)} logged)"
-        elif len(cand):
-            # the closest arm of each framework (fewest mismatches, then most seeds)
-            scored = sorted((len(mismatches(p, settings[r.arm])), -r.n, r.framework, r.Index)
-                            for r in cand.itertuples())
-            best = {}
-            for _, _, framework, idx in scored:
-                best.setdefault(framework, idx)
-            col = f"{p.metric}_{mode}"
-            ours = "; ".join(
-                f"{fmt.pm(p.metric, r[col + '_mean'], r[col + '_half'])} [{mode}] "
-                f"({r['label']}, {r['framework']}, n={r['n']})"
-                for r in (cand.loc[i] for i in sorted(best.values(), key=list(cand.index).index)))
-            miss = mismatches(p, settings[cand.loc[scored[0][3], "arm"]])
-            reasons += miss[:6] + ([f"+{len(miss) - 6} more"] if len(miss) > 6 else [])
-        else:
-            reasons.append("no run of this variant")
-        shown.append({
-            "source": p.source, "published setting": p.setting,
-            "closest variant": f"{p.variant} ({p.framework or 'either framework'})",
-            "metric": f"test {fmt.metric_name(p.metric)}, {p.mode or 'mode not stated'}",
-            "published": fmt.num(p.metric, p.test)
-            + (f" (valid {fmt.num(p.metric, p.valid)})" if p.valid else ""),
-            "ours": ours,
-            "setting": "**same setting**" if not reasons
-            else "different setting: " + "; ".join(reasons),
-        })
-    return pd.DataFrame(shown), notes
