@@ -24,7 +24,7 @@ each of --torch-loops / --keras-loops, one row each (`keras_impl0 [cpp]`; the de
 keeps the plain name); the `path` column says what computed it (compute_path).
 
     python -m experiments.bench [--shapes ptb200 ptb650 cls128] [--budget-min 15] [--rounds N]
-        [--quick] [--batches N] [--torch-loops bptt cpp] [--keras-loops bptt cpp] [--threads N]
+        [--quick] [--batches N] [--torch-loops auto bptt] [--keras-loops auto bptt] [--threads N]
 """
 
 from __future__ import annotations
@@ -54,7 +54,9 @@ from experiments.bench_stats import (
     schedule,
     share_now,
 )
+from experiments.config import KerasLoop, TorchLoop
 from frameworks import variants as registry
+from frameworks.compute import Compute
 from frameworks.spec import (
     FRAMEWORK_VARIANTS,
     ModelSpec,
@@ -80,9 +82,8 @@ BATCHES = {"ptb200": 4, "ptb650": 2, "cls128": 8, "tiny": 2}
 # the proportions matter, to split the budget so each shape gets about as many rounds.
 COST = {"ptb200": 0.35, "ptb650": 1.6, "cls128": 0.1, "tiny": 0.01}
 BASELINE = {"torch": "none", "keras": "stock_no_dropout"}
-# compute.LOOPS of each backend, without importing either here
-LOOPS = {"torch": ("bptt", "eager", "cpp"), "keras": ("bptt", "cpp")}
-DEFAULT_LOOP = "bptt"
+LOOPS = {"torch": tuple(v.value for v in TorchLoop), "keras": tuple(v.value for v in KerasLoop)}
+DEFAULT_LOOP = "auto"
 KEYS = {"train": "train", "cpu": "train_cpu", "eval": "eval"}  # measured -> field prefix
 TAIL_S = 30.0  # of the budget, kept for the table, CSV and MLflow after the workers
 
@@ -172,12 +173,6 @@ def worker(args: argparse.Namespace) -> list[dict]:
     return rows
 
 
-def configure(backend, arm: Arm) -> None:
-    """Switch the process-wide compute options right before an arm runs: the torch layer
-    reads the loop at call time, so one runner per arm serves whatever was configured."""
-    backend.configure_compute(**({"loop": arm.loop} if arm.loop else {}))
-
-
 def measure_shape(backend, args: argparse.Namespace, shape: str, share_end: float) -> list[dict]:
     """The rows of one shape: every arm built and called once (tracing, compiling and the cpp
     build stay out of the rounds), then rounds until the stop rule says stop, each measuring
@@ -197,9 +192,9 @@ def measure_shape(backend, args: argparse.Namespace, shape: str, share_end: floa
     runners, first_call = {}, {}
     for arm in shape_arms.values():
         spec = arm.spec(shape, data.vocab_size, data.num_outputs)
-        runner = backend.Runner(spec, OptimSpec("sgd", clip_norm=5.0), seed=0, device=args.device)
+        runner = backend.Runner(spec, OptimSpec("sgd", clip_norm=5.0), seed=0, device=args.device,
+                                compute=Compute(arm.loop or DEFAULT_LOOP))
         runner.load_weights(initial_weights(spec, 0))
-        configure(backend, arm)
         start = time.perf_counter()
         runner.train_epoch(sample[:1], 0.1)  # traces / compiles / builds the cpp loop
         runner.predict(sample[:1], stochastic=False)
@@ -213,13 +208,12 @@ def measure_shape(backend, args: argparse.Namespace, shape: str, share_end: floa
         out: dict[str, list[dict[str, float]]] = {}
         now = [n for n in names if chosen is None or n in chosen]
         for name in schedule(now, BASELINE[args.worker], round_):
-            configure(backend, shape_arms[name])
             start, cpu = time.perf_counter(), time.process_time()
             runners[name].train_epoch(sample, 0.1)
             middle, cpu = time.perf_counter(), time.process_time() - cpu
             runners[name].predict(sample, stochastic=False)
             end = time.perf_counter()
-            path = backend.compute_path()  # since configure: training and evaluation
+            path = runners[name].compute_path()  # training and evaluation so far
             paths[name] += [] if path in paths[name] else [path]
             out.setdefault(name, []).append(  # never a zero division
                 {"train": tokens / max(middle - start, 1e-9), "cpu": tokens / max(cpu, 1e-9),
@@ -291,14 +285,15 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batches", type=int, default=None,
                         help="batches per arm and round (default by shape: "
                              + ", ".join(f"{k} {v}" for k, v in BATCHES.items()) + ")")
-    parser.add_argument("--torch-loops", nargs="+", default=["bptt", "cpp"],
+    parser.add_argument("--torch-loops", nargs="+", default=["auto", "bptt"],
                         choices=LOOPS["torch"],
                         help="framework.torch_loop values to measure every PyTorch per-step "
-                             "loop variant under, one row each (default: bptt cpp)")
-    parser.add_argument("--keras-loops", nargs="+", default=["bptt", "cpp"],
+                             "loop variant under, one row each (default: auto bptt, the "
+                             "default path and the one a machine without a compiler takes)")
+    parser.add_argument("--keras-loops", nargs="+", default=["auto", "bptt"],
                         choices=LOOPS["keras"],
                         help="framework.keras_loop values to measure the Keras Gal family "
-                             "under, one row each (default: bptt cpp)")
+                             "under, one row each (default: auto bptt)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, default=REPO / "results" / "bench")

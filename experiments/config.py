@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from experiments.metrics import METRICS
 from experiments.tasks import TASK_KINDS
 from frameworks import variants
+from frameworks.compute import Compute
 from frameworks.spec import (
     Cell,
     Granularity,
@@ -85,25 +86,28 @@ DropoutConfig = make_dataclass("DropoutConfig", [
 DropoutConfig.__module__ = __name__
 
 
+# A backend's paths, fastest first, and what each covers: frameworks/<backend>/compute.py.
 class TorchLoop(str, enum.Enum):
-    bptt = "bptt"
-    eager = "eager"
-    cpp = "cpp"  # the compiled loop of frameworks/torch_backend/fused_loop.py (bptt without it)
+    auto = "auto"  # the fastest path that computes the call
+    cpp = "cpp"  # the compiled loop of frameworks/torch_backend/fused_loop.py
+    bptt = "bptt"  # the LSTM Gal family's hand-written backward (gal_bptt.py)
+    eager = "eager"  # the autograd loop of cells.py
 
 
 class KerasLoop(str, enum.Enum):
-    bptt = "bptt"
-    cpp = "cpp"  # the compiled op of frameworks/keras_backend/native_loop.py (bptt without it)
+    auto = "auto"
+    cpp = "cpp"  # the compiled op of frameworks/keras_backend/native_loop.py
+    bptt = "bptt"  # recurrence.py's and cells.py's loops in the runner's tf.function
 
 
 @dataclass
 class FrameworkConfig:
     name: FrameworkName = FrameworkName.torch
     # how PyTorch computes, not what (frameworks/torch_backend/compute.py): outside the hash
-    torch_loop: TorchLoop = TorchLoop.bptt
-    torch_compile: bool = False
+    torch_loop: TorchLoop = TorchLoop.auto
+    torch_compile: bool = False  # the autograd loop through torch.compile (loop auto or eager)
     # how Keras computes (frameworks/keras_backend/compute.py): outside the hash
-    keras_loop: KerasLoop = KerasLoop.bptt
+    keras_loop: KerasLoop = KerasLoop.auto
 
 
 @dataclass
@@ -288,12 +292,12 @@ def validate(cfg: DictConfig) -> None:
     selection(cfg)
 
 
-def compute_options(cfg: DictConfig) -> dict[str, Any]:
-    """The backend's `configure_compute` arguments; one framework's switch on the other is
-    refused (it would be logged without having had an effect)."""
+def compute_options(cfg: DictConfig) -> Compute:
+    """The Runner's compute settings; one framework's switch on the other is refused (it would
+    be logged without having had an effect), as is torch.compile with a loop it does not run."""
     fw = cfg.framework
-    own = {"torch": {"torch_loop": TorchLoop.bptt, "torch_compile": False},
-           "keras": {"keras_loop": KerasLoop.bptt}}
+    own = {"torch": {"torch_loop": TorchLoop.auto, "torch_compile": False},
+           "keras": {"keras_loop": KerasLoop.auto}}
     for framework, switches in own.items():
         if framework == fw.name.value:
             continue
@@ -302,9 +306,13 @@ def compute_options(cfg: DictConfig) -> dict[str, Any]:
                 value = getattr(fw[key], "value", fw[key])
                 raise SpecError(f"framework.{key}={value} has no effect with framework="
                                 f"{fw.name.value}; it is a {framework} switch")
-    if fw.name.value == "torch":
-        return {"loop": fw.torch_loop.value, "compile": bool(fw.torch_compile)}
-    return {"loop": fw.keras_loop.value}
+    if fw.name.value == "keras":
+        return Compute(fw.keras_loop.value)
+    if fw.torch_compile and fw.torch_loop not in (TorchLoop.auto, TorchLoop.eager):
+        raise SpecError(f"framework.torch_loop={fw.torch_loop.value} with "
+                        "framework.torch_compile=true: torch.compile runs the autograd loop; "
+                        "allowed: auto, eager")
+    return Compute(fw.torch_loop.value, bool(fw.torch_compile))
 
 
 def unknown_keys(cfg: DictConfig, schema: DictConfig, prefix: str = "") -> None:

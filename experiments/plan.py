@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from experiments import config as C
 from experiments.tasks import TASK_KINDS
+from frameworks.compute import Compute
 from frameworks.spec import ModelSpec, OptimSpec, TaskKind
 
 
@@ -71,7 +72,7 @@ class RunPlan:
     tracking: TrackingPlan
     threads: int  # 0: decided at run time from SLURM or the sweep's parallel jobs
     device: str
-    compute: dict[str, Any]  # the backend's configure_compute arguments
+    compute: Compute  # how the Runner computes (outside the config hash)
     init_from: str | None
     config_hash: str
     params: dict[str, Any]  # every config key, flattened: what MLflow logs as params

@@ -186,8 +186,7 @@ def execute(cfg: DictConfig, prep: Prepared | None = None) -> RunResult:
     if not backend.device_available(plan.device):
         raise SpecError(f"train.device={plan.device}: {framework} sees no such device on "
                         "this machine; use train.device=cpu")
-    backend.configure_compute(**plan.compute)
-    runner = backend.Runner(prep.spec, plan.optim, plan.seed, plan.device)
+    runner = backend.Runner(prep.spec, plan.optim, plan.seed, plan.device, plan.compute)
     runner.load_weights(prep.weights)
 
     parent = plan.tracking.parent_run_id or sweep_parent(plan.tracking.experiment)
@@ -199,7 +198,7 @@ def execute(cfg: DictConfig, prep: Prepared | None = None) -> RunResult:
         _terminate_on_sigterm()
         _log_params(client, run_id, plan)
         metrics = _train(client, run_id, prep, runner)
-        tracking.log_params(client, run_id, {tracking.COMPUTE_PATH_PARAM: backend.compute_path()})
+        tracking.log_params(client, run_id, {tracking.COMPUTE_PATH_PARAM: runner.compute_path()})
     except BaseException as e:
         status = "KILLED" if isinstance(e, KeyboardInterrupt | SystemExit) else "FAILED"
         reason = _reason(e)

@@ -47,6 +47,7 @@ from typing import Protocol
 import numpy as np
 
 from frameworks import init as init_schemes
+from frameworks.compute import DEFAULT, Compute
 from frameworks.spec import Batch, ModelSpec, OptimSpec
 
 FRAMEWORKS = {"torch": "frameworks.torch_backend", "keras": "frameworks.keras_backend"}
@@ -61,8 +62,14 @@ class Runner(Protocol):
 
     spec: ModelSpec
 
-    def __init__(self, spec: ModelSpec, optim: OptimSpec, seed: int, device: str = "cpu"):
-        """Builds the model from `initial_weights(spec, seed)` and seeds its sampler."""
+    def __init__(self, spec: ModelSpec, optim: OptimSpec, seed: int, device: str = "cpu",
+                 compute: Compute = DEFAULT):
+        """Builds the model from `initial_weights(spec, seed)` and seeds its sampler; `compute`
+        says how, not what, it computes (frameworks/compute.py)."""
+        ...
+
+    def compute_path(self) -> str:
+        """Which path computed its per-step loops so far (logged as a param after training)."""
         ...
 
     def load_weights(self, weights: dict[str, np.ndarray]) -> None: ...
@@ -86,9 +93,8 @@ class Runner(Protocol):
 
 def load_backend(framework: str) -> ModuleType:
     """Import only the requested backend (the two frameworks fight over threads). The module
-    exports `Runner`, `configure_threads(n)`, `configure_compute(**options)` (its switches of how,
-    not what, it computes; `experiments.config.compute_options`), `compute_path()` (which code
-    path did compute, logged as a param) and `device_available(device)`."""
+    exports `Runner`, `LOOPS` (the values of its loop setting), `configure_threads(n)` and
+    `device_available(device)`."""
     try:
         module_name = FRAMEWORKS[framework]
     except KeyError:

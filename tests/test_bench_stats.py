@@ -213,7 +213,7 @@ def test_the_budget_is_shared_in_proportion_to_cost():
 
 def test_the_cli_resolves_quick_rounds_and_batches():
     args = bench.parse([])
-    assert args.rounds is None and args.budget_min == 15 and args.torch_loops == ["bptt", "cpp"]
+    assert args.rounds is None and args.budget_min == 15 and args.torch_loops == ["auto", "bptt"]
     assert bench.batches_for(args, "ptb650") == bench.BATCHES["ptb650"]
     assert bench.stop_rule(args, 60.0) == StopRule(min_rounds=3, threshold=0.10, budget_s=60.0)
     quick = bench.parse(["--quick"])
@@ -225,8 +225,8 @@ def test_the_cli_resolves_quick_rounds_and_batches():
     with pytest.raises(SystemExit):
         bench.parse(["--torch-loops", "fast"])
     with pytest.raises(SystemExit):
-        bench.parse(["--keras-loops", "eager"])  # Keras has bptt and cpp only
-    assert args.keras_loops == ["bptt", "cpp"]
+        bench.parse(["--keras-loops", "eager"])  # Keras has auto, cpp and bptt only
+    assert args.keras_loops == ["auto", "bptt"]
     # the budget goes to each framework x shape in proportion to arms x batches x cost
     ptb, cls = bench.weight(args, "torch", "ptb650"), bench.weight(args, "torch", "cls128")
     assert ptb / cls == pytest.approx(bench.BATCHES["ptb650"] * bench.COST["ptb650"]
@@ -237,18 +237,18 @@ STEP_LOOP = ("keras_impl0", "keras_impl1", "keras_impl2", "semeniuta", "zoneout"
 
 
 def test_step_loop_arms_get_one_row_per_loop():
-    torch = {a.name: a for a in bench.arms("torch", None, ("bptt", "cpp"))}
+    torch = {a.name: a for a in bench.arms("torch", None, ("auto", "bptt"))}
     for v in STEP_LOOP:
-        assert torch[v].loop == "bptt" and torch[f"{v} [cpp]"].loop == "cpp"
+        assert torch[v].loop == "auto" and torch[f"{v} [bptt]"].loop == "bptt"
     assert [n for n in torch if n.startswith("none")] == ["none"]
     assert not any(n.endswith("]") for n in torch if n.split(" ")[0] not in STEP_LOOP)
     assert len(torch) == len(bench.arms("torch", None)) + len(STEP_LOOP)
     only_cpp = [a.name for a in bench.arms("torch", ["keras_impl2"], ("cpp",))]
     assert only_cpp == ["none", "keras_impl2 [cpp]"]
-    keras = {a.name: a for a in bench.arms("keras", None, ("bptt", "cpp"))}
+    keras = {a.name: a for a in bench.arms("keras", None, ("auto", "bptt"))}
     gal = ("keras_impl0", "keras_impl1", "keras_impl2")  # Keras: only its LSTM Gal loops switch
     for v in gal:
-        assert keras[v].loop == "bptt" and keras[f"{v} [cpp]"].loop == "cpp"
+        assert keras[v].loop == "auto" and keras[f"{v} [bptt]"].loop == "bptt"
     assert not any(n.endswith("]") for n in keras if n.split(" ")[0] not in gal)
     assert list(keras)[-2:] == ["stock_no_dropout", "stock_dropout"]
     assert len(keras) == len(bench.arms("keras", None)) + len(gal)

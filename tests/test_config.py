@@ -8,6 +8,7 @@ import pytest
 
 from experiments import config as C
 from experiments.plan import make as make_plan
+from frameworks.compute import Compute
 from frameworks.spec import Variant
 from tests.conftest import compose_cfg
 
@@ -76,8 +77,9 @@ def test_each_framework_takes_its_own_compute_switch_outside_the_hash():
     alone (it changes the numbers by float rounding only, tests/test_native_loop.py); either
     switch given to the other framework is refused before anything runs."""
     keras = ["framework=keras", "variant=keras_impl0"]
-    assert C.compute_options(compose_cfg([*keras, "framework.keras_loop=cpp"])) == {"loop": "cpp"}
-    assert C.compute_options(compose_cfg(keras)) == {"loop": "bptt"}
+    assert C.compute_options(compose_cfg([*keras, "framework.keras_loop=cpp"])) == Compute("cpp")
+    assert C.compute_options(compose_cfg(keras)) == Compute("auto")  # the default: the fastest
+    assert C.compute_options(compose_cfg([])) == Compute("auto", False)
     assert C.config_hash(compose_cfg([*keras, "framework.keras_loop=cpp"])) == \
         C.config_hash(compose_cfg(keras))
     with pytest.raises(C.SpecError, match="framework.keras_loop=cpp has no effect with "
@@ -86,3 +88,7 @@ def test_each_framework_takes_its_own_compute_switch_outside_the_hash():
     with pytest.raises(C.SpecError, match="framework.torch_loop=cpp has no effect with "
                                           "framework=keras; it is a torch switch"):
         C.compute_options(compose_cfg([*keras, "framework.torch_loop=cpp"]))
+    with pytest.raises(C.SpecError, match="framework.torch_loop=cpp with framework.torch_compile"
+                                          "=true: torch.compile runs the autograd loop; "
+                                          "allowed: auto, eager"):
+        C.compute_options(compose_cfg(["framework.torch_loop=cpp", "framework.torch_compile=true"]))

@@ -27,10 +27,10 @@ import torch
 
 from frameworks import native
 from frameworks.base import NumpyMaskSource, initial_weights
+from frameworks.compute import Compute
 from frameworks.sampling import keep_scale
 from frameworks.spec import Granularity, ModelSpec, OutputMode, TaskKind, Variant, rates_used_by
 from frameworks.torch_backend import cells, fused_loop
-from frameworks.torch_backend.compute import configure_compute, path_used
 from frameworks.torch_backend.hooks import CandidateDropout, Zoneout
 from frameworks.torch_backend.model import DropoutLSTMModel
 from frameworks.torch_backend.sampler import MaskSampler
@@ -45,12 +45,6 @@ needs_build = pytest.mark.usefixtures("compiled")
 def compiled() -> None:
     """The compiled loop (first build: ~15-40 s); skipped where it cannot be built."""
     skip_unless_built(fused_loop.BUILD)
-
-
-@pytest.fixture(autouse=True)
-def _default_compute():
-    yield
-    configure_compute()
 
 
 # ---- loop level ----------------------------------------------------------------------------
@@ -208,11 +202,10 @@ def make_spec(variant: str, task: TaskKind, cell: str, **kw) -> ModelSpec:
 
 def forward_backward(spec: ModelSpec, loop: str, train: bool = True):
     """Logits, final state and named gradients of one training step with masks from a fixed
-    numpy source; the path the run records."""
-    configure_compute(loop=loop)
+    numpy source; the path the model records."""
     sampler = MaskSampler(0)
     sampler.source = NumpyMaskSource(seed=7)
-    model = DropoutLSTMModel(spec, sampler).to(torch.float64)
+    model = DropoutLSTMModel(spec, sampler, Compute(loop)).to(torch.float64)
     load_weights(model, initial_weights(spec, 0))
     model.train(train)
     rng = np.random.default_rng(1)
@@ -225,7 +218,7 @@ def forward_backward(spec: ModelSpec, loop: str, train: bool = True):
     torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1)) \
         .backward()
     grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
-    return (logits, h, c), grads, path_used()
+    return (logits, h, c), grads, model.paths.joined()
 
 
 STEP_LOOP = ["keras_impl0", "keras_impl1", "keras_impl2", "semeniuta", "zoneout"]
@@ -268,31 +261,27 @@ def test_model_evaluation_and_mc(cell):
     passes (masks, no autograd) give the eager numbers."""
     for variant, train in (("zoneout", False), ("keras_impl0", True), ("semeniuta", True)):
         spec = make_spec(variant, LM, cell)
-        configure_compute(loop="eager")
         with torch.no_grad():
-            ref = _logits(spec, train)
-        configure_compute(loop="cpp")
-        with torch.no_grad():
-            got = _logits(spec, train)
-        assert path_used() == "cpp"
+            ref, _ = _logits(spec, train, "eager")
+            got, path = _logits(spec, train, "auto")
+        assert path == "cpp"
         _assert_close(got, ref, 1e-10, f"{variant} train={train}")
 
 
-def _logits(spec: ModelSpec, train: bool) -> torch.Tensor:
+def _logits(spec: ModelSpec, train: bool, loop: str) -> tuple[torch.Tensor, str]:
     sampler = MaskSampler(0)
     sampler.source = NumpyMaskSource(seed=7)
-    model = DropoutLSTMModel(spec, sampler).to(torch.float64)
+    model = DropoutLSTMModel(spec, sampler, Compute(loop)).to(torch.float64)
     load_weights(model, initial_weights(spec, 0))
     model.train(train)
     x = torch.as_tensor(np.random.default_rng(1).integers(0, V, (B, T)))
-    return model(x)[0]
+    return model(x)[0], model.paths.joined()
 
 
-def test_path_used_is_reset_and_none_without_a_step_loop():
-    configure_compute(loop="cpp")
-    assert path_used() == "none"
-    forward_backward(make_spec("none", LM, "lstm"), "cpp")
-    assert path_used() == "none"  # the fused layer ran
+def test_recorded_path_is_none_without_a_step_loop():
+    """A model that only ran fused layers records "none", on every loop setting."""
+    for loop in ("auto", "cpp", "eager"):
+        assert forward_backward(make_spec("none", LM, "lstm"), loop)[2] == "none"
 
 
 # ---- the sampler's draw --------------------------------------------------------------------
@@ -340,10 +329,12 @@ def test_the_sampler_draws_the_same_masks_with_or_without_the_compiled_draw(monk
 
 
 # ---- fallback ------------------------------------------------------------------------------
-def test_failed_build_warns_once_and_runs_the_existing_loop(monkeypatch, tmp_path):
-    """No compiler: one FusedLoopUnavailable warning for the whole process, never an error;
-    the numbers and the recorded path are those of the loop `bptt` runs (gal_bptt for the LSTM
-    Gal family, the autograd loop for the rest)."""
+@pytest.mark.parametrize("loop", ["auto", "cpp"])
+def test_failed_build_warns_once_and_runs_the_existing_loop(monkeypatch, tmp_path, loop):
+    """No compiler: one FusedLoopUnavailable warning for the whole process, never an error,
+    whether the compiled path was the default's choice or asked for; the numbers and the
+    recorded path are those of the next path (gal_bptt for the LSTM Gal family, the autograd
+    loop for the rest)."""
     monkeypatch.setattr(fused_loop, "BUILD", fused_loop.BUILD.fresh())
     monkeypatch.setattr(native, "CACHE", tmp_path / "native")
     monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
@@ -354,7 +345,7 @@ def test_failed_build_warns_once_and_runs_the_existing_loop(monkeypatch, tmp_pat
         for variant, cell, fallback in cases:
             spec = make_spec(variant, CLS, cell)
             ref, ref_grads, _ = forward_backward(spec, fallback)
-            got, got_grads, path = forward_backward(spec, "cpp")
+            got, got_grads, path = forward_backward(spec, loop)
             assert path == fallback
             for a, r in zip(got, ref, strict=True):
                 assert torch.equal(a, r)

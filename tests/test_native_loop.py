@@ -23,7 +23,8 @@ import tensorflow as tf
 from experiments.batching import Batch
 from frameworks import native
 from frameworks.base import initial_weights
-from frameworks.keras_backend import compute, native_loop, recurrence
+from frameworks.compute import Compute
+from frameworks.keras_backend import native_loop, recurrence
 from frameworks.spec import Granularity, ModelSpec, OptimSpec, TaskKind, Variant, rates_used_by
 from tests.conftest import skip_unless_built
 from tests.test_keras_gal_bptt import (
@@ -42,14 +43,6 @@ needs_build = pytest.mark.usefixtures("compiled")
 def compiled() -> None:
     """The compiled loop (first build: ~10-20 s); skipped where it cannot be built."""
     skip_unless_built(native_loop.BUILD)
-
-
-@pytest.fixture(autouse=True)
-def _default_compute():
-    compute.reset_paths()
-    yield
-    compute.configure_compute()
-    compute.reset_paths()
 
 
 # ---- loop level ----------------------------------------------------------------------------
@@ -105,16 +98,15 @@ def _batches(task: TaskKind) -> list[Batch]:
 
 def _train_and_predict(spec: ModelSpec, loop: str):
     """Loss, weights after two SGD steps, standard and MC predictions; the path recorded."""
-    from frameworks.keras_backend import Runner, compute_path
+    from frameworks.keras_backend import Runner
 
-    compute.configure_compute(loop=loop)
-    runner = Runner(spec, OptimSpec("sgd"), seed=0)
+    runner = Runner(spec, OptimSpec("sgd"), seed=0, compute=Compute(loop))
     runner.load_weights(initial_weights(spec, 0))
     batches = _batches(spec.task_kind)
     loss = runner.train_epoch(batches, lr=0.5)
     std = runner.predict(batches, stochastic=False)
     mc = runner.predict(batches, stochastic=True)
-    return loss, runner.export_weights(), std, mc, compute_path()
+    return loss, runner.export_weights(), std, mc, runner.compute_path()
 
 
 MODEL_CASES = [(v, task, g) for v in ("none", "keras_impl0", "keras_impl1", "keras_impl2")
@@ -130,7 +122,7 @@ def test_model_cpp_equals_bptt(case):
     variant, task, granularity = case
     spec = _spec(variant, task, granularity=granularity)
     ref = _train_and_predict(spec, "bptt")
-    got = _train_and_predict(spec, "cpp")
+    got = _train_and_predict(spec, "auto")  # the default: the compiled op
     assert (ref[-1], got[-1]) == ("tf.function", "cpp")
     assert got[0] == pytest.approx(ref[0], rel=1e-5)
     for name, r in ref[1].items():
@@ -146,7 +138,6 @@ def test_uncovered_layers_record_the_loop_that_ran():
     for spec, path in ((_spec("semeniuta", TaskKind.LANGUAGE_MODEL), "cpp+tf.function"),
                        (_spec("keras_impl0", TaskKind.LANGUAGE_MODEL, cell="gru"),
                         "tf.function")):
-        compute.reset_paths()
         ref = _train_and_predict(spec, "bptt")
         got = _train_and_predict(spec, "cpp")
         assert (ref[-1], got[-1]) == ("tf.function", path)
@@ -154,14 +145,17 @@ def test_uncovered_layers_record_the_loop_that_ran():
 
 
 def test_unknown_loop_is_refused():
-    with pytest.raises(ValueError, match="framework.keras_loop='fast'"):
-        compute.configure_compute(loop="fast")
+    from frameworks.keras_backend import Runner
+
+    with pytest.raises(ValueError, match="framework.keras_loop='fast' is not one of: auto, "):
+        Runner(_spec("none", TaskKind.CLASSIFIER), OptimSpec("sgd"), 0, compute=Compute("fast"))
 
 
 # ---- fallback ------------------------------------------------------------------------------
 def test_failed_build_warns_once_and_runs_the_existing_loop(monkeypatch, tmp_path):
-    """No compiler: one NativeLoopUnavailable warning for the whole process, never an error;
-    the numbers and the recorded path are those of `bptt`."""
+    """No compiler: one NativeLoopUnavailable warning for the whole process, never an error,
+    whether the compiled op was the default's choice or asked for; the numbers and the
+    recorded path are those of `bptt`."""
     monkeypatch.setattr(native_loop, "BUILD", native_loop.BUILD.fresh())
     monkeypatch.setattr(native, "CACHE", tmp_path / "native")
     monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
@@ -170,7 +164,7 @@ def test_failed_build_warns_once_and_runs_the_existing_loop(monkeypatch, tmp_pat
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         got = _train_and_predict(spec, "cpp")
-        again = _train_and_predict(_spec("keras_impl0", TaskKind.LANGUAGE_MODEL), "cpp")
+        again = _train_and_predict(_spec("keras_impl0", TaskKind.LANGUAGE_MODEL), "auto")
     ours = [w for w in caught if issubclass(w.category, native_loop.NativeLoopUnavailable)]
     assert len(ours) == 1, [str(w.message) for w in caught]
     assert "no-such-compiler" in str(ours[0].message)

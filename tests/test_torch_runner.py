@@ -13,9 +13,9 @@ import torch
 
 from experiments import config as C
 from frameworks.base import DivergenceError, NumpyMaskSource, initial_weights
+from frameworks.compute import Compute
 from frameworks.spec import Batch, ModelSpec, OptimSpec, TaskKind, Variant
 from frameworks.torch_backend import MaskSampler, Runner, configure_threads
-from frameworks.torch_backend.compute import configure_compute
 from tests.conftest import compose_cfg
 from tests.test_torch_reference import as_masks, as_params, ref_forward, ref_loss
 from tests.test_torch_semantics import CLS, LM, H, V, make_spec
@@ -225,8 +225,8 @@ def test_sampler_refuses_zero_rates_and_misshapen_injected_masks():
     with pytest.raises(ValueError, match="input.0"):
         sampler.draw("input.0", (2, 3), 0.5)
     assert sampler.calls == [("input.0", (2, 3), 0.5)]
-    with pytest.raises(ValueError, match="framework.torch_loop='fast'"):
-        configure_compute(loop="fast")
+    with pytest.raises(ValueError, match="framework.torch_loop='fast' is not one of: auto, "):
+        Runner(ModelSpec("lm", V, V, 4, H, 1, "none"), OptimSpec("sgd"), 0, compute=Compute("fast"))
 
 
 def test_importing_the_backend_never_imports_tensorflow_or_keras():
@@ -257,13 +257,9 @@ def test_compute_switches_change_the_numbers_by_rounding_only(compute):
     data = [Batch(rng.integers(0, V, (2, 4)), rng.integers(0, V, (2, 4))) for _ in range(3)]
     results = []
     for options in ({}, compute):
-        configure_compute(**options)
-        try:
-            r = Runner(spec, OptimSpec("sgd", clip_norm=1.0), seed=0)
-            loss = r.train_epoch(data, 0.5)
-            results.append((loss, r.export_weights(), r.predict(data, True)))
-        finally:
-            configure_compute()
+        r = Runner(spec, OptimSpec("sgd", clip_norm=1.0), seed=0, compute=Compute(**options))
+        loss = r.train_epoch(data, 0.5)
+        results.append((loss, r.export_weights(), r.predict(data, True)))
     (loss, weights, probs), (loss2, weights2, probs2) = results
     np.testing.assert_allclose(loss2, loss, rtol=1e-5)
     np.testing.assert_allclose(probs2, probs, rtol=1e-5)

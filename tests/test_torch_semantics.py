@@ -13,6 +13,7 @@ import torch
 
 from frameworks import variants
 from frameworks.base import NumpyMaskSource, initial_weights
+from frameworks.compute import Compute
 from frameworks.spec import (
     Granularity,
     ModelSpec,
@@ -21,10 +22,11 @@ from frameworks.spec import (
     Variant,
     rates_used_by,
 )
-from frameworks.torch_backend.compute import configure_compute
+from frameworks.torch_backend import fused_loop
 from frameworks.torch_backend.model import DropoutLSTMModel
 from frameworks.torch_backend.sampler import MaskSampler
 from frameworks.torch_backend.weights import load_weights
+from tests.conftest import skip_unless_built
 from tests.test_torch_reference import as_masks, as_params, ref_forward, ref_loss
 
 LM, CLS = TaskKind.LANGUAGE_MODEL, TaskKind.CLASSIFIER
@@ -51,10 +53,11 @@ def make_spec(variant: Variant, task: TaskKind = LM, rates: dict | None = None, 
     return ModelSpec(**base)
 
 
-def make_model(spec: ModelSpec, source=None, seed: int = 0, dtype=torch.float64):
+def make_model(spec: ModelSpec, source=None, seed: int = 0, dtype=torch.float64,
+               loop: str = "auto"):
     sampler = MaskSampler(seed)
     sampler.source = source
-    model = DropoutLSTMModel(spec, sampler).to(dtype)
+    model = DropoutLSTMModel(spec, sampler, Compute(loop)).to(dtype)
     load_weights(model, initial_weights(spec, seed))
     return model
 
@@ -96,24 +99,23 @@ def test_forward_state_and_gradients_equal_reference(variant, task, kw):
 GAL_RATES = [None, {"input": 0.3}, {"recurrent": 0.4}]
 
 
-@pytest.mark.parametrize("loop", ["bptt", "eager"])
+@pytest.mark.parametrize("loop", ["cpp", "bptt", "eager"])
 @pytest.mark.parametrize("rates", GAL_RATES, ids=str)
 @pytest.mark.parametrize("variant", GAL, ids=lambda v: v.value)
-def test_both_gal_loops_equal_reference(variant, rates, loop):
-    """The hand-written BPTT and the autograd loop, with and without each kind of mask."""
-    configure_compute(loop=loop)
-    try:
-        for kw in ({}, {"granularity": Granularity.BATCH}):
-            check_against_reference(make_spec(variant, LM, rates, **kw), loop)
-        check_against_reference(make_spec(variant, CLS, rates), loop)
-    finally:
-        configure_compute()
+def test_every_gal_path_equals_reference(variant, rates, loop):
+    """The compiled loop (the default's choice), the hand-written BPTT and the autograd loop,
+    with and without each kind of mask; the model records the path asked for."""
+    if loop == "cpp":
+        skip_unless_built(fused_loop.BUILD)
+    for kw in ({}, {"granularity": Granularity.BATCH}):
+        check_against_reference(make_spec(variant, LM, rates, **kw), loop)
+    check_against_reference(make_spec(variant, CLS, rates), loop)
 
 
 def check_against_reference(spec: ModelSpec, loop: str | None = None) -> None:
     variant = spec.variant
     source = NumpyMaskSource(seed=7)
-    model = make_model(spec, source)
+    model = make_model(spec, source, loop=loop or "auto")
     x, y = batch(spec)
     rng = np.random.default_rng(3)
     h0 = torch.tensor(rng.normal(size=(2, B, H)) * 0.5)
@@ -125,6 +127,7 @@ def check_against_reference(spec: ModelSpec, loop: str | None = None) -> None:
     assert masks or variant is Variant.NONE
     if loop is not None:  # the Gal loop that ran is the one asked for
         assert ("GalLoopBackward" in _graph_names(logits)) == (loop == "bptt")
+        assert model.paths.joined() == loop
     p = as_params(initial_weights(spec, 0))
     ref_logits, (hs, cs) = ref_forward(spec, p, masks, x, (h0, c0))
     ref_loss(ref_logits, y).backward()

@@ -12,11 +12,10 @@ import os
 os.environ["KERAS_BACKEND"] = "tensorflow"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from frameworks.keras_backend.compute import configure_compute  # noqa: E402
-from frameworks.keras_backend.compute import path_used as compute_path  # noqa: E402
+from frameworks.keras_backend.compute import LOOPS  # noqa: E402
 from frameworks.keras_backend.threads import configure_threads  # noqa: E402
 
-__all__ = ["Runner", "compute_path", "configure_compute", "configure_threads", "device_available"]
+__all__ = ["LOOPS", "Runner", "configure_threads", "device_available"]
 
 
 def device_available(device: str) -> bool:

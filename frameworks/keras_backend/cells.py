@@ -22,7 +22,10 @@ Tensor = tf.Tensor
 
 class StepHook:
     """A per-step intervention; the defaults change nothing. `sequences` are the time-major
-    tensors (T, ...) it reads per step; the loop hands it their slices at step t."""
+    tensors (T, ...) it reads per step; the loop hands it their slices at step t. `kind`
+    names it for the choice of a compute path (frameworks/compute.py)."""
+
+    kind = "hook"
 
     def sequences(self) -> list[Tensor]:
         return []

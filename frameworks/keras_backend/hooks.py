@@ -23,6 +23,8 @@ class CandidateDropout(StepHook):
     """Semeniuta et al. 2016: the candidate update times a (Bm, 1, H) mask, or a fresh
     (Bm, T, H) one per step; the memory (c, or the z * h part of a GRU) is never dropped."""
 
+    kind = "candidate"
+
     def __init__(self, mask: tf.Tensor):
         self.per_step = mask.shape[1] != 1
         self.mask = tf.transpose(mask, (1, 0, 2)) if self.per_step else mask[:, 0]
@@ -44,6 +46,8 @@ class Zoneout(StepHook):
     unit takes it and the previous value where it is zoned out; no 1/(1-p) scaling. The cell
     computes h from its un-zoned new c, as in the paper. `update` per state (h, c): a (B, T, H)
     0/1 mask (1 = take the update), the expectation 1 - p at evaluation, or None (not zoned)."""
+
+    kind = "zoneout"
 
     def __init__(self, update: list[tf.Tensor | float | None]):
         self.update = [u if u is None or isinstance(u, float) else tf.transpose(u, (1, 0, 2))

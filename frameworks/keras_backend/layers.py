@@ -1,11 +1,13 @@
 """One recurrent layer per variant family, holding its weights in Keras layout.
 
 `VariantRNN` is the suite's own layer (every variant but `keras3_builtin`, LSTM or GRU): it
-takes its masks as tensors, applies them by slot and shape, and picks the time loop: the LSTM's
-hand-ordered loops of `recurrence.py` without hooks, the cell seam's loop of `cells.py`
-otherwise. `BuiltinLSTM` wraps the stock `keras.layers.LSTM` for the library reference row. Both
-speak time-major (T, B, D) and hold kernel = w_ih.T (D, GH), recurrent_kernel = w_hh.T (H, GH),
-one bias (GH,) and, for the GRU, the recurrent-side bias_hh (GH,).
+takes its masks as tensors, applies them by slot and shape, and runs its time loop on the path
+frameworks/compute.py chooses from compute.py's list: the compiled op of `native_loop.py`, else
+the LSTM's hand-ordered loops of `recurrence.py` without hooks, the cell seam's loop of
+`cells.py` otherwise. `BuiltinLSTM` wraps the stock `keras.layers.LSTM` for the library
+reference row. Both speak time-major (T, B, D) and hold kernel = w_ih.T (D, GH),
+recurrent_kernel = w_hh.T (H, GH), one bias (GH,) and, for the GRU,
+the recurrent-side bias_hh (GH,).
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ import numpy as np
 import tensorflow as tf
 
 from frameworks import variants
-from frameworks.keras_backend import cells, hooks, native_loop, recurrence
-from frameworks.keras_backend.compute import current_loop, note_path
+from frameworks.compute import Call, Compute, PathRecord, candidates
+from frameworks.keras_backend import cells, compute, hooks, native_loop, recurrence
 from frameworks.spec import ModelSpec
 
 _LSTM_LOOPS = {0: recurrence.run_impl0, 1: recurrence.run_impl1, 2: recurrence.run_impl2}
@@ -56,9 +58,11 @@ class _Weights(keras.layers.Layer):
 class VariantRNN(_Weights):
     """The suite's recurrent layer; every mask arrives as a tensor (or is absent = not drawn)."""
 
-    def __init__(self, input_size: int, hidden_size: int, spec: ModelSpec, k: int, **kwargs):
+    def __init__(self, input_size: int, hidden_size: int, spec: ModelSpec, k: int,
+                 settings: Compute, paths: PathRecord, **kwargs):
         super().__init__(**kwargs)
         self.spec, self.k = spec, k
+        self.settings, self.paths = settings, paths
         self.cell = spec.cell.value
         self.entry = variants.entry(spec.variant)
         gh = spec.gates * hidden_size
@@ -91,18 +95,29 @@ class VariantRNN(_Weights):
         if f"weight.{k}" in masks:
             u = masked_recurrent_kernel(u, masks[f"weight.{k}"])
         step_hooks = hooks.for_layer(self.spec, k, masks)
-        if self.cell == "lstm" and not step_hooks:  # the LSTM's speed path
-            done = None
-            if current_loop() == "cpp":  # None: not covered here, or no build on this machine
+        call = Call(self.cell, "gpu" if native_loop.on_gpu(xs) else "cpu", xs.dtype.name,
+                    self.entry.order, frozenset(h.kind for h in step_hooks))
+        for path in candidates(compute.PATHS, self.settings, call, compute.SETTING):
+            done = None  # the compiled op returns None where it could not be built
+            if path.name == "cpp":
                 done = native_loop.run(xs, h, c, kernel, u, bias, in_mask, rec_mask)
-            note_path("tf.function" if done is None else "cpp")
+            else:
+                done = self._traced(xs, h, c, kernel, u, bias, in_mask, rec_mask, step_hooks)
             if done is not None:
+                self.paths.note(path.name)  # at tracing: once per traced function
                 return done
+        raise AssertionError("the tf.function path computes every call")
+
+    def _traced(self, xs: tf.Tensor, h: tf.Tensor, c: tf.Tensor, kernel: tf.Tensor,
+                u: tf.Tensor, bias: tf.Tensor, in_mask: tf.Tensor | None,
+                rec_mask: tf.Tensor | None, step_hooks: list[cells.StepHook]) -> recurrence.Loop:
+        """The `tf.function` path: the LSTM's hand-ordered loops without hooks (its speed
+        path), the cell seam's loop for every other cell and hook."""
+        if self.cell == "lstm" and not step_hooks:
             if in_mask is None and rec_mask is None:
                 return recurrence.run_fused(xs, h, c, kernel, u, bias)
             return _LSTM_LOOPS[self.entry.order](xs, h, c, kernel, u, bias, in_mask, rec_mask)
         bias_hh = None if self.bias_hh is None else tf.convert_to_tensor(self.bias_hh)
-        note_path("tf.function")
         return cells.run(self.cell, xs, h, c, kernel, u, bias, bias_hh, in_mask, rec_mask,
                          step_hooks)
 

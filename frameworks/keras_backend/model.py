@@ -14,6 +14,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from frameworks.compute import DEFAULT, Compute
+from frameworks.keras_backend.compute import record
 from frameworks.keras_backend.layers import BuiltinLSTM, VariantRNN
 from frameworks.spec import ModelSpec, OutputMode, TaskKind, Variant
 
@@ -23,9 +25,10 @@ States = list[tuple[tf.Tensor, tf.Tensor]]  # (h, c) per layer; a GRU's c stays 
 class Net(keras.layers.Layer):
     """Weights plus a pure forward function of (ids, states, masks)."""
 
-    def __init__(self, spec: ModelSpec, seed: int, **kwargs):
+    def __init__(self, spec: ModelSpec, seed: int, compute: Compute = DEFAULT, **kwargs):
         super().__init__(**kwargs)
         self.spec = spec
+        self.paths = record()  # what computed the layers, noted at tracing
         s = spec
         self.builtin = s.variant is Variant.KERAS3_BUILTIN
         self.embedding = self.add_weight(
@@ -38,7 +41,7 @@ class Net(keras.layers.Layer):
                 layer = BuiltinLSTM(d, s.hidden_size, s.input_dropout, s.recurrent_dropout,
                                     seed=seed * 16 + k, name=f"lstm_{k}")
             else:
-                layer = VariantRNN(d, s.hidden_size, s, k, name=f"lstm_{k}")
+                layer = VariantRNN(d, s.hidden_size, s, k, compute, self.paths, name=f"lstm_{k}")
             self.lstms.append(layer)
         self.decoder_weight = None
         if not s.tie_weights:

@@ -1,7 +1,8 @@
-"""The compiled LSTM loop for Keras (`framework.keras_loop=cpp`): recurrence.py's LSTM loops
-(no mask, the Gal family's tied or per-gate masks on x and h) as one TensorFlow op forward and
-one backward (csrc/gal_loop.cc over the shared core frameworks/csrc/rnn_loop.h), built on first
-use with TensorFlow's own compile flags and the C++ compiler on PATH ($CXX, else c++).
+"""The compiled LSTM loop for Keras (path `cpp`, the default where it covers a call):
+recurrence.py's LSTM loops (no mask, the Gal family's tied or per-gate masks on x and h) as one
+TensorFlow op forward and one backward (csrc/gal_loop.cc over the shared core
+frameworks/csrc/rnn_loop.h), built on first use with TensorFlow's own compile flags and the C++
+compiler on PATH ($CXX, else c++).
 
 Why: a tf.while_loop step is a dozen small ops, and at the classifier shape (B 64, T 50, H 128)
 their per-op cost is most of a step, for Keras' stock LSTM as for the suite's loops; here each
@@ -68,7 +69,7 @@ def _mask(mask: Tensor | None, width: int) -> Tensor:
     return mask[None] if len(mask.shape) == 2 else mask
 
 
-def _on_gpu(x: Tensor) -> bool:
+def on_gpu(x: Tensor) -> bool:
     return "GPU" in (x.device or "").upper() or (
         not x.device and bool(tf.config.list_logical_devices("GPU")))
 
@@ -78,7 +79,7 @@ def run(xs: Tensor, h: Tensor, c: Tensor, kernel: Tensor, u: Tensor, bias: Tenso
     """recurrence.py's LSTM loop result (outputs (T, B, H), h_T, c_T) through the compiled op,
     or None when this call is not covered or the op could not be built."""
     tensors = (xs, h, c, kernel, u, bias, *(m for m in (in_mask, rec_mask) if m is not None))
-    if any(t.dtype != tf.float32 for t in tensors) or _on_gpu(xs) or not BUILD.available():
+    if any(t.dtype != tf.float32 for t in tensors) or on_gpu(xs) or not BUILD.available():
         return None
     ops = BUILD.result
     m_in, m_rec = _mask(in_mask, kernel.shape[0]), _mask(rec_mask, u.shape[0])

@@ -20,6 +20,8 @@ import numpy as np
 import tensorflow as tf
 
 from frameworks.base import check_weights, initial_weights
+from frameworks.compute import DEFAULT, Compute, check
+from frameworks.keras_backend.compute import PATHS, SETTING
 from frameworks.keras_backend.model import Net, States
 from frameworks.keras_backend.optim import Optimizer
 from frameworks.keras_backend.sampler import MaskSampler
@@ -48,20 +50,22 @@ class Runner(RunnerLoop[Inputs, States]):
     """Implements `frameworks.base.Runner` with Keras 3 on TensorFlow: `train_epoch` and
     `predict` are the shared loop; this class supplies its compiled steps."""
 
-    def __init__(self, spec: ModelSpec, optim: OptimSpec, seed: int, device: str = "cpu"):
+    def __init__(self, spec: ModelSpec, optim: OptimSpec, seed: int, device: str = "cpu",
+                 compute: Compute = DEFAULT):
         check_framework_variant("keras", spec.variant)
         if keras.backend.backend() != "tensorflow":
             raise RuntimeError(
                 f"keras was imported with backend {keras.backend.backend()!r} before this "
                 "package; the Keras runner needs KERAS_BACKEND=tensorflow"
             )
+        compute = check(PATHS, compute, SETTING)
         self.spec = spec
         self.optim = optim
         self.seed = int(seed)
         self.device = _tf_device(device)
         keras.utils.set_random_seed(self.seed)
         with tf.device(self.device):
-            self.net = Net(spec, self.seed)
+            self.net = Net(spec, self.seed, compute)
             self.sampler = MaskSampler(self.seed)
             self.variables = list(self.net.trainable_weights)
             self.optimizer = Optimizer(optim, self.variables)
@@ -79,6 +83,11 @@ class Runner(RunnerLoop[Inputs, States]):
         self._predict_step = tf.function(partial(Runner._predict_step_fn, self), autograph=False)
 
     # -- weights -------------------------------------------------------------------------------
+    def compute_path(self) -> str:
+        """What computed this runner's recurrent layers, recorded when they were traced:
+        "cpp", "tf.function", or "cpp+tf.function" when the compiled op did not cover a layer."""
+        return self.net.paths.joined()
+
     def load_weights(self, weights: dict[str, np.ndarray]) -> None:
         check_weights(self.spec, weights)
         self.net.set_numpy({k: np.asarray(v, np.float32) for k, v in weights.items()})

@@ -9,8 +9,7 @@ import contextlib
 
 import torch
 
-from frameworks.torch_backend.compute import configure_compute
-from frameworks.torch_backend.compute import path_used as compute_path
+from frameworks.torch_backend.compute import LOOPS
 from frameworks.torch_backend.runner import Runner
 from frameworks.torch_backend.sampler import MaskSampler
 
@@ -34,5 +33,4 @@ def device_available(device: str) -> bool:
     return torch.cuda.is_available() and int(index or 0) < torch.cuda.device_count()
 
 
-__all__ = ["MaskSampler", "Runner", "compute_path", "configure_compute", "configure_threads",
-           "device_available"]
+__all__ = ["LOOPS", "MaskSampler", "Runner", "configure_threads", "device_available"]

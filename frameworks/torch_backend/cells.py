@@ -3,8 +3,8 @@ per-step loop takes a cell plus per-step hooks. Plain autograd, float-exact to t
 
 Why a seam: a new cell (GRU) or a new per-step intervention (Semeniuta's candidate mask,
 Zoneout's state mix) is one step function or one hook here, never another hand-written loop.
-The hand-written BPTT of gal_bptt.py stays as the LSTM Gal family's speed path; everything
-else (and RDS_TORCH_GAL=eager) runs this loop, and the tests check the two against each other.
+The compiled loop (fused_loop.py) and the hand-written BPTT of gal_bptt.py are faster paths
+(compute.py); this loop computes every call, and the tests hold the others to it.
 
 Layout: gate pre-activations (G, B, H) in the cell's gate order (LSTM i, f, g, o; GRU r, z, n
 as PyTorch); weights in PyTorch layout w_ih (GH, D), w_hh (GH, H); masks as in the contract of
@@ -22,8 +22,20 @@ from torch import Tensor
 State = tuple[Tensor, Tensor]  # (h, c), each (B, H); a GRU carries c through untouched
 
 
+Slots = dict[str, Tensor | float | None]
+
+
 class StepHook:
-    """A per-step intervention; the defaults change nothing."""
+    """A per-step intervention; the defaults change nothing. `kind` names it for the choice of
+    a compute path (frameworks/compute.py: which paths compute which hooks)."""
+
+    kind = "hook"
+
+    def core_slots(self) -> Slots | None:
+        """What the compiled core (fused_loop.py) reads for this hook, by slot: `candidate` a
+        (Bm, 1 or T, H) mask, `zoneout_h` / `zoneout_c` a (B, T, H) 0/1 update mask or the
+        scalar expectation. None: the core does not compute this hook."""
+        return None
 
     def candidate(self, t: int, g: Tensor) -> Tensor:
         """The candidate update (LSTM g_t after its tanh, GRU n_t) the cell uses at step t."""

@@ -2,8 +2,8 @@
 
 Off by default: on the 2-core CPU this suite targets, compiling the unrolled loop took 50-90 s
 per shape and ran slower than eager (see the backend report). `framework.torch_compile=true`
-turns it on (frameworks/torch_backend/compute.py). Compiled functions are made lazily and
-memoised per function.
+turns it on (the `compile` path of frameworks/torch_backend/compute.py). Compiled functions are
+made lazily and memoised per function.
 """
 
 from __future__ import annotations
@@ -15,22 +15,14 @@ from typing import TypeVar
 
 import torch
 
-from frameworks.torch_backend.compute import current
-
 F = TypeVar("F", bound=Callable[..., object])
 
 CACHE_DIR = Path(__file__).resolve().parents[2] / "results" / "torch_compile_cache"
 _compiled: dict[Callable[..., object], Callable[..., object]] = {}
 
 
-def enabled() -> bool:
-    return current().compile
-
-
-def maybe_compile(fn: F) -> F:
-    """`fn` itself, or its compiled form when compiling is on (decided at each call)."""
-    if not enabled():
-        return fn
+def compiled(fn: F) -> F:
+    """`fn`'s compiled form, made on first use."""
     if fn not in _compiled:
         os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(CACHE_DIR))
         CACHE_DIR.mkdir(parents=True, exist_ok=True)

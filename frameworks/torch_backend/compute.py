@@ -1,57 +1,46 @@
-"""How the PyTorch backend computes, as opposed to what: set once per run from the config keys
-framework.torch_loop and framework.torch_compile (logged as params), left out of the config hash
-because they change the numbers by float rounding only (tests/test_torch_semantics.py).
+"""How the PyTorch backend computes a per-step loop: its paths, fastest first, each with what it
+covers (the choice itself is frameworks/compute.py's, one place for both backends).
 
-- loop `bptt` (default): the LSTM Gal family runs the hand-written backward of gal_bptt.py;
-  `eager`: every per-step loop is the autograd loop of cells.py; `cpp`: every per-step loop the
-  compiled loop covers (LSTM and GRU, Gal masks, candidate dropout, zoneout; fused_loop.py) runs
-  in C++, built on first use; anything else, or a machine where the build fails (one warning),
-  runs what `bptt` runs.
-- compile: run the autograd loops through torch.compile (off by default: on a 2-core CPU,
-  compiling the unrolled loop took longer than it saved).
+- `cpp`: the compiled loop of fused_loop.py (LSTM and GRU, Gal masks, candidate dropout,
+  zoneout; CPU, float32/float64), built on first use;
+- `bptt`: the LSTM Gal family without hooks, through gal_bptt.py's hand-written backward;
+- `eager`: the autograd loop of cells.py, which computes every call;
+- `compile`: the same autograd loop through torch.compile (`framework.torch_compile=true`, off
+  by default: on a 2-core CPU compiling the unrolled loop took longer than it saved).
+
+`framework.torch_loop=auto` (the default) takes the first that covers a call; the settings
+arrive with the Runner and stay out of the config hash (tests/test_torch_semantics.py holds
+every path to the reference).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
 
-LOOPS = ("bptt", "eager", "cpp")
-PATHS = ("cpp", "bptt", "eager", "compile")  # what computed a per-step loop, in report order
+from torch import Tensor
 
+from frameworks.compute import Call, Path, PathRecord, loops, path
+from frameworks.torch_backend.cells import StepHook
+from frameworks.torch_backend.hooks import CORE_KINDS
 
-@dataclass(frozen=True)
-class Compute:
-    loop: str = "bptt"
-    compile: bool = False
-
-
-_current = Compute()
-_paths: set[str] = set()
-
-
-def configure_compute(loop: str = "bptt", compile: bool = False) -> None:  # noqa: A002
-    """Process-wide, like the thread count: one run per process."""
-    global _current
-    if loop not in LOOPS:
-        raise ValueError(f"framework.torch_loop={loop!r} is not one of: {', '.join(LOOPS)}")
-    _current = Compute(loop, bool(compile))
-    _paths.clear()
+PATHS: tuple[Path, ...] = (
+    path("cpp", "cpp", cells=("lstm", "gru"), devices=("cpu",), dtypes=("float32", "float64"),
+         hooks=CORE_KINDS),
+    path("bptt", "bptt", cells=("lstm",), hooks=(), gal_only=True),
+    path("eager", "eager"),
+    path("compile", "eager", compiled=True),
+)
+CPP = PATHS[0]
+LOOPS = loops(PATHS)  # auto, cpp, bptt, eager
+SETTING = "framework.torch_loop"
 
 
-def current() -> Compute:
-    return _current
+def call_for(cell: str, x: Tensor, gal_order: int | None, hooks: Sequence[StepHook]) -> Call:
+    """The description of one per-step loop call that the choice of a path reads."""
+    return Call(cell, x.device.type, str(x.dtype).removeprefix("torch."), gal_order,
+                frozenset(h.kind for h in hooks))
 
 
-def note_path(path: str) -> None:
-    """Called by the layer each time a per-step loop runs, with the path that computed it."""
-    _paths.add(path)
-
-
-def path_used() -> str:
-    """The paths that computed this run's per-step loops since `configure_compute`, joined by
-    '+' in PATHS order ("cpp"; "bptt" where the compiled loop was unavailable; "cpp+eager" when
-    a call it does not cover ran the autograd loop); "none" when no per-step loop has run (a
-    fused variant, or nothing trained yet). Why a record rather than the setting: `cpp` falls
-    back per call and per machine, so only the run knows what computed it; log it after
-    training, as a param outside the config hash."""
-    return "+".join(p for p in PATHS if p in _paths) or "none"
+def record() -> PathRecord:
+    """A runner's record of what computed its per-step loops ("none": only fused layers)."""
+    return PathRecord(tuple(p.name for p in PATHS))

@@ -1,6 +1,7 @@
-"""The compiled time loop (`framework.torch_loop=cpp`): the layer behind cells.run -- input
-side, per-step loop and hand-written backward -- as one C++ call each way (the shared core
-frameworks/csrc/rnn_loop.h through the binding csrc/fused_loop.cpp), built on first use.
+"""The compiled time loop (path `cpp`, the default where it covers a call): the layer behind
+cells.run -- input side, per-step loop and hand-written backward -- as one C++ call each way
+(the shared core frameworks/csrc/rnn_loop.h through the binding csrc/fused_loop.cpp), built on
+first use.
 
 Why: per-sample masks on h_{t-1} (the Gal family), a candidate mask (Semeniuta) and Zoneout's
 state mix cannot be folded into the weights, so no library LSTM runs them; in Python each time
@@ -10,12 +11,12 @@ whole loop over its rows of the batch (a step: one GEMM tile on oneDNN's brgemm 
 one fused pass over the gates), and the input projection and weight gradients are tiled GEMMs
 over all steps.
 
-Covered: the LSTM and GRU cells on CPU in float32/float64; no recurrent mask, a tied (Bm, H) or
-per-gate (G, Bm, H) one; no input mask, a tied (Bm, D) or per-gate (G, Bm, D) one; at most one
-candidate-dropout hook and one zoneout hook (hooks.py). Every Keras order (impl 0/1/2)
-computes the same function as the reference loop up to float rounding (the order only changes
-where the input matmul sits). Anything else -- another hook, another device or dtype -- returns
-None and the caller runs the existing loop.
+Covered: what compute.py's `cpp` path declares (the LSTM and GRU cells on CPU in
+float32/float64, every hook that declares its core slots: candidate dropout, zoneout); no
+recurrent mask, a tied (Bm, H) or per-gate (G, Bm, H) one; no input mask, a tied (Bm, D) or
+per-gate (G, Bm, D) one. Every Keras order (impl 0/1/2) computes the same function as the
+reference loop up to float rounding (the order only changes where the input matmul sits).
+Anything else returns None and the caller runs the next path.
 
 The same build carries the mask sampler's one-pass CPU draw (`draw_mask`, csrc/mask_draw.cpp),
 used once the build is loaded: torch.rand's values, a tenth of its CPU time.
@@ -38,8 +39,7 @@ import torch
 from torch import Tensor
 
 from frameworks import native
-from frameworks.torch_backend import cells
-from frameworks.torch_backend.hooks import CandidateDropout, Zoneout
+from frameworks.torch_backend import cells, compute
 
 NAME = "rds_fused_loop"
 CSRC = Path(__file__).resolve().parent / "csrc"
@@ -125,22 +125,23 @@ def _update(u: Tensor | float | None, like: Tensor, b: int, t: int, hid: int) ->
 
 def _masks(cell: str, x: Tensor, hid: int, m_in: Tensor | None, m_rec: Tensor | None,
            hooks: list[cells.StepHook]) -> _Masks | None:
-    """The hooks as masks, or None when one is not covered (the caller runs cells.run)."""
+    """The masks in the core's layout, each hook's from the slots it declares; None when a
+    hook declares none, two fill one slot, or a GRU would zone out a c it does not carry (the
+    caller then runs another path)."""
     b, t = x.shape[0], x.shape[1]
     gates = GATES[cell]
-    cand = uh = uc = None
-    kinds = [type(h) for h in hooks]
-    if any(k not in (CandidateDropout, Zoneout) for k in kinds) or len(set(kinds)) < len(kinds):
-        return None
+    slots: cells.Slots = {}
     for hook in hooks:
-        if isinstance(hook, CandidateDropout):
-            cand = _time_major(hook.mask.to(x.dtype), b, t, hid)
-        elif isinstance(hook, Zoneout):
-            upd_h, upd_c = hook.update
-            uh = _update(upd_h, x, b, t, hid)
-            uc = _update(upd_c, x, b, t, hid) if cell == "lstm" else None
-            if cell != "lstm" and upd_c is not None:
-                return None  # a GRU carries no c to zone out
+        own = hook.core_slots()
+        if own is None or slots.keys() & own.keys():
+            return None
+        slots.update(own)
+    if cell != "lstm" and slots.get("zoneout_c") is not None:
+        return None
+    cand = slots.get("candidate")
+    cand = None if cand is None else _time_major(cand.to(x.dtype), b, t, hid)
+    uh = _update(slots.get("zoneout_h"), x, b, t, hid)
+    uc = _update(slots.get("zoneout_c"), x, b, t, hid)
     per_gate = m_rec is not None and m_rec.dim() == 3
     if m_in is not None:  # (Bm, D) tied or (G, Bm, D) per gate -> (1 or G, B, D)
         m = _rows(m_in.to(x.dtype))
@@ -187,10 +188,10 @@ class _Layer(torch.autograd.Function):
 def run(cell: str, x: Tensor, h: Tensor, c: Tensor, w_ih: Tensor, w_hh: Tensor, bias: Tensor,
         bias_hh: Tensor | None, m_in: Tensor | None, m_rec: Tensor | None,
         hooks: list[cells.StepHook]) -> tuple[Tensor, Tensor, Tensor] | None:
-    """cells.run's result through the compiled loop, or None when this call is not covered or
-    the loop could not be built (the caller then runs the existing loop)."""
-    if cell not in GATES or x.device.type != "cpu" or x.dtype not in (torch.float32,
-                                                                        torch.float64):
+    """cells.run's result through the compiled loop, or None when the loop could not be built
+    or the call has what the path's entry in compute.py does not declare (no steps, mixed
+    dtypes, a hook without slots): the caller then runs the next path."""
+    if compute.CPP.why_not(compute.call_for(cell, x, None, hooks)) is not None:
         return None
     if x.shape[1] == 0 or any(w.dtype != x.dtype for w in (w_ih, w_hh, bias)):
         return None

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from torch import Tensor
 
 from frameworks.spec import ModelSpec
-from frameworks.torch_backend.cells import StepHook
+from frameworks.torch_backend.cells import Slots, StepHook
 
 Masks = dict[str, Tensor]
 
@@ -22,8 +22,13 @@ class CandidateDropout(StepHook):
     """Semeniuta et al. 2016: the candidate update times a (Bm, 1, H) or per-step (Bm, T, H)
     mask; the memory (c, or the z * h part of a GRU) is never dropped."""
 
+    kind = "candidate"
+
     def __init__(self, mask: Tensor):
         self.mask = mask
+
+    def core_slots(self) -> Slots:
+        return {"candidate": self.mask}
 
     def candidate(self, t: int, g: Tensor) -> Tensor:
         return g * self.mask[:, t if self.mask.shape[1] > 1 else 0]
@@ -40,8 +45,13 @@ class Zoneout(StepHook):
     computes h from its un-zoned new c, as in the paper. `update` per state (h, c): a (B, T, H)
     0/1 mask (1 = take the update), the expectation 1 - p at evaluation, or None (not zoned)."""
 
+    kind = "zoneout"
+
     def __init__(self, update: list[Tensor | float | None]):
         self.update = update
+
+    def core_slots(self) -> Slots:
+        return {"zoneout_h": self.update[0], "zoneout_c": self.update[1]}
 
     def mix(self, t: int, new: tuple[Tensor, Tensor], old: tuple[Tensor, Tensor]):
         out = []
@@ -66,6 +76,11 @@ HOOKS: dict[str, Callable[[ModelSpec, int, Masks], StepHook | None]] = {
     "candidate": _candidate,
     "zoneout": _zoneout,
 }
+
+
+# The hook kinds the compiled core computes: those whose class declares its slots.
+CORE_KINDS = frozenset(h.kind for h in (CandidateDropout, Zoneout)
+                       if h.core_slots is not StepHook.core_slots)
 
 
 def for_layer(spec: ModelSpec, k: int, masks: Masks) -> list[StepHook]:

@@ -5,11 +5,10 @@ scheme maps onto one module. Without masks or hooks (rate 0, or evaluation) ever
 that fused kernel and is exactly the no-dropout layer. A sequence-level input mask multiplies
 the input first; a weight mask is passed through `torch.func.functional_call`, so nothing on the
 module is ever replaced (the awd train -> eval -> train and deepcopy bugs cannot happen). Masks
-inside the recurrence (Gal's input and h_{t-1} masks) and per-step hooks run the per-step loop:
-with `framework.torch_loop=cpp` the compiled loop of fused_loop.py (every cell and hook it
-covers); else for the LSTM's Gal family without hooks the hand-written BPTT of gal_bptt.py
-(`bptt`, the default); otherwise the autograd loop of cells.py, through torch.compile when asked
-(compute.py). The path taken is recorded (compute.path_used) and logged with the run.
+inside the recurrence (Gal's input and h_{t-1} masks) and per-step hooks run a per-step loop on
+the path frameworks/compute.py chooses from compute.py's list (the compiled loop, the Gal
+family's hand-written BPTT, the autograd loop); the path taken is recorded per runner and logged
+with the run (`compute_path`).
 """
 
 from __future__ import annotations
@@ -18,11 +17,10 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from frameworks import variants
+from frameworks.compute import Compute, PathRecord, candidates
 from frameworks.spec import ModelSpec
-from frameworks.torch_backend import cells, fused_loop, gal_bptt, hooks
-from frameworks.torch_backend.compile import enabled as compile_enabled
-from frameworks.torch_backend.compile import maybe_compile
-from frameworks.torch_backend.compute import current, note_path
+from frameworks.torch_backend import cells, compute, fused_loop, gal_bptt, hooks
+from frameworks.torch_backend.compile import compiled
 
 State = tuple[Tensor, Tensor]  # (h, c), each (1, B, H); a GRU's c is carried untouched
 MODULES = {"lstm": nn.LSTM, "gru": nn.GRU}
@@ -39,9 +37,11 @@ def masked_weight_hh(weight: Tensor, mask: Tensor) -> Tensor:
 class RNNLayer(nn.Module):
     """A single recurrent layer, batch-first, (B, T, D) -> (B, T, H)."""
 
-    def __init__(self, input_size: int, hidden_size: int, spec: ModelSpec, k: int):
+    def __init__(self, input_size: int, hidden_size: int, spec: ModelSpec, k: int,
+                 settings: Compute, paths: PathRecord):
         super().__init__()
         self.spec, self.k = spec, k
+        self.settings, self.paths = settings, paths
         self.cell = spec.cell.value
         self.rnn = MODULES[self.cell](input_size, hidden_size, batch_first=True)
         self.entry = variants.entry(spec.variant)
@@ -76,22 +76,20 @@ class RNNLayer(nn.Module):
             bias, bias_hh = rnn.bias_ih_l0 + rnn.bias_hh_l0, None
         else:
             bias, bias_hh = rnn.bias_ih_l0, rnn.bias_hh_l0
-        loop, compiled = current().loop, compile_enabled()
-        done = None
-        if loop == "cpp" and not compiled:  # None: not covered here, or no build on this machine
-            done = fused_loop.run(self.cell, x, h0, c0, rnn.weight_ih_l0, w_hh, bias, bias_hh,
-                                  m_in, m_rec, step_hooks)
-        speed_path = (self.cell == "lstm" and not step_hooks and self.entry.order is not None
-                      and loop in ("bptt", "cpp") and not compiled)
-        if done is not None:
-            out, h, c = done
-            note_path("cpp")
-        elif speed_path:
-            out, h, c = gal_bptt.gal_loop(self.entry.order, x, h0, c0, rnn.weight_ih_l0, w_hh,
-                                          bias, m_in, m_rec)
-            note_path("bptt")
-        else:
-            out, h, c = maybe_compile(cells.run)(self.cell, x, h0, c0, rnn.weight_ih_l0, w_hh,
-                                                 bias, bias_hh, m_in, m_rec, step_hooks)
-            note_path("compile" if compiled else "eager")
-        return out, (h.unsqueeze(0), c.unsqueeze(0))
+        call = compute.call_for(self.cell, x, self.entry.order, step_hooks)
+        for path in candidates(compute.PATHS, self.settings, call, compute.SETTING):
+            if path.name == "cpp":  # None: no build on this machine (it warned once)
+                done = fused_loop.run(self.cell, x, h0, c0, rnn.weight_ih_l0, w_hh, bias,
+                                      bias_hh, m_in, m_rec, step_hooks)
+            elif path.name == "bptt":
+                done = gal_bptt.gal_loop(self.entry.order, x, h0, c0, rnn.weight_ih_l0, w_hh,
+                                         bias, m_in, m_rec)
+            else:
+                loop = compiled(cells.run) if path.name == "compile" else cells.run
+                done = loop(self.cell, x, h0, c0, rnn.weight_ih_l0, w_hh, bias, bias_hh, m_in,
+                            m_rec, step_hooks)
+            if done is not None:
+                self.paths.note(path.name)
+                out, h, c = done
+                return out, (h.unsqueeze(0), c.unsqueeze(0))
+        raise AssertionError("the autograd loop computes every call")

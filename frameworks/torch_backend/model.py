@@ -12,8 +12,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from frameworks.compute import DEFAULT, Compute
 from frameworks.masks import EVAL, TRAIN, mask_plan
 from frameworks.spec import ModelSpec, TaskKind, Variant
+from frameworks.torch_backend.compute import record
 from frameworks.torch_backend.layer import RNNLayer
 from frameworks.torch_backend.sampler import MaskSampler
 
@@ -23,10 +25,11 @@ State = tuple[Tensor, Tensor]  # (h, c), each (num_layers, B, H); a GRU's c stay
 class DropoutLSTMModel(nn.Module):
     """Builds the variant's layers from a `ModelSpec`; draws masks through `sampler`."""
 
-    def __init__(self, spec: ModelSpec, sampler: MaskSampler):
+    def __init__(self, spec: ModelSpec, sampler: MaskSampler, compute: Compute = DEFAULT):
         super().__init__()
         self.spec = spec
         self.sampler = sampler
+        self.paths = record()  # what computed the per-step loops (logged as compute_path)
         e, h, layers = spec.embed_size, spec.hidden_size, spec.num_layers
         self.embedding = nn.Embedding(spec.vocab_size, e)
         self.builtin = spec.variant is Variant.TORCH_BUILTIN
@@ -36,7 +39,7 @@ class DropoutLSTMModel(nn.Module):
             )
         else:
             self.layers = nn.ModuleList(
-                RNNLayer(e if k == 0 else h, h, spec, k) for k in range(layers)
+                RNNLayer(e if k == 0 else h, h, spec, k, compute, self.paths) for k in range(layers)
             )
         self.decoder = nn.Linear(h, spec.num_outputs)
         if spec.tie_weights:

@@ -22,9 +22,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from frameworks.base import initial_weights as numpy_initial_weights
+from frameworks.compute import DEFAULT, Compute, check
 from frameworks.loop import PredictStep, RunnerLoop, TrainStep
 from frameworks.spec import Batch, ModelSpec, OptimSpec, TaskKind, check_framework_variant
 from frameworks.torch_backend import weights
+from frameworks.torch_backend.compute import PATHS, SETTING
 from frameworks.torch_backend.model import DropoutLSTMModel, State
 from frameworks.torch_backend.rng import LibraryRng
 from frameworks.torch_backend.sampler import MaskSampler
@@ -44,7 +46,8 @@ class Runner(RunnerLoop[Inputs, State]):
     """One model, its optimiser and its mask sampler. Starts from `initial_weights(spec, seed)`.
     `train_epoch` and `predict` are the shared loop; this class supplies its torch steps."""
 
-    def __init__(self, spec: ModelSpec, optim: OptimSpec, seed: int, device: str = "cpu"):
+    def __init__(self, spec: ModelSpec, optim: OptimSpec, seed: int, device: str = "cpu",
+                 compute: Compute = DEFAULT):
         check_framework_variant("torch", spec.variant)
         self.spec = spec
         self.optim = optim
@@ -53,10 +56,18 @@ class Runner(RunnerLoop[Inputs, State]):
         torch.manual_seed(self.seed)
         self.library_rng = LibraryRng(self.seed, self.device)  # nn.LSTM's dropout (torch_builtin)
         self.sampler = MaskSampler(self.seed, self.device)
-        self.model = DropoutLSTMModel(spec, self.sampler).to(self.device)
+        compute = check(PATHS, compute, SETTING)
+        self.model = DropoutLSTMModel(spec, self.sampler, compute).to(self.device)
         weights.load_weights(self.model, numpy_initial_weights(spec, self.seed))
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = make_optimizer(self.params, optim)
+
+    def compute_path(self) -> str:
+        """What computed this runner's per-step loops so far: "cpp"; "bptt" where the compiled
+        loop was unavailable; "cpp+eager" when a call it does not cover ran the autograd loop;
+        "none" where only fused layers ran. Only the run knows (a path falls back per call and
+        per machine), so it is logged after training."""
+        return self.model.paths.joined()
 
     def load_weights(self, values: dict[str, np.ndarray]) -> None:
         weights.load_weights(self.model, values)

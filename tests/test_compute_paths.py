@@ -1,0 +1,105 @@
+"""The one choice of a compute path (frameworks/compute.py) over each backend's list of paths:
+`auto` takes the fastest that covers a call; an explicit loop that cannot compute a call says so
+once, by name; a gap in the code (a cell or hook the fastest path lacks) is said once under
+`auto` too, while a property of the machine (a GPU) is not; an unknown loop is refused."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+
+from frameworks import compute as C
+from frameworks.compute import Call, Compute, candidates
+from frameworks.keras_backend import compute as keras_compute
+from frameworks.torch_backend import compute as torch_compute
+
+TORCH, KERAS = torch_compute.PATHS, keras_compute.PATHS
+
+
+def names(paths, loop: str, call: Call, setting: str = "framework.torch_loop",
+          compile: bool = False) -> list[str]:  # noqa: A002
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning expected here
+        return [p.name for p in candidates(paths, Compute(loop, compile), call, setting)]
+
+
+def warned(paths, loop: str, call: Call, setting: str) -> list[str]:
+    C.candidates.cache_clear()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        candidates(paths, Compute(loop), call, setting)
+        candidates(paths, Compute(loop), call, setting)  # the same call again: no second one
+    return [str(w.message) for w in caught if issubclass(w.category, C.ComputePathWarning)]
+
+
+GAL_LSTM = Call("lstm", "cpu", "float32", 0)
+ZONEOUT_GRU = Call("gru", "cpu", "float32", None, frozenset({"zoneout"}))
+
+
+def test_auto_takes_the_fastest_path_that_covers_the_call():
+    assert names(TORCH, "auto", GAL_LSTM) == ["cpp", "bptt", "eager"]
+    assert names(TORCH, "auto", ZONEOUT_GRU) == ["cpp", "eager"]
+    assert names(TORCH, "auto", Call("lstm", "cuda", "float32", 2)) == ["bptt", "eager"]
+    assert names(TORCH, "auto", Call("gru", "cuda", "float32", None,
+                                     frozenset({"candidate"}))) == ["eager"]
+    assert names(TORCH, "auto", Call("lstm", "cpu", "float16", 1)) == ["bptt", "eager"]
+    assert names(TORCH, "auto", GAL_LSTM, compile=True) == ["compile"]
+    assert names(KERAS, "auto", GAL_LSTM, "framework.keras_loop") == ["cpp", "tf.function"]
+    assert names(KERAS, "auto", Call("lstm", "gpu", "float32", 0),
+                 "framework.keras_loop") == ["tf.function"]
+
+
+def test_an_explicit_loop_starts_at_its_path():
+    assert names(TORCH, "cpp", GAL_LSTM) == ["cpp", "bptt", "eager"]
+    assert names(TORCH, "bptt", GAL_LSTM) == ["bptt", "eager"]
+    assert names(TORCH, "eager", GAL_LSTM) == ["eager"]
+    assert names(KERAS, "bptt", GAL_LSTM, "framework.keras_loop") == ["tf.function"]
+
+
+def test_an_explicit_loop_that_cannot_compute_a_call_says_so_once_by_name():
+    said = warned(TORCH, "bptt", ZONEOUT_GRU, "framework.torch_loop")
+    assert said == ["framework.torch_loop=bptt: `bptt` does not compute a GRU zoneout step loop "
+                    "on cpu float32 (cell gru; it computes lstm); `eager` runs it"]
+    said = warned(TORCH, "cpp", Call("lstm", "cuda", "float32", 0), "framework.torch_loop")
+    assert len(said) == 1 and "device cuda; it computes cpu" in said[0]
+    assert "`bptt` runs it" in said[0]
+
+
+def test_auto_says_once_when_a_code_gap_slows_a_call_but_not_for_the_machine():
+    said = warned(KERAS, "auto", ZONEOUT_GRU, "framework.keras_loop")
+    assert len(said) == 1 and "cell gru; it computes lstm" in said[0] and "slower" in said[0]
+    hooked = Call("lstm", "cpu", "float32", None, frozenset({"candidate"}))
+    said = warned(KERAS, "auto", hooked, "framework.keras_loop")
+    assert len(said) == 1 and "the candidate hook" in said[0]
+    assert warned(TORCH, "auto", Call("lstm", "cuda", "float32", 0), "framework.torch_loop") == []
+    assert warned(TORCH, "auto", ZONEOUT_GRU, "framework.torch_loop") == []  # cpp covers it
+
+
+def test_a_hook_without_core_slots_is_a_code_gap_of_the_compiled_path():
+    """A new torch hook that declares no slots for the compiled core is not in the cpp path's
+    list: `auto` runs it on the autograd loop and says so."""
+    assert torch_compute.CPP.hooks == {"candidate", "zoneout"}
+    said = warned(TORCH, "auto", Call("lstm", "cpu", "float32", None,
+                                      frozenset({"zoneout", "new"})), "framework.torch_loop")
+    assert len(said) == 1 and "the new hook" in said[0] and "`eager` runs it" in said[0]
+
+
+@pytest.mark.parametrize("paths,setting,allowed", [
+    (TORCH, "framework.torch_loop", "auto, cpp, bptt, eager"),
+    (KERAS, "framework.keras_loop", "auto, cpp, bptt")])
+def test_an_unknown_loop_is_refused_naming_the_setting_and_the_allowed(paths, setting, allowed):
+    with pytest.raises(ValueError) as info:
+        C.check(paths, Compute("fast"), setting)
+    assert str(info.value) == f"{setting}='fast' is not one of: {allowed}"
+    with pytest.raises(ValueError, match="no torch.compile path"):
+        C.check(KERAS, Compute("auto", True), setting)
+
+
+def test_the_record_joins_what_ran_in_path_order():
+    record = torch_compute.record()
+    assert record.joined() == "none"
+    record.note("eager")
+    record.note("cpp")
+    assert record.joined() == "cpp+eager"
+    assert keras_compute.record().joined() == "tf.function"
