@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 
 import pytest
+from omegaconf import OmegaConf
 
 from experiments import config as C
 from experiments.plan import make as make_plan
@@ -57,6 +59,50 @@ def test_keys_added_later_keep_the_hash_of_runs_logged_before_them():
     assert C.config_hash(compose_cfg(["model.cell=gru"])) != logged_before[()]
     assert C.config_hash(compose_cfg(["variant=semeniuta", "dropout.per_step=true"])) != \
         C.config_hash(compose_cfg(["variant=semeniuta"]))
+
+
+# Computed before the rules moved into frameworks/rules.py (#28.1, .2): a change of the schema,
+# the hash's key lists or the spec must leave every logged run's hash, param names and
+# config.yaml as they were, or older runs would stop resuming and split arms in the report.
+PINNED_HASHES = {
+    (): "842361d1879af487",
+    ("variant=naive",): "fd6b4675a5d3e7ff",
+    ("variant=keras_impl0", "framework=keras", "task=ptb", "dropout.granularity=batch"):
+        "acdef29b8970b325",
+    ("variant=keras3_builtin", "framework=keras", "dropout.output_mode=naive"):
+        "39625e7a4466f1da",
+    ("variant=torch_builtin", "task=ptb"): "335fb1632bd5a52c",
+    ("variant=semeniuta", "dropout.per_step=true"): "414332c525d54b42",
+    ("variant=zoneout", "model.cell=gru"): "b74db62014eb35e0",
+    ("variant=zoneout", "dropout.zoneout_cell=0.2"): "d6cdc96220143f55",
+    ("variant=weightdrop_variational", "dropout.eval_active=true", "task=imdb"):
+        "aaf2063389057aa0",
+    ("preset=part3_imdb_torch_weightdrop", "seed=3", "train.patience=5"): "2f1987eb809c5e27",
+    ("preset=part3_imdb_keras_variational", "framework.keras_loop=cpp"): "4137dcd7986db5c0",
+    ("preset=ptb_awd",): "3a1ad9d3a7ad3caa",
+    ("preset=ptb_zaremba_small", "framework.torch_loop=bptt", "train.threads=2"):
+        "a95382c14c59c4fc",
+    ("model.init=keras", "train.mc_every=0", "train.select_on=log_loss"): "42b80727d1d50a6b",
+}
+PINNED_YAML = {(): "dff91d26498df54e", ("variant=zoneout", "model.cell=gru"): "6c6031d7ae080678",
+               ("preset=ptb_awd",): "62a248db1cfb3405"}
+PINNED_PARAMS = "d506a2a0db98748d"  # sha256 of the default config's sorted param names
+
+
+def _short_sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def test_hashes_param_names_and_config_yaml_of_logged_runs_are_unchanged():
+    for overrides, expected in PINNED_HASHES.items():
+        cfg = compose_cfg(list(overrides))
+        assert C.config_hash(cfg) == expected, overrides
+        assert make_plan(cfg).config_hash == expected, overrides
+    for overrides, expected in PINNED_YAML.items():
+        assert _short_sha(OmegaConf.to_yaml(compose_cfg(list(overrides)), resolve=True)) == \
+            expected, overrides
+    params = sorted(C.flatten(compose_cfg([])))
+    assert len(params) == 54 and _short_sha("\n".join(params)) == PINNED_PARAMS, params
 
 
 def test_the_run_plan_is_frozen_and_read_once():

@@ -52,6 +52,21 @@ def test_the_90_job_grid_is_checked_in_seconds_and_skips_are_not_refused(hydra_a
     assert seconds < 15  # ~2 s on an idle core; generous for a loaded CI machine
 
 
+# (jobs, jobs that run, sweep_key) of every committed grid, computed before the rules moved
+# into frameworks/rules.py: a rerun of a sweep must find its parents and completed runs.
+PINNED_SWEEPS = {"cpu": (156, 141, "1643ed20014038d8"),
+                 "imdb_questions": (90, 55, "a22c64b09df2be9c"),
+                 "paper": (5, 5, "1f5513775942313b"), "part3": (40, 40, "114f8185181169ba"),
+                 "ptb_cpu": (84, 78, "891f2dc8ee3778d0"), "smoke": (4, 4, "a165423f67165069")}
+
+
+def test_every_grid_keeps_its_jobs_and_sweep_key(hydra_app):
+    for preset, expected in PINNED_SWEEPS.items():
+        jobs = sweep_jobs.checked("config", grid(preset))
+        assert (len(jobs), sum(not j.skip for j in jobs), sweep_jobs.sweep_key(jobs)) == \
+            expected, preset
+
+
 def test_a_bad_job_is_refused_naming_key_value_and_job(hydra_app):
     with pytest.raises(Refused) as e:
         sweep_jobs.checked("config", ["sweep=smoke", "seed=0,1", "train.epochs=2,0"])
