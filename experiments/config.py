@@ -15,9 +15,10 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
+from experiments import tuned
 from experiments.metrics import METRICS
 from experiments.tasks import TASK_KINDS
-from frameworks import variants
+from frameworks import rules, variants
 from frameworks.compute import Compute
 from frameworks.spec import (
     Cell,
@@ -40,9 +41,16 @@ class TaskName(str, enum.Enum):
     rt = "rt"
 
 
-class FrameworkName(str, enum.Enum):
-    torch = "torch"
-    keras = "keras"
+def _choices(name: str, values: tuple[str, ...], doc: str) -> type[enum.Enum]:
+    """A str enum of names kept elsewhere (the registry, frameworks/rules.py), member names
+    equal to values as OmegaConf wants."""
+    cls = enum.Enum(name, [(v, v) for v in values], type=str, module=__name__, qualname=name)
+    cls.__doc__ = doc
+    return cls
+
+
+FrameworkName = _choices("FrameworkName", variants.FRAMEWORKS,
+                         "framework.name: the frameworks of the registry.")
 
 
 class Optimizer(str, enum.Enum):
@@ -86,28 +94,23 @@ DropoutConfig = make_dataclass("DropoutConfig", [
 DropoutConfig.__module__ = __name__
 
 
-# A backend's paths, fastest first, and what each covers: frameworks/<backend>/compute.py.
-class TorchLoop(str, enum.Enum):
-    auto = "auto"  # the fastest path that computes the call
-    cpp = "cpp"  # the compiled loop of frameworks/torch_backend/fused_loop.py
-    bptt = "bptt"  # the LSTM Gal family's hand-written backward (gal_bptt.py)
-    eager = "eager"  # the autograd loop of cells.py
-
-
-class KerasLoop(str, enum.Enum):
-    auto = "auto"
-    cpp = "cpp"  # the compiled op of frameworks/keras_backend/native_loop.py
-    bptt = "bptt"  # recurrence.py's and cells.py's loops in the runner's tf.function
+# A backend's paths, fastest first (frameworks/<backend>/compute.py): auto, the fastest that
+# computes the call, or one path's loop by name; the names: frameworks/rules.py LOOPS.
+TorchLoop = _choices("TorchLoop", rules.LOOPS["torch"], "framework.torch_loop: cpp (the "
+                     "compiled loop), bptt (the LSTM Gal family's hand-written backward), eager "
+                     "(the autograd loop of cells.py), or auto.")
+KerasLoop = _choices("KerasLoop", rules.LOOPS["keras"], "framework.keras_loop: cpp (the "
+                     "compiled op), bptt (the loops in the runner's tf.function), or auto.")
 
 
 @dataclass
 class FrameworkConfig:
     name: FrameworkName = FrameworkName.torch
     # how PyTorch computes, not what (frameworks/torch_backend/compute.py): outside the hash
-    torch_loop: TorchLoop = TorchLoop.auto
+    torch_loop: TorchLoop = TorchLoop(rules.AUTO)
     torch_compile: bool = False  # the autograd loop through torch.compile (loop auto or eager)
     # how Keras computes (frameworks/keras_backend/compute.py): outside the hash
-    keras_loop: KerasLoop = KerasLoop.auto
+    keras_loop: KerasLoop = KerasLoop(rules.AUTO)
 
 
 @dataclass
@@ -170,6 +173,8 @@ def register() -> None:
     ConfigStore.instance().store(name="schema", node=Config)
     if not OmegaConf.has_resolver("rds_parallel_jobs"):
         OmegaConf.register_new_resolver("rds_parallel_jobs", parallel_jobs)
+    if not OmegaConf.has_resolver("tuned"):  # a study's tuned rate (experiments/tuned.py)
+        OmegaConf.register_new_resolver("tuned", tuned.resolver)
 
 
 def parallel_jobs() -> int:
@@ -181,24 +186,14 @@ def parallel_jobs() -> int:
     return max(1, min(cores, psutil.virtual_memory().total // (3 * 2**30)))
 
 
-# Settings that change neither the model nor the numbers: left out of the config hash so that a
-# rerun with another tracking store or thread count still finds its completed twin.
-NON_SEMANTIC = ("tracking", "train.threads", "train.device", "published", "study",
-                "framework.torch_loop", "framework.torch_compile", "framework.keras_loop")
-# Keys added after runs were logged, with the value that reproduces the behaviour from before
-# they existed: left out of the hash at that value, so older completed runs still resume.
-# The rates hashed since the first run; any rate the registry gains later is neutral at 0.
-FIRST_RATES = ("embedding", "input", "recurrent", "output", "weight")
-ADDED_LATER = {"train.patience": 0, "train.select_on": None, "train.mc_every": 1,
-               "model.cell": "lstm", "model.init": "uniform", "dropout.per_step": False,
-               **{f"dropout.{r}": 0.0 for r in variants.RATES if r not in FIRST_RATES}}
-
-
 def config_hash(cfg: DictConfig) -> str:
+    """The identity of what a run computes, for resume: the resolved config without the keys
+    that do not change the numbers, and without a key added later at the value that
+    reproduces the runs logged before it (both lists: frameworks/rules.py)."""
     plain = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
-    for dotted in NON_SEMANTIC:
+    for dotted in rules.NON_SEMANTIC:
         _pop(plain, dotted)
-    for dotted, neutral in ADDED_LATER.items():
+    for dotted, neutral in rules.ADDED_LATER.items():
         _pop(plain, dotted, only_if=neutral)
     return hashlib.sha256(json.dumps(plain, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -296,22 +291,21 @@ def compute_options(cfg: DictConfig) -> Compute:
     """The Runner's compute settings; one framework's switch on the other is refused (it would
     be logged without having had an effect), as is torch.compile with a loop it does not run."""
     fw = cfg.framework
-    own = {"torch": {"torch_loop": TorchLoop.auto, "torch_compile": False},
-           "keras": {"keras_loop": KerasLoop.auto}}
-    for framework, switches in own.items():
-        if framework == fw.name.value:
+    name = fw.name.value
+    for framework, switches in rules.SWITCHES.items():
+        if framework == name:
             continue
         for key, default in switches.items():
-            if fw[key] != default:
-                value = getattr(fw[key], "value", fw[key])
+            value = getattr(fw[key], "value", fw[key])
+            if value != default:
                 raise SpecError(f"framework.{key}={value} has no effect with framework="
-                                f"{fw.name.value}; it is a {framework} switch")
-    if fw.name.value == "keras":
+                                f"{name}; it is a {framework} switch")
+    if name == "keras":
         return Compute(fw.keras_loop.value)
-    if fw.torch_compile and fw.torch_loop not in (TorchLoop.auto, TorchLoop.eager):
+    if fw.torch_compile and fw.torch_loop.value not in rules.COMPILE_LOOPS:
         raise SpecError(f"framework.torch_loop={fw.torch_loop.value} with "
                         "framework.torch_compile=true: torch.compile runs the autograd loop; "
-                        "allowed: auto, eager")
+                        f"allowed: {', '.join(rules.COMPILE_LOOPS)}")
     return Compute(fw.torch_loop.value, bool(fw.torch_compile))
 
 

@@ -7,6 +7,7 @@ the options or keys that would) so that the key, the value and what is allowed s
 
 from __future__ import annotations
 
+import re
 import sys
 from typing import NoReturn
 
@@ -15,6 +16,9 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 
 # Lines of Hydra/OmegaConf messages that say nothing to the user (or advise adding the typo).
 _NOISE = ("full_key:", "reference_type=", "object_type=", "To append to your config use")
+# OmegaConf's wrapping of an error raised by a resolver (a study's `${tuned:...}`): the error's
+# own message names the key, the value and what to do
+_RESOLVER = re.compile(r"\b\w+ raised while resolving interpolation: ")
 
 
 class Refused(ValueError):
@@ -35,7 +39,11 @@ def one_line(error: BaseException) -> str:
     cause = error.__cause__
     if isinstance(cause, OmegaConfBaseException):
         parts.append(_flatten(str(cause)))
-    text = ": ".join(p.rstrip(". ") for p in parts if p)
+    kept: list[str] = []
+    for part in (_RESOLVER.sub("", p).rstrip(". ") for p in parts):
+        if part and not any(part in k for k in kept):  # a cause that repeats the message
+            kept.append(part)
+    text = ": ".join(kept)
     if isinstance(cause, ConfigAttributeError | ConfigKeyError):
         keys = _allowed_keys(getattr(cause, "full_key", None) or "")
         text += f"; allowed keys: {keys}" if keys else ""

@@ -23,9 +23,16 @@ def test_all_reproduction_presets_exist():
                             "ptb_gal_medium", "ptb_gal_large", "ptb_awd"}
 
 
+# a study arm whose rate its tuning stage chooses from the store (${tuned:...},
+# tests/test_tuned.py) runs here at a rate given on the command line
+TUNED = {p.stem: ["dropout.weight=0.25"] for p in Path(CONF, "preset").glob("*.yaml")
+         if "${tuned:" in p.read_text()}
+
+
 @pytest.mark.parametrize("preset", PRESETS)
 def test_preset_runs_a_few_steps_on_cpu(preset, store):
-    cfg = compose_cfg([f"preset={preset}", *CPU_SLICE, f"tracking.uri={store}"])
+    cfg = compose_cfg([f"preset={preset}", *CPU_SLICE, f"tracking.uri={store}",
+                       *TUNED.get(preset, [])])
     result = execute(cfg)
     run = MlflowClient(store).get_run(result.run_id)
     assert run.info.status == "FINISHED"

@@ -1,0 +1,97 @@
+"""A study's tuned rate (`${tuned:<stage>}`, experiments/tuned.py): stage 2's config reads the
+rate stage 1 chose on validation from a real MLflow store, by the declared rule (lowest mean
+validation log-loss at each run's selected epoch, a tie to the lower rate), and is refused in
+one line until a launch of stage 1 has finished."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from experiments import config as C
+from experiments import tracking as T
+from experiments.tuned import choose
+from tests.conftest import REPO, compose_cfg
+
+STAGE = "imdb_study_tune"
+ARM = "preset=imdb_study_torch_weightdrop_column"
+
+
+def stage_one(store: str, runs: list[tuple[str, float, list[float], int]],
+              status: str = "FINISHED", experiment: str = "imdb") -> None:
+    """A finished launch of the tuning sweep: per run (variant, rate, validation log-loss per
+    epoch, selected epoch), logged as the suite logs its runs' tags, params and metrics."""
+    client = MlflowClient(store)
+    exp = client.get_experiment_by_name(experiment)
+    exp_id = exp.experiment_id if exp else client.create_experiment(experiment)
+    parent = client.create_run(exp_id, tags={T.IS_SWEEP_PARENT: "true", T.SWEEP_PRESET: STAGE})
+    for variant, rate, losses, best in runs:
+        run = client.create_run(exp_id, tags={T.PARENT_RUN_ID: parent.info.run_id,
+                                              T.VARIANT: variant, T.COMPLETED: "true"})
+        client.log_param(run.info.run_id, "dropout.weight", rate)
+        for step, loss in enumerate(losses, start=1):
+            client.log_metric(run.info.run_id, "valid_log_loss_std", loss, step=step)
+        client.log_metric(run.info.run_id, "best_epoch", best)
+        client.set_terminated(run.info.run_id)
+    client.set_terminated(parent.info.run_id, status)
+
+
+def test_stage_two_reads_the_rate_with_the_lowest_mean_validation_loss(store):
+    stage_one(store, [
+        # column: 0.1 -> (0.40 + 0.36) / 2 = 0.38 at the selected epochs; 0.25 -> 0.35; 0.5 ->
+        # 0.37 (its last epochs are lower, but not at the epochs each run selected)
+        ("weightdrop_column", 0.1, [0.5, 0.40], 2), ("weightdrop_column", 0.1, [0.36, 0.2], 1),
+        ("weightdrop_column", 0.25, [0.34, 0.1], 1), ("weightdrop_column", 0.25, [0.5, 0.36], 2),
+        ("weightdrop_column", 0.5, [0.37, 0.01], 1), ("weightdrop_column", 0.5, [0.37, 0.01], 1),
+        # another form's runs play no part in this one's rate
+        ("weightdrop", 0.5, [0.01], 1), ("weightdrop", 0.1, [0.9], 1)])
+    cfg = compose_cfg([ARM, f"tracking.uri={store}"])
+    assert cfg.dropout.weight == 0.25
+    assert compose_cfg(["preset=imdb_study_torch_weightdrop", f"tracking.uri={store}"]) \
+        .dropout.weight == 0.5
+    # the chosen value is in the config hash: it is what the run ran at
+    given = compose_cfg([ARM, f"tracking.uri={store}", "dropout.weight=0.25"])
+    assert C.config_hash(cfg) == C.config_hash(given)
+    assert C.config_hash(cfg) != C.config_hash(
+        compose_cfg([ARM, f"tracking.uri={store}", "dropout.weight=0.1"]))
+
+
+def test_a_tie_goes_to_the_lower_rate():
+    assert choose({0.5: [0.3, 0.4], 0.1: [0.35, 0.35], 0.25: [0.5]}) == 0.1
+    assert choose({0.25: [0.2], 0.1: [0.3]}) == 0.25
+
+
+def test_stage_two_is_refused_in_one_line_until_stage_one_has_finished(store, tmp_path):
+    with pytest.raises(Exception, match=r"dropout\.weight=\$\{tuned:imdb_study_tune\}: the store "
+                                        r".* does not exist; run stage `make sweep "
+                                        r"PRESET=imdb_study_tune` first"):
+        _ = compose_cfg([ARM, f"tracking.uri=sqlite:///{tmp_path / 'none.db'}"]).dropout.weight
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    stage_one(other, [("weightdrop", 0.1, [0.4], 1)])
+    with pytest.raises(Exception, match="sweep imdb_study_tune has no completed run of variant "
+                                        "weightdrop_column"):
+        _ = compose_cfg([ARM, f"tracking.uri={other}"]).dropout.weight
+    stage_one(store, [("weightdrop_column", 0.1, [0.4], 1)], status="KILLED")
+    with pytest.raises(Exception, match=r"no launch of sweep imdb_study_tune has finished .*"
+                                        r"\(experiment imdb\); run stage"):
+        _ = compose_cfg([ARM, f"tracking.uri={store}"]).dropout.weight
+    # the completed runs of a killed launch count once a relaunch has finished (it skipped them)
+    stage_one(store, [("weightdrop_column", 0.5, [0.5], 1)])
+    assert compose_cfg([ARM, f"tracking.uri={store}"]).dropout.weight == 0.1
+
+
+@pytest.mark.e2e
+def test_the_cli_says_it_once_in_one_line(tmp_path):
+    missing = tmp_path / "none.db"
+    done = subprocess.run([sys.executable, "-m", "experiments.train",
+                           "preset=imdb_study_torch_weightdrop", f"tracking.uri=sqlite:///{missing}"],
+                          capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert done.returncode == 2
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert lines == [f"refused: dropout.weight=${{tuned:imdb_study_tune}}: the store "
+                     f"sqlite:///{missing} does not exist; run stage `make sweep "
+                     f"PRESET=imdb_study_tune` first"]
+    assert not missing.exists()  # nothing created by a refusal
