@@ -24,6 +24,24 @@ def test_predictions(uri: str, run_ids: Iterable[str]) -> dict[str, np.ndarray]:
             try:
                 path = client.download_artifacts(run_id, T.TEST_PREDICTIONS, tmp)
             except Exception:  # absent: an older run (or a language model), left out
-                continue
+                path = moved_artifact(uri, client, run_id, T.TEST_PREDICTIONS)
+                if path is None:
+                    continue
             out[run_id] = np.loadtxt(path, skiprows=1, ndmin=2)
     return out
+
+
+def moved_artifact(uri: str, client, run_id: str, name: str) -> str | None:
+    """A SQLite store's artifact where it lies now, beside the database, when the checkout
+    that logged it has moved: MLflow records each experiment's artifact root as the absolute
+    path of the checkout it was created from (a clone, a copied results/ folder, a worktree
+    that is gone). None where it is not there either."""
+    db = T.sqlite_path(uri)
+    if db is None:
+        return None
+    try:
+        experiment = client.get_experiment(client.get_run(run_id).info.experiment_id).name
+    except Exception:  # noqa: BLE001  (no such run in this store)
+        return None
+    path = db.parent / "artifacts" / experiment / run_id / "artifacts" / name
+    return str(path) if path.is_file() else None
