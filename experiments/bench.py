@@ -54,7 +54,7 @@ from experiments.bench_stats import (
     schedule,
     share_now,
 )
-from experiments.config import KerasLoop, TorchLoop
+from frameworks import rules
 from frameworks import variants as registry
 from frameworks.compute import Compute
 from frameworks.spec import (
@@ -82,8 +82,8 @@ BATCHES = {"ptb200": 4, "ptb650": 2, "cls128": 8, "tiny": 2}
 # the proportions matter, to split the budget so each shape gets about as many rounds.
 COST = {"ptb200": 0.35, "ptb650": 1.6, "cls128": 0.1, "tiny": 0.01}
 BASELINE = {"torch": "none", "keras": "stock_no_dropout"}
-LOOPS = {"torch": tuple(v.value for v in TorchLoop), "keras": tuple(v.value for v in KerasLoop)}
-DEFAULT_LOOP = "auto"
+LOOPS = rules.LOOPS
+DEFAULT_LOOP = rules.AUTO
 KEYS = {"train": "train", "cpu": "train_cpu", "eval": "eval"}  # measured -> field prefix
 TAIL_S = 30.0  # of the budget, kept for the table, CSV and MLflow after the workers
 
@@ -100,9 +100,10 @@ class Arm:
 
     def spec(self, shape: str, vocab: int, outputs: int) -> ModelSpec:
         task, _, _, embed, hidden, layers = SHAPES[shape]
-        used = rates_used_by(self.variant) - {"embedding"}
-        if self.variant is Variant.torch_builtin and layers == 1:
-            used -= {"input"}  # nn.LSTM's dropout acts between layers: on 1 layer it is `none`
+        # every rate with an effect at this shape (nn.LSTM's dropout acts between layers only:
+        # torch_builtin on one layer is `none`), the embedding's aside
+        used = {r for r in rates_used_by(self.variant) - {"embedding"}
+                if rules.applies(r, self.variant.value, num_layers=layers)}
         kind = TaskKind.LANGUAGE_MODEL if task == "ptb" else TaskKind.CLASSIFIER
         return ModelSpec(kind, vocab, outputs, embed, hidden, layers, self.variant,
                          **{f"{r}_dropout": self.rate for r in used})

@@ -28,7 +28,7 @@ from omegaconf.errors import OmegaConfBaseException
 from experiments import config as C
 from experiments.refusal import Refused, one_line
 from experiments.tasks import TASK_KINDS
-from frameworks import variants
+from frameworks import rules, variants
 from frameworks.spec import FRAMEWORK_VARIANTS, TaskKind
 
 
@@ -49,8 +49,8 @@ def skip_reason(cfg: DictConfig) -> str:
     cell = variants.cell(cfg.model.cell.value)
     if cell.name not in variants.entry(variant).cells:
         return f"variant not defined for model.cell={cell.name}"
-    lacking = [r for r, state in variants.RATE_STATE.items()
-               if cfg.dropout[r] > 0 and state not in cell.state]
+    lacking = [r for r in variants.RATES if cfg.dropout[r] > 0
+               and rules.inert(r, variant.value, cell.name) == rules.STATE]
     if lacking:
         return f"model.cell={cell.name} has no state for dropout.{lacking[0]}"
     if cfg.study.arms and f"{framework}/{variant.value}" not in cfg.study.arms:

@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from frameworks import variants
+from frameworks import rules, variants
 
 
 def _variant_enum() -> type[enum.Enum]:
@@ -146,26 +146,28 @@ class _SpecMethods:
             p = self.rate(name)
             if not 0.0 <= p < 1.0:
                 raise SpecError(f"dropout.{name}={p} is out of range: a rate must be in [0, 1)")
-            if p > 0 and name not in used:
+            why = rules.inert(name, self.variant.value, self.cell.value) if p > 0 else ""
+            if why == rules.VARIANT:
                 allowed = ", ".join(sorted(used)) or "none (variant 'none' has no dropout)"
                 raise SpecError(
                     f"dropout.{name}={p} has no effect for variant '{self.variant.value}'; "
                     f"rates it uses: {allowed}"
                 )
-            state = variants.RATE_STATE.get(name)
-            if p > 0 and state is not None and state not in self.cell_info.state:
+            if why == rules.STATE:
                 have = ", ".join(self.cell_info.state)
                 raise SpecError(
-                    f"dropout.{name}={p} acts on the state {state}, which model.cell="
-                    f"{self.cell.value} does not have (its state: {have})"
+                    f"dropout.{name}={p} acts on the state {variants.RATE_STATE[name]}, which "
+                    f"model.cell={self.cell.value} does not have (its state: {have})"
                 )
-        if self.variant is Variant.TORCH_BUILTIN and self.num_layers == 1 and \
-                self.input_dropout > 0:
-            raise SpecError(
-                f"dropout.input={self.input_dropout} has no effect for variant 'torch_builtin' "
-                "on a 1-layer model: nn.LSTM's dropout acts only between layers "
-                "(use model.num_layers >= 2, or variant naive for dropout on the input)"
-            )
+        for name in ALL_RATES:
+            p = self.rate(name)
+            if p > 0 and rules.inert(name, self.variant.value, self.cell.value,
+                                     self.num_layers) == rules.LAYERS:
+                raise SpecError(
+                    f"dropout.{name}={p} has no effect for variant '{self.variant.value}' "
+                    "on a 1-layer model: nn.LSTM's dropout acts only between layers "
+                    "(use model.num_layers >= 2, or variant naive for dropout on the input)"
+                )
         if self.granularity is Granularity.BATCH and self.variant not in GRANULARITY_VARIANTS:
             raise SpecError(
                 f"dropout.granularity=batch is not supported by variant '{self.variant.value}'; "

@@ -3,8 +3,9 @@
 Every fact the suite needs about a variant *before* a framework runs it lives in its `Entry`:
 the rates it uses, the knobs it allows, its groups, the shapes of the masks the suite draws for
 it, which frameworks implement it and how it runs. `frameworks.spec` derives `Variant`, the
-validation rules and the family sets from here, `frameworks.masks` the mask shapes, and
-`experiments.run`, `reports.compare` and the tests ask the query functions below. What a variant
+validation rules and the family sets from here, `frameworks.masks` the mask shapes,
+`frameworks.rules` whether a key has an effect, and `experiments.run`, the report and the tests
+ask the query functions below. What a variant
 computes is described in docs/SEMANTICS.md; how a backend computes it stays in the backend.
 
 Framework-neutral and dependency-free: no torch, no tensorflow, no other suite module.
@@ -90,12 +91,16 @@ class Entry:
     zoneout_hidden_mask: Shape | None = None  # zoneout_hidden.k: the same for h
     output_mask: str | None = None  # one of OUTPUT_MASKS, or None
     order: int | None = None  # step-loop computation order: Keras 2.0 implementation 0/1/2
+    # rates a library layer applies only between stacked layers (nn.LSTM's dropout): on a
+    # one-layer model they have no effect, and a non-zero one is refused (frameworks/rules.py)
+    between_layers: frozenset[str] = frozenset()
     summary: str = ""
 
     def __post_init__(self) -> None:
-        for name in ("rates", "knobs", "groups", "frameworks", "cells"):
+        for name in ("rates", "knobs", "groups", "frameworks", "cells", "between_layers"):
             object.__setattr__(self, name, frozenset(getattr(self, name)))
         _check_subset(self, "rates", self.rates, RATES)
+        _check_subset(self, "between_layers", self.between_layers, tuple(self.rates))
         _check_subset(self, "cells", self.cells, tuple(CELLS))
         _check_subset(self, "knobs", self.knobs, KNOBS)
         _check_subset(self, "groups", self.groups, GROUPS)
@@ -186,7 +191,7 @@ ENTRIES: tuple[Entry, ...] = (
           groups=("locked",), input_mask=("Bm", 1, "D"), output_mask="variational",
           summary="awd LockedDropout on inputs and output"),
     Entry("torch_builtin", ("embedding", "input"), "fused", groups=("library",),
-          frameworks=("torch",), cells=("lstm",),
+          frameworks=("torch",), cells=("lstm",), between_layers=("input",),
           summary="nn.LSTM(dropout=input): between stacked layers only"),
     Entry("keras3_builtin", _GAL_RATES, "fused", knobs=("output_mode",), groups=("library",),
           frameworks=("keras",), cells=("lstm",),

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
+from frameworks import rules
 from reports import fmt, markdown, page
 from reports.analysis import arms, compare, health, tables
 from reports.analysis import pairs as P
@@ -98,8 +99,8 @@ def test_rates_a_variant_does_not_use_do_not_block_a_comparison():
     assert P.differences(wd, impl2) == []
     other = _arm("keras_impl2", **{"dropout.input": "0.5"})
     assert P.differences(wd, other) == ["dropout.input"]
-    assert P.applicable("dropout.eval_active", "weightdrop_variational")
-    assert not P.applicable("dropout.eval_active", "weightdrop")
+    assert rules.applies("dropout.eval_active", "weightdrop_variational")
+    assert not rules.applies("dropout.eval_active", "weightdrop")
 
 
 def _row(**kw):
@@ -297,13 +298,12 @@ def test_health_accepts_early_stops_and_mc_only_at_the_selected_epoch():
     assert out.startswith("missing train_loss epochs 8-20")
 
 
-def test_arms_copies_of_the_config_facts_agree_with_experiments_config():
-    """reports.analysis.arms keeps copies (importing Hydra would cost the report a second): the
-    values of keys added later, and the settings that never define an arm."""
-    from experiments import config as C
-
-    assert {k: str(v) for k, v in C.ADDED_LATER.items()} == arms.ADDED_LATER
-    for key in C.NON_SEMANTIC:
+def test_settings_outside_the_hash_never_define_an_arm():
+    """The report reads the hash's key lists from frameworks/rules.py (no copy): a setting the
+    hash leaves out splits no arm, and an older run without a key added later gets its
+    neutral value, as MLflow logs it."""
+    assert {k: str(v) for k, v in rules.ADDED_LATER.items()} == arms.ADDED_LATER
+    for key in rules.NON_SEMANTIC:
         # a section (tracking, published) arrives as dotted leaves; a key as itself
         params = {(key if "." in key else f"{key}.leaf"): "x", "model.size": "tiny"}
         assert set(arms.semantic(params)) == {"model.size", *arms.ADDED_LATER}, key

@@ -16,6 +16,7 @@ from experiments.run import has_dropout
 from experiments.sweep import sweep_overrides
 from frameworks import variants
 from frameworks.masks import mask_plan, naive_output, weight_mask_shape
+from frameworks.rules import applies
 from frameworks.spec import (
     FRAMEWORK_VARIANTS,
     ModelSpec,
@@ -25,7 +26,6 @@ from frameworks.spec import (
     Variant,
     rates_used_by,
 )
-from reports.analysis.pairs import applicable
 from tests.conftest import CONF
 
 NAMES = [v.value for v in Variant]
@@ -201,11 +201,11 @@ def test_every_rate_and_knob_the_registry_allows_is_accepted(name):
 def test_the_report_asks_the_registry_what_applies():
     for name in NAMES:
         for rate in variants.RATES:
-            assert applicable(f"dropout.{rate}", name) == (rate in SEMANTICS_RATES[name])
+            assert applies(f"dropout.{rate}", name) == (rate in SEMANTICS_RATES[name])
         for knob, allowed in SEMANTICS_KNOBS.items():
-            assert applicable(f"dropout.{knob}", name) == (name in allowed)
-    assert applicable("dropout.input", "not_a_variant")
-    assert applicable("train.lr", "none")
+            assert applies(f"dropout.{knob}", name) == (name in allowed)
+    assert applies("dropout.input", "not_a_variant")
+    assert applies("train.lr", "none")
 
 
 def test_an_inconsistent_entry_is_refused_when_written():

@@ -14,21 +14,18 @@ from __future__ import annotations
 import pandas as pd
 
 from experiments import tracking as T
+from frameworks import rules
 
-# Never part of an arm: the replication unit, the compared framework, and settings that change
-# neither the model nor the numbers (experiments/config.py NON_SEMANTIC; importing it would cost
-# the report a second for Hydra, so tests/test_report_units.py checks these copies against it).
-IGNORED = ("seed", "framework.name", "task.name", "dropout.variant", "train.threads",
-           "train.device", "framework.torch_loop", "framework.torch_compile",
-           "framework.keras_loop", T.THREADS_PARAM,
-           T.COMPUTE_PATH_PARAM)
-IGNORED_PREFIXES = ("tracking.", "published.", "study.")
-# Keys added after runs were logged, as logged by a run that sets the value reproducing the
-# older behaviour (experiments/config.py ADDED_LATER): an older run lacks the param, and must
-# land in the same arm as a newer run at that value.
-ADDED_LATER = {"train.patience": "0", "train.select_on": "None", "train.mc_every": "1",
-               "model.cell": "lstm", "model.init": "uniform", "dropout.per_step": "False",
-               "dropout.zoneout_cell": "0.0", "dropout.zoneout_hidden": "0.0"}
+# Never part of an arm: the replication unit, the compared framework and variant, and the
+# settings that change neither the model nor the numbers (frameworks/rules.py NON_SEMANTIC: a
+# dotted key as itself, a section by its prefix) or only record how a run was computed.
+IGNORED = ("seed", "framework.name", "task.name", "dropout.variant", T.THREADS_PARAM,
+           T.COMPUTE_PATH_PARAM, *(k for k in rules.NON_SEMANTIC if "." in k))
+IGNORED_PREFIXES = tuple(f"{k}." for k in rules.NON_SEMANTIC if "." not in k)
+# Keys added after runs were logged (frameworks/rules.py ADDED_LATER), as MLflow logs the value
+# that reproduces the older behaviour (a string): an older run lacks the param, and must land
+# in the same arm as a newer run at that value.
+ADDED_LATER = {key: str(value) for key, value in rules.ADDED_LATER.items()}
 
 
 def semantic(params: dict[str, str]) -> dict[str, str]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from frameworks.rules import applies
 from reports.analysis.arms import order_key, short
 
 UNTIED_TIED = [("keras_impl0", "keras_impl2"), ("keras_impl1", "keras_impl2"),
@@ -57,33 +58,19 @@ class Arm:
     preset: str = ""
 
 
-def applicable(key: str, variant: str, cell: str | None = None) -> bool:
-    """Whether a dropout key has an effect for `variant` (rates it uses, knobs it allows, as
-    its registry entry says) in `cell` (a rate on a state the cell lacks, like zoneout_cell in a
-    GRU, has none); unknown variants, cells and keys count as applicable."""
-    from frameworks import variants
-
-    leaf = key.rsplit(".", 1)[-1]
-    state = variants.RATE_STATE.get(leaf)
-    if state and cell in variants.CELLS and state not in variants.CELLS[cell].state:
-        return False
-    if variant not in variants.REGISTRY:
-        return True
-    return variants.uses(variant, key)
-
-
 def cell_of(arm: Arm) -> str:
     """The arm's model.cell; runs logged before the GRU existed lack it and are LSTMs."""
     return arm.setting.get("model.cell", "lstm")
 
 
 def differences(a: Arm, b: Arm) -> list[str]:
-    """Setting keys that differ between two arms and matter for both of them."""
+    """Setting keys that differ between two arms and matter for both of them (a dropout key
+    that has no effect for one arm's variant or cell, frameworks/rules.py `applies`, does
+    not count)."""
     keys = sorted(set(a.setting) | set(b.setting))
     return [k for k in keys if a.setting.get(k) != b.setting.get(k)
             and (not k.startswith("dropout.")
-                 or (applicable(k, a.variant, cell_of(a))
-                     and applicable(k, b.variant, cell_of(b))))]
+                 or (applies(k, a.variant, cell_of(a)) and applies(k, b.variant, cell_of(b))))]
 
 
 def pairs(arms: list[Arm]) -> list[tuple[str, Arm, Arm]]:
