@@ -7,7 +7,6 @@ refused in seconds and a failed or killed run never looks like a result.
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import sys
 import threading
@@ -39,8 +38,6 @@ from experiments.metrics import (
     mode_key,
     split_keys,
 )
-from experiments.sweep import ENV_SWEEP_ID
-from experiments.sweep import parent_run_id as sweep_parent
 from experiments.tasks import DataError, TaskData, load_task
 from experiments.weights import load_initial_weights
 from frameworks import variants
@@ -71,8 +68,9 @@ class Prepared:
 
 
 def prepare(cfg: DictConfig) -> Prepared:
-    """All validation that can fail, before any training or framework import. The config is
-    read here, once, into the run's frozen plan; nothing later reads it."""
+    """All validation that can fail, before any training or framework import. The config,
+    Hydra's runtime and the environment are read here, once, into the run's frozen plan
+    (`plan.make`); nothing later reads them."""
     plan = P.make(cfg)
     uri = tracking.resolve_uri(plan.tracking.uri)
     t = plan.data
@@ -137,17 +135,6 @@ def predictions_text(probs: dict[str, np.ndarray], labels: np.ndarray) -> str:
         f"{y}\t{a:.4f}\t{b:.4f}\n" for y, a, b in zip(labels, std, mc, strict=True))
 
 
-def thread_count(plan: P.RunPlan) -> int:
-    """`train.threads`, else the cores SLURM gave this task, else this machine's cores divided
-    by the parallel jobs of the sweep."""
-    if plan.threads > 0:
-        return plan.threads
-    if os.environ.get("SLURM_CPUS_PER_TASK", "").isdigit():
-        return max(1, int(os.environ["SLURM_CPUS_PER_TASK"]))
-    jobs = max(1, int(os.environ.get("RDS_PARALLEL_JOBS", "1")))
-    return max(1, (os.cpu_count() or 1) // jobs)
-
-
 class _Counter:
     """Counts the tokens of the batches it passes through (for tokens/s)."""
 
@@ -180,7 +167,7 @@ def execute(cfg: DictConfig, prep: Prepared | None = None) -> RunResult:
 
     backend = load_backend(framework)
     try:
-        backend.configure_threads(thread_count(plan))
+        backend.configure_threads(plan.threads)
     except RuntimeError as e:  # a second run in one process: TensorFlow's pools are fixed
         warnings.warn(f"{e}; this run keeps the running thread pools", stacklevel=2)
     if not backend.device_available(plan.device):
@@ -189,11 +176,12 @@ def execute(cfg: DictConfig, prep: Prepared | None = None) -> RunResult:
     runner = backend.Runner(prep.spec, plan.optim, plan.seed, plan.device, plan.compute)
     runner.load_weights(prep.weights)
 
-    parent = plan.tracking.parent_run_id or sweep_parent(plan.tracking.experiment)
+    tk = plan.tracking
     run_id = tracking.open_training_run(
         client, exp_id, prep.uri, task=task, framework=framework, variant=plan.variant,
         seed=plan.seed, config_hash=plan.config_hash, select_on=plan.schedule.select_on,
-        parent=parent, sweep_id=os.environ.get(ENV_SWEEP_ID))
+        run_name=tk.run_name, preset=tk.preset, parent=tk.parent_run_id, sweep_id=tk.sweep_id,
+        slurm=tk.slurm)
     try:
         _terminate_on_sigterm()
         _log_params(client, run_id, plan)
@@ -231,7 +219,7 @@ def _terminate_on_sigterm() -> None:
 
 
 def _log_params(client, run_id: str, plan: P.RunPlan) -> None:
-    tracking.log_config(client, run_id, plan.params, thread_count(plan), plan.yaml)
+    tracking.log_config(client, run_id, plan.params, plan.threads, plan.yaml)
 
 
 def _train(client, run_id: str, prep: Prepared, runner) -> dict[str, float]:

@@ -23,10 +23,9 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from experiments import sweep_jobs, tracking
+from experiments.launch import Handover, export, received
 from experiments.refusal import one_line, refuse
 
-ENV_PARENTS = "RDS_PARENT_RUNS"  # json {experiment name: parent run id}
-ENV_TOTAL, ENV_START, ENV_SWEEP_ID = "RDS_SWEEP_TOTAL", "RDS_SWEEP_START", "RDS_SWEEP_ID"
 RESULT_FILE = "result.json"
 STATUSES = tracking.JOB_STATUSES
 
@@ -85,24 +84,24 @@ class SweepCallback(Callback):
                 declared_seeds=config.study.seeds)
             launch.parents[name] = run_id
             closed += tracking.supersede_stale_parents(client, exp_id, key, run_id)
-        os.environ.update({
-            ENV_PARENTS: json.dumps(launch.parents), ENV_TOTAL: str(len(jobs)),
-            ENV_START: str(time.time()), ENV_SWEEP_ID: sweep_id,
-            "RDS_PARALLEL_JOBS": str(launcher_jobs(config)),
+        # to the jobs, through the environment (experiments/launch.py); each job's plan reads it
+        export(Handover(
+            parents=launch.parents, sweep_id=sweep_id, total=len(jobs), start=time.time(),
+            parallel_jobs=launcher_jobs(config),
             # run names carry what the jobs differ in (tracking.run_name)
-            tracking.ENV_AXES: json.dumps(tracking.varied_axes(j.overrides for j in jobs)),
-        })
+            axes=tuple(tracking.varied_axes(j.overrides for j in jobs))))
         stale = f", closed {len(closed)} stale parent run(s) of this sweep" if closed else ""
         print(f"[sweep {sweep_id}] {len(jobs)} jobs ({skipped} skipped by the grid; all checked "
               f"in {checked_s:.1f}s), store {uri}{stale}", file=sys.stderr)
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
-        total = int(os.environ.get(ENV_TOTAL, "0"))
+        sweep = received(os.environ)
+        total = sweep.total
         if not total:
             return
         results = collect_results(Path(HydraConfig.get().sweep.dir))
         done, ran = len(results), sum(r["status"] != "SKIPPED" for r in results)
-        elapsed = time.time() - float(os.environ.get(ENV_START, time.time()))
+        elapsed = time.time() - (sweep.start or time.time())
         # from the jobs that trained: a resumed sweep skips its first jobs in seconds
         eta = f"ETA {elapsed / ran * (total - done) / 60:.1f} min" if ran else "no ETA yet"
         print(f"[sweep] {done}/{total} jobs done ({done - ran} skipped), {elapsed / 60:.1f} min "
@@ -112,7 +111,8 @@ class SweepCallback(Callback):
         global _launch
         results = collect_results(Path(config.hydra.sweep.dir))
         counts = _counts(results)
-        total = os.environ.get(ENV_TOTAL)
+        sweep = received(os.environ)
+        total = sweep.total
         lines = [f"[sweep] summary: {counts['FINISHED']} done, {counts['SKIPPED']} skipped, "
                  f"{counts['FAILED']} failed, {len(results)} of {total} reported"]
         lines += [f"  {r['status']} {r['name']}: {r['reason']}" for r in results if r["reason"]]
@@ -120,7 +120,7 @@ class SweepCallback(Callback):
         # resolved at the start; no one-shot /health check here: the client's retries ride
         # out a tracking server that is briefly down as the sweep ends
         unwritten = close_parents(config.tracking.uri or tracking.default_uri(),
-                                  json.loads(os.environ.get(ENV_PARENTS, "{}")), counts)
+                                  dict(sweep.parents), counts)
         if unwritten:
             print(f"  end-of-sweep writes FAILED: {unwritten}", file=sys.stderr)
         _launch = None
@@ -189,10 +189,6 @@ def launcher_jobs(config: DictConfig) -> int:
     launcher = config.hydra.get("launcher") or {}
     jobs = launcher.get("n_jobs") or launcher.get("tasks_per_node") or 1
     return max(1, int(jobs))
-
-
-def parent_run_id(experiment: str) -> str | None:
-    return json.loads(os.environ.get(ENV_PARENTS, "{}")).get(experiment)
 
 
 def write_result(status: str, run_id: str | None, reason: str = "") -> None:

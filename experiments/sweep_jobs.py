@@ -26,8 +26,8 @@ from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from experiments import config as C
+from experiments import plan as P
 from experiments.refusal import Refused, one_line
-from experiments.tasks import TASK_KINDS
 from frameworks import rules, variants
 from frameworks.spec import FRAMEWORK_VARIANTS, TaskKind
 
@@ -93,15 +93,17 @@ def compose_jobs(config_name: str, overrides: list[str]) -> list[Job]:
 
 
 def check(jobs: list[Job]) -> None:
-    """The checks `run.prepare` makes before loading data, for every job the grid runs."""
+    """The checks `run.prepare` makes before loading data, for every job the grid runs: each
+    job's plan made as the job will make it (`plan.make`), from its own overrides and none of
+    this process's environment, and its model spec."""
     for n, job in enumerate(jobs, 1):
         if job.skip:
             continue
         try:
-            C.validate(job.cfg)
-            lm = TASK_KINDS[job.cfg.task.name.value] is TaskKind.LANGUAGE_MODEL
-            vocab = job.cfg.task.vocab_size or 10000  # the data's sizes are not loaded here
-            C.to_spec(job.cfg, vocab, vocab if lm else 2)
+            plan = P.make(job.cfg, P.Invocation(overrides=job.overrides), environ={})
+            lm = plan.data.kind is TaskKind.LANGUAGE_MODEL
+            vocab = plan.data.vocab_size or 10000  # the data's sizes are not loaded here
+            plan.spec(vocab, vocab if lm else 2)
         except ValueError as e:
             raise Refused(_in_job(e, n, len(jobs), list(job.overrides))) from e
 
@@ -125,7 +127,7 @@ def sweep_key(jobs: list[Job]) -> str:
 
 def experiments(jobs: list[Job]) -> list[str]:
     """The MLflow experiments the jobs that run log to (a preset may set the task)."""
-    return sorted({j.cfg.tracking.experiment or j.cfg.task.name.value for j in jobs if not j.skip})
+    return sorted({P.experiment(j.cfg) for j in jobs if not j.skip})
 
 
 def _in_job(error: BaseException, n: int, total: int, job: list[str]) -> str:

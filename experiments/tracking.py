@@ -27,7 +27,6 @@ import contextlib
 import errno
 import fcntl
 import functools
-import json
 import logging
 import os
 import platform
@@ -104,20 +103,9 @@ def tag_equals(name: str, value: str) -> str:
     return f"tags.{name} = '{quoted}'"
 
 
-def preset_tag() -> dict[str, str]:
-    """{"preset": name} when the run composed a `preset=...` (Hydra runs and sweep jobs)."""
-    from hydra.core.hydra_config import HydraConfig
-
-    if not HydraConfig.initialized():
-        return {}
-    name = HydraConfig.get().runtime.choices.get("preset")
-    return {PRESET: name} if name and name != "null" else {}
-
-
 # Run names: framework/variant/task/s<seed>, then a label per other axis the run is not at its
-# default on (`run_name`). ENV_AXES: the override keys a sweep's jobs differ in, handed by the
-# launching process to its jobs (json list), since a job sees only its own overrides.
-ENV_AXES = "RDS_SWEEP_AXES"
+# default on (`run_name`); the axes a sweep's jobs differ in reach each job from the launching
+# process (experiments/launch.py), since a job sees only its own overrides.
 NAMED_AXES = (FRAMEWORK, VARIANT, TASK, SEED)  # in every run's name
 
 
@@ -144,15 +132,6 @@ def run_name(framework: str, variant: str, task: str, seed: int, overrides: Iter
               and not key.startswith("hydra") and not _is_default(key, value)]
     return "/".join([framework, variant, task, f"s{seed}", *([preset] if preset else []),
                      *labels])
-
-
-def _job_run_name(framework: str, variant: str, task: str, seed: int) -> str:
-    """`run_name` of the running Hydra job (its overrides, the sweep's axes, its preset)."""
-    from hydra.core.hydra_config import HydraConfig
-
-    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
-    axes = json.loads(os.environ.get(ENV_AXES, "[]"))
-    return run_name(framework, variant, task, seed, overrides, axes, preset_tag().get(PRESET))
 
 
 def _split(line: str) -> tuple[str, str]:
@@ -188,8 +167,9 @@ class TrackingError(ValueError):
     """A tracking URI that cannot be used; the message says which and why."""
 
 
-def default_uri() -> str:
-    return os.environ.get(URI_ENV) or f"sqlite:///{DEFAULT_STORE}"
+def default_uri(environ: Mapping[str, str] = os.environ) -> str:
+    """`$MLFLOW_TRACKING_URI`, else the SQLite store under results/."""
+    return environ.get(URI_ENV) or f"sqlite:///{DEFAULT_STORE}"
 
 
 def resolve_uri(uri: str | None) -> str:
@@ -376,18 +356,22 @@ def create_run(client, exp_id: str, tags: Mapping[str, str], run_name: str | Non
 
 
 def open_training_run(client, exp_id: str, uri: str, *, task: str, framework: str, variant: str,
-                      seed: int, config_hash: str, select_on: str, parent: str | None = None,
-                      sweep_id: str | None = None) -> str:
+                      seed: int, config_hash: str, select_on: str, run_name: str,
+                      preset: str | None = None, parent: str | None = None,
+                      sweep_id: str | None = None,
+                      slurm: Mapping[str, str] | None = None) -> str:
     """Create a training run with every tag the report reads (`completed` false until
-    `complete_run`) and mark the earlier unfinished runs of its config superseded by it."""
+    `complete_run`) and mark the earlier unfinished runs of its config superseded by it.
+    `slurm`: a SLURM job's ids (hydra/launcher=slurm), lower-case names of SLURM_VARIABLES;
+    slurm_job_id is what `scancel`/`sacct` take."""
     tags = {
         TASK: task, FRAMEWORK: framework, VARIANT: variant, SEED: str(seed),
-        CONFIG_HASH: config_hash, COMPLETED: FALSE, SELECT_ON: select_on, **preset_tag(),
+        CONFIG_HASH: config_hash, COMPLETED: FALSE, SELECT_ON: select_on,
+        **({PRESET: preset} if preset else {}),
         GIT_COMMIT: git_commit(), PID: str(os.getpid()), **machine_tags(),
-        RUN_NAME: _job_run_name(framework, variant, task, seed),
+        RUN_NAME: run_name,
         **{f"{k}{VERSION_SUFFIX}": v for k, v in package_versions(framework).items()},
-        # a SLURM job (hydra/launcher=slurm): slurm_job_id is what `scancel`/`sacct` take
-        **{v.lower(): os.environ[v] for v in SLURM_VARIABLES if v in os.environ},
+        **(slurm or {}),
     }
     if parent:
         tags[PARENT_RUN_ID] = parent

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 
 import pytest
 from omegaconf import OmegaConf
 
 from experiments import config as C
+from experiments import plan as P
 from experiments.plan import make as make_plan
 from frameworks.compute import Compute
 from frameworks.spec import Variant
-from tests.conftest import compose_cfg
+from tests.conftest import REPO, compose_cfg
 
 
 def test_every_variant_preset_builds_a_valid_spec_for_its_frameworks():
@@ -116,6 +118,45 @@ def test_the_run_plan_is_frozen_and_read_once():
         plan.seed = 4
     cfg.train.lr = 9.0  # a later change of the config does not reach the plan
     assert plan.schedule.lr == 0.5 and plan.spec(100, 100).variant.value == "keras_impl2"
+
+
+def test_the_plan_reads_hydras_runtime_and_the_sweeps_handover_once():
+    """The preset, the overrides, what the sweep's launching process handed over (parent runs,
+    sweep id, parallel jobs, the axes its jobs differ in) and SLURM's ids arrive in the plan;
+    nothing after `plan.make` reads them."""
+    cfg = compose_cfg(["variant=semeniuta", "dropout.per_step=true", "seed=2"])
+    environ = {"RDS_PARENT_RUNS": '{"rt": "p123"}', "RDS_SWEEP_ID": "s-1",
+               "RDS_PARALLEL_JOBS": "4", "RDS_SWEEP_AXES": '["train.lr"]',
+               "SLURM_JOB_ID": "77", "MLFLOW_TRACKING_URI": "sqlite:////tmp/elsewhere.db"}
+    hydra = P.Invocation("some_preset", ("train.lr=0.5", "dropout.per_step=true"))
+    tk = make_plan(cfg, hydra, environ).tracking
+    assert (tk.parent_run_id, tk.sweep_id, tk.preset, dict(tk.slurm), tk.uri) == \
+        ("p123", "s-1", "some_preset", {"slurm_job_id": "77"}, "sqlite:////tmp/elsewhere.db")
+    assert tk.run_name == "torch/semeniuta/rt/s2/some_preset/per_step=true/lr=0.5"
+    assert make_plan(cfg, hydra, environ).threads == max(1, (os.cpu_count() or 1) // 4)
+    assert make_plan(cfg, hydra, {**environ, "SLURM_CPUS_PER_TASK": "3"}).threads == 3
+    alone = make_plan(cfg, P.Invocation(), {})  # a run outside any sweep and Hydra app
+    assert (alone.tracking.parent_run_id, alone.tracking.sweep_id, alone.tracking.preset) == \
+        (None, None, None)
+    assert alone.tracking.run_name == "torch/semeniuta/rt/s2"  # no overrides: the plain name
+    own = compose_cfg(["tracking.parent_run_id=mine", "train.threads=2"])
+    plan = make_plan(own, P.Invocation(), environ)
+    assert (plan.tracking.parent_run_id, plan.threads) == ("mine", 2)
+
+
+def test_only_the_plan_reads_the_runtime_of_a_run():
+    """HydraConfig, the sweep's handover and SLURM's variables are read by plan.make; the entry
+    point and the sweep callback read Hydra's runtime only for the job's own bookkeeping (its
+    result file, whether it runs in a sweep), and the callback its own handover."""
+    readers = {"HydraConfig": {"plan.py", "sweep.py", "train.py"},
+               "received(": {"launch.py", "plan.py", "sweep.py"},
+               "SLURM_CPUS_PER_TASK": {"plan.py"}}
+    for needle, allowed in readers.items():
+        found = {p.name for p in (REPO / "experiments").glob("*.py") if needle in p.read_text()}
+        assert found <= allowed, (needle, found - allowed)
+    for module in ("run.py", "weights.py", "tracking.py"):
+        assert "os.environ[" not in (REPO / "experiments" / module).read_text(), module
+        assert "os.environ.get" not in (REPO / "experiments" / module).read_text(), module
 
 
 def test_each_framework_takes_its_own_compute_switch_outside_the_hash():

@@ -22,8 +22,8 @@ from scipy import stats as sps
 
 from experiments import config as C
 from experiments import tracking
+from experiments.launch import PARENTS, SWEEP_ID
 from experiments.run import execute
-from experiments.sweep import ENV_PARENTS, ENV_SWEEP_ID
 from reports import build as cli
 from reports import report
 from reports.analysis import health
@@ -96,8 +96,8 @@ def sweep(tmp_path_factory):
         "sweep_id": "test-sweep", "sweep_preset": "test", "is_sweep_parent": "true",
         "sweep_jobs": str(len(ARMS) * len(SEEDS) + 1)}).info.run_id
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(ENV_PARENTS, json.dumps({"rt": parent}))
-        mp.setenv(ENV_SWEEP_ID, "test-sweep")
+        mp.setenv(PARENTS, json.dumps({"rt": parent}))
+        mp.setenv(SWEEP_ID, "test-sweep")
         for variant, extra in ARMS:
             for seed in SEEDS:
                 execute(_cfg(store, variant, extra, seed))
