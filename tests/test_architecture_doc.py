@@ -16,24 +16,19 @@ import os
 import re
 from pathlib import Path
 
+from tests.test_docs import prose_lines
+
 REPO = Path(__file__).resolve().parent.parent
 DOC = REPO / "docs" / "ARCHITECTURE.md"
 
 # Folders that hold no module of the suite: tests, run outputs, caches and build outputs.
 SKIPPED = {"tests", "results", "outputs", "multirun", "__pycache__", "build", "dist"}
-_FENCE = re.compile(r"^\s{0,3}(```|~~~)")
 _ITEM = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+`([^`\s]+\.py)`")
 
 
 def listed(text: str) -> list[str]:
     """Module paths of the doc: list items that start with a backticked `.py` path."""
-    out, fenced = [], False
-    for line in text.splitlines():
-        if _FENCE.match(line):
-            fenced = not fenced
-        elif not fenced and (m := _ITEM.match(line)):
-            out.append(m.group(1))
-    return out
+    return [m.group(1) for line in prose_lines(text) if (m := _ITEM.match(line))]
 
 
 def _skipped(folder: Path) -> bool:
