@@ -1,7 +1,8 @@
 """The one choice of a compute path (frameworks/compute.py) over each backend's list of paths:
 `auto` takes the fastest that covers a call; an explicit loop that cannot compute a call says so
 once, by name; a gap in the code (a cell or hook the fastest path lacks) is said once under
-`auto` too, while a property of the machine (a GPU) is not; an unknown loop is refused."""
+`auto` too, while a property of the machine (a GPU) is not; an unknown loop is refused. Both
+compiled paths cover the LSTM and the GRU with every hook that declares its core slots."""
 
 from __future__ import annotations
 
@@ -46,7 +47,15 @@ def test_auto_takes_the_fastest_path_that_covers_the_call():
     assert names(TORCH, "auto", Call("lstm", "cpu", "float16", 1)) == ["bptt", "eager"]
     assert names(TORCH, "auto", GAL_LSTM, compile=True) == ["compile"]
     assert names(KERAS, "auto", GAL_LSTM, "framework.keras_loop") == ["cpp", "tf.function"]
+    assert names(KERAS, "auto", Call("gru", "cpu", "float32", 1),
+                 "framework.keras_loop") == ["cpp", "tf.function"]
+    assert names(KERAS, "auto", ZONEOUT_GRU, "framework.keras_loop") == ["cpp", "tf.function"]
+    assert names(KERAS, "auto", Call("lstm", "cpu", "float32", None,
+                                     frozenset({"candidate", "zoneout"})),
+                 "framework.keras_loop") == ["cpp", "tf.function"]
     assert names(KERAS, "auto", Call("lstm", "gpu", "float32", 0),
+                 "framework.keras_loop") == ["tf.function"]
+    assert names(KERAS, "auto", Call("gru", "cpu", "float64", None, frozenset({"candidate"})),
                  "framework.keras_loop") == ["tf.function"]
 
 
@@ -67,19 +76,24 @@ def test_an_explicit_loop_that_cannot_compute_a_call_says_so_once_by_name():
 
 
 def test_auto_says_once_when_a_code_gap_slows_a_call_but_not_for_the_machine():
-    said = warned(KERAS, "auto", ZONEOUT_GRU, "framework.keras_loop")
-    assert len(said) == 1 and "cell gru; it computes lstm" in said[0] and "slower" in said[0]
-    hooked = Call("lstm", "cpu", "float32", None, frozenset({"candidate"}))
-    said = warned(KERAS, "auto", hooked, "framework.keras_loop")
-    assert len(said) == 1 and "the candidate hook" in said[0]
+    unknown = Call("gru", "cpu", "float32", None, frozenset({"candidate", "new"}))
+    said = warned(KERAS, "auto", unknown, "framework.keras_loop")
+    assert len(said) == 1 and "the new hook" in said[0] and "slower" in said[0]
+    assert "`tf.function` runs it" in said[0]
+    said = warned(KERAS, "auto", Call("rnn", "cpu", "float32"), "framework.keras_loop")
+    assert len(said) == 1 and "cell rnn; it computes gru, lstm" in said[0]
+    assert warned(KERAS, "auto", Call("lstm", "gpu", "float32", 0), "framework.keras_loop") == []
     assert warned(TORCH, "auto", Call("lstm", "cuda", "float32", 0), "framework.torch_loop") == []
-    assert warned(TORCH, "auto", ZONEOUT_GRU, "framework.torch_loop") == []  # cpp covers it
+    for paths, setting in ((TORCH, "framework.torch_loop"), (KERAS, "framework.keras_loop")):
+        assert warned(paths, "auto", ZONEOUT_GRU, setting) == []  # cpp covers it
 
 
 def test_a_hook_without_core_slots_is_a_code_gap_of_the_compiled_path():
-    """A new torch hook that declares no slots for the compiled core is not in the cpp path's
-    list: `auto` runs it on the autograd loop and says so."""
+    """A new hook that declares no slots for the compiled core is not in the cpp path's list
+    (either backend: the list is derived from the hook classes): `auto` runs it on the autograd
+    loop and says so."""
     assert torch_compute.CPP.hooks == {"candidate", "zoneout"}
+    assert keras_compute.CPP.hooks == {"candidate", "zoneout"}
     said = warned(TORCH, "auto", Call("lstm", "cpu", "float32", None,
                                       frozenset({"zoneout", "new"})), "framework.torch_loop")
     assert len(said) == 1 and "the new hook" in said[0] and "`eager` runs it" in said[0]

@@ -53,8 +53,8 @@ else:
     import tensorflow as tf
     from frameworks.keras_backend import native_loop as binding
     works = binding.BUILD.available() and binding.run(
-        tf.ones((3, 2, 4)), tf.zeros((2, 5)), tf.zeros((2, 5)), tf.ones((4, 20)),
-        tf.ones((5, 20)), tf.zeros((20,)), None, None) is not None
+        "lstm", tf.ones((3, 2, 4)), tf.zeros((2, 5)), tf.zeros((2, 5)), tf.ones((4, 20)),
+        tf.ones((5, 20)), tf.zeros((20,)), None, None, None, []) is not None
 print(json.dumps({"pid": os.getpid(), "works": bool(works), "reason": binding.BUILD.reason}))
 """
 UNAVAILABLE = "the compiled loop is unavailable"

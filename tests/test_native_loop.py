@@ -1,13 +1,19 @@
-"""The compiled Keras LSTM loop (framework.keras_loop=cpp, frameworks/keras_backend/
-native_loop.py) against the autograd loops of recurrence.py, and its fallback.
+"""The compiled Keras layer (framework.keras_loop=cpp, frameworks/keras_backend/native_loop.py)
+against the loops of the `tf.function` path, and its fallback.
 
-- Loop level: every impl (0, 1, 2) x loss shape x mask set (input and/or recurrent, none) x
-  per-sample or per-minibatch masks: outputs, final state and the gradients w.r.t. x, h0, c0,
-  kernel, recurrent kernel and bias within 1e-5 of each tensor's largest entry (float32: the
-  summation order of the matmuls differs).
-- Model level: the Keras runner under `cpp` trains, evaluates and MC-evaluates to the numbers
-  it gives under `bptt` (every LSTM variant the op covers, both tasks, both granularities), and
-  records the path `cpp`; a variant it does not cover (a hook, the GRU) records `tf.function`.
+- Loop level: every LSTM impl (0, 1, 2) x loss shape x mask set (input and/or recurrent, none) x
+  per-sample or per-minibatch masks against recurrence.py's autograd loops; the LSTM and the GRU
+  with the Gal masks (tied, per gate), Semeniuta's candidate mask (per sequence, per step, one
+  per batch) and Zoneout's updates (masks, the expectation) against cells.py's loop: outputs,
+  final state and the gradients w.r.t. x, h0, c0, kernel, recurrent kernel, bias (and bias_hh)
+  within 1e-5 of each tensor's largest entry (float32: the summation order of the matmuls
+  differs). A hook without core slots, float64 or a GRU zoning out c is not computed (None).
+- Model level: the Keras runner under `auto` (the compiled op) trains, evaluates and
+  MC-evaluates to the numbers it gives under `bptt` (the tf.function path, which
+  tests/test_cells_keras.py holds to the numpy reference): the LSTM Gal family, the GRU's, both
+  cells' semeniuta (per sequence, per step, per batch) and zoneout (masks in training, the
+  expectation in evaluation), both tasks, and records the path `cpp`; a hook that declares no
+  core slots runs on `tf.function`, recorded as such, with one warning under `auto`.
 - Fallback: with the build made to fail (no compiler), one warning, then exactly the numbers
   of `bptt`, recorded as `tf.function`.
 """
@@ -21,10 +27,11 @@ import pytest
 import tensorflow as tf
 
 from experiments.batching import Batch
+from frameworks import compute as compute_paths
 from frameworks import native
 from frameworks.base import initial_weights
-from frameworks.compute import Compute
-from frameworks.keras_backend import native_loop, recurrence
+from frameworks.compute import Compute, ComputePathWarning
+from frameworks.keras_backend import cells, hooks, native_loop, recurrence
 from frameworks.spec import Granularity, ModelSpec, OptimSpec, TaskKind, Variant, rates_used_by
 from tests.conftest import skip_unless_built
 from tests.test_keras_gal_bptt import (
@@ -54,12 +61,16 @@ LOOP_CASES = [pytest.param(impl, shape, masks, bm, id=f"impl{impl}-{shape}-{name
               if masks != (False, False) or bm is None]
 
 
+def _lstm_op(xs, h, c, kernel, u, bias, in_mask=None, rec_mask=None):  # noqa: ANN001, ANN202
+    return native_loop.run("lstm", xs, h, c, kernel, u, bias, None, in_mask, rec_mask)
+
+
 @needs_build
 @pytest.mark.parametrize(("impl", "shape", "masks", "bm"), LOOP_CASES)
 def test_native_loop_equals_autograd(impl, shape, masks, bm):
     inputs, drawn, weights = make_case(impl, shape, masks, bm, tf.float32)
     loss = SHAPES[shape][-1]
-    got = run_with_grads(native_loop.run, inputs, drawn, weights, loss)
+    got = run_with_grads(_lstm_op, inputs, drawn, weights, loss)
     ref = run_with_grads(getattr(recurrence, f"autograd_impl{impl}"), inputs, drawn, weights,
                          loss)
     for name, a, b in zip(NAMES, got, ref, strict=True):
@@ -67,21 +78,151 @@ def test_native_loop_equals_autograd(impl, shape, masks, bm):
         assert rel_err(a, b) <= 1e-5, (name, rel_err(a, b))
 
 
+# Hooked loops, both cells: (T, B, D, H) and, per case, what the layer gets: Gal masks
+# ("tied": (B, X) per sample; "per_gate": (G, 1, X) one per batch), the candidate mask's
+# batch-major (Bm, Tm, H) shape, and Zoneout's updates ("masks": 0/1 (B, T, H); "expected": the
+# scalar expectations of evaluation); "c" zones out c too (the LSTM's; a GRU has none).
+HOOK_DIMS = (7, 4, 5, 6)
+HOOK_CASES = {
+    "plain": {},
+    "gal-tied": {"gal": "tied"},
+    "gal-per_gate": {"gal": "per_gate"},
+    "candidate": {"candidate": ("B", 1)},
+    "candidate-per_step": {"candidate": ("B", "T")},
+    "candidate-batch": {"candidate": (1, 1)},
+    "candidate-per_step-batch": {"candidate": (1, "T")},
+    "zoneout": {"zoneout": "masks"},
+    "zoneout-c": {"zoneout": "masks", "c": True},
+    "zoneout-expected": {"zoneout": "expected", "c": True},
+    "all": {"gal": "tied", "candidate": ("B", "T"), "zoneout": "masks", "c": True},
+}
+HOOK_LOOP_CASES = [pytest.param(cell, case, loss, id=f"{cell}-{case}-{loss}")
+                   for cell in ("lstm", "gru") for case, how in HOOK_CASES.items()
+                   for loss in ("lm", "cls") if cell == "lstm" or case != "zoneout-c"]
+
+
+def _hooked_case(cell: str, how: dict, seed: int = 0):
+    """(inputs: x, h0, c0, kernel, U, bias (and bias_hh for a GRU); in_mask, rec_mask; hooks;
+    the loss weights) of one hooked case, masks of rate 0.3 (zoneout: 0 or 1)."""
+    t, b, d, h = HOOK_DIMS
+    g = 3 if cell == "gru" else 4
+    zone_c = bool(how.get("c")) and cell == "lstm"
+    rng = np.random.default_rng(seed)
+
+    def normal(*size: int) -> tf.Tensor:
+        return tf.constant(rng.normal(0.0, 0.6, size), tf.float32)
+
+    def mask(*size: int) -> tf.Tensor:
+        return tf.constant((rng.random(size) >= 0.3) / 0.7, tf.float32)
+
+    inputs = [normal(t, b, d), normal(b, h), normal(b, h), normal(d, g * h), normal(h, g * h),
+              normal(g * h)] + ([normal(g * h)] if cell == "gru" else [])
+    in_mask = rec_mask = None
+    if how.get("gal") == "tied":
+        in_mask, rec_mask = mask(b, d), mask(b, h)
+    elif how.get("gal") == "per_gate":
+        in_mask, rec_mask = mask(g, 1, d), mask(g, 1, h)
+    step_hooks: list[cells.StepHook] = []
+    if "candidate" in how:
+        bm, tm = ({"B": b, "T": t}.get(n, n) for n in how["candidate"])
+        step_hooks.append(hooks.CandidateDropout(mask(bm, tm, h)))
+    if how.get("zoneout") == "masks":
+        step_hooks.append(hooks.Zoneout([tf.sign(mask(b, t, h)),
+                                         tf.sign(mask(b, t, h)) if zone_c else None]))
+    elif how.get("zoneout") == "expected":
+        step_hooks.append(hooks.Zoneout([0.75, 0.5 if zone_c else None]))
+    weights = [normal(t, b, h), normal(b, h), normal(b, h)]
+    return inputs, in_mask, rec_mask, step_hooks, weights
+
+
+def _grads(loop, inputs: list[tf.Tensor], weights: list[tf.Tensor], loss: str):  # noqa: ANN001
+    """(outputs, h_T, c_T, then d loss / d each input, zero where unconnected: a GRU's c)."""
+
+    @tf.function(autograph=False)
+    def run(*inputs: tf.Tensor) -> list[tf.Tensor]:
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            out, h, c = loop(*inputs)
+            terms = [h * weights[1]] if loss == "cls" else [out * weights[0], h * weights[1],
+                                                           c * weights[2]]
+            total = tf.add_n([tf.reduce_sum(term) for term in terms])
+        return [out, h, c, *tape.gradient(total, inputs,
+                                          unconnected_gradients=tf.UnconnectedGradients.ZERO)]
+
+    return run(*inputs)
+
+
+@needs_build
+@pytest.mark.parametrize(("cell", "case", "loss"), HOOK_LOOP_CASES)
+def test_hooked_loops_equal_the_cell_seam(cell, case, loss):
+    """The op against cells.run (the tf.function path's loop for every GRU and hook)."""
+    inputs, in_mask, rec_mask, step_hooks, weights = _hooked_case(cell, HOOK_CASES[case])
+
+    def loop(fn):  # noqa: ANN001, ANN202
+        return lambda xs, h, c, kernel, u, bias, *bias_hh: fn(
+            cell, xs, h, c, kernel, u, bias, bias_hh[0] if bias_hh else None, in_mask, rec_mask,
+            step_hooks)
+
+    assert native_loop.core_slots(cell, step_hooks) is not None  # the op computes this call
+    got = _grads(loop(native_loop.run), inputs, weights, loss)
+    ref = _grads(loop(cells.run), inputs, weights, loss)
+    names = [*NAMES, "dbias_hh"][:len(ref)]
+    assert len(got) == len(ref)
+    for name, a, b in zip(names, got, ref, strict=True):
+        assert a.shape == b.shape, name
+        assert rel_err(a, b) <= 1e-5, (name, rel_err(a, b))
+    assert float(tf.reduce_max(tf.abs(ref[0]))) > 0.05  # not a vanishing case
+
+
+class _Slotless(hooks.CandidateDropout):
+    """Candidate dropout as a hook the compiled core does not know (no core slots)."""
+
+    kind = "slotless"
+
+    def core_slots(self) -> None:
+        return None
+
+
 @needs_build
 def test_not_covered_calls_return_none():
-    """float64 (and so anything the op lacks) is the caller's to run."""
+    """float64, a hook without core slots, a GRU zoning out a c it does not carry: the
+    caller's to run."""
     inputs, drawn, _ = make_case(0, "lm", (True, True), None, tf.float64)
-    assert native_loop.run(*inputs, **drawn) is None
+    assert _lstm_op(*inputs, **drawn) is None
+    for cell, step_hooks in (
+            ("lstm", [_Slotless(tf.ones((4, 1, 6)))]),
+            ("lstm", [hooks.Zoneout([0.5, None]), _Slotless(tf.ones((4, 1, 6)))]),
+            ("gru", [hooks.Zoneout([0.5, 0.5])])):
+        inputs, in_mask, rec_mask, _, _ = _hooked_case(cell, {})
+        bias_hh = inputs[6] if cell == "gru" else None
+        assert native_loop.run(cell, *inputs[:6], bias_hh, in_mask, rec_mask, step_hooks) is None
+
+
+def test_hooks_declare_their_core_slots_and_the_cpp_path_follows():
+    """Each Keras hook names its masks by the core's slots (time-major); the cpp path computes
+    exactly the kinds whose class declares them."""
+    from frameworks.keras_backend import compute
+
+    assert hooks.CORE_KINDS == {"candidate", "zoneout"} == compute.CPP.hooks
+    assert compute.CPP.cells == {"lstm", "gru"}
+    mask = tf.ones((4, 1, 6))
+    assert hooks.CandidateDropout(mask).core_slots()["candidate"].shape == (1, 4, 6)
+    per_step = hooks.CandidateDropout(tf.ones((1, 7, 6))).core_slots()["candidate"]
+    assert per_step.shape == (7, 1, 6)
+    zoneout = hooks.Zoneout([tf.ones((4, 7, 6)), 0.5]).core_slots()
+    assert zoneout["zoneout_h"].shape == (7, 4, 6) and zoneout["zoneout_c"] == 0.5
+    assert _Slotless(mask).core_slots() is None and cells.StepHook().core_slots() is None
 
 
 # ---- model level ---------------------------------------------------------------------------
 V, E, H, B, T = 16, 5, 6, 3, 7
 RATES = dict(embedding_dropout=0.1, input_dropout=0.3, recurrent_dropout=0.4,
-             output_dropout=0.2)
+             output_dropout=0.2, zoneout_cell_dropout=0.5, zoneout_hidden_dropout=0.25)
 
 
 def _spec(variant: str, task: TaskKind, **kw) -> ModelSpec:
-    used = rates_used_by(Variant(variant))
+    used = rates_used_by(Variant(variant)) - ({"zoneout_cell"} if kw.get("cell") == "gru"
+                                              else set())
     rates = {k: p for k, p in RATES.items() if k.removesuffix("_dropout") in used}
     return ModelSpec(task_kind=task, vocab_size=V, num_outputs=V if task is TaskKind.LANGUAGE_MODEL
                      else 3, embed_size=E, hidden_size=H, num_layers=2, variant=variant,
@@ -109,20 +250,39 @@ def _train_and_predict(spec: ModelSpec, loop: str):
     return loss, runner.export_weights(), std, mc, runner.compute_path()
 
 
-MODEL_CASES = [(v, task, g) for v in ("none", "keras_impl0", "keras_impl1", "keras_impl2")
-               for task in (TaskKind.LANGUAGE_MODEL, TaskKind.CLASSIFIER)
-               for g in (Granularity.sample, Granularity.batch) if v != "none" or g is
-               Granularity.sample]
+LM, CLS = TaskKind.LANGUAGE_MODEL, TaskKind.CLASSIFIER
+SAMPLE, BATCH = Granularity.sample, Granularity.batch
+GAL = ("keras_impl0", "keras_impl1", "keras_impl2")
+# (variant, task, the spec's knobs): the LSTM Gal family as before; the GRU's; semeniuta per
+# sequence, per step and per batch and zoneout, on both cells
+MODEL_CASES = [
+    *[(v, task, {"granularity": g}) for v in ("none", *GAL) for task in (LM, CLS)
+      for g in (SAMPLE, BATCH) if v != "none" or g is SAMPLE],
+    *[(v, task, {"cell": "gru", "granularity": g}) for v in ("none", *GAL)
+      for task, g in ((LM, SAMPLE), (CLS, BATCH)) if v != "none" or g is SAMPLE],
+    *[("semeniuta", task, {"cell": cell, **knobs}) for cell in ("lstm", "gru")
+      for task, knobs in ((LM, {}), (CLS, {}), (LM, {"per_step": True}),
+                          (CLS, {"per_step": True, "granularity": BATCH}),
+                          (LM, {"granularity": BATCH}))],
+    *[("zoneout", task, {"cell": cell}) for cell in ("lstm", "gru") for task in (LM, CLS)],
+]
+
+
+def _model_id(case) -> str:  # noqa: ANN001
+    variant, task, knobs = case
+    return "-".join([variant, task.value, *(f"{k}={getattr(v, 'value', v)}"
+                                            for k, v in knobs.items())])
 
 
 @needs_build
-@pytest.mark.parametrize("case", MODEL_CASES,
-                         ids=[f"{v}-{t.value}-{g.value}" for v, t, g in MODEL_CASES])
+@pytest.mark.parametrize("case", MODEL_CASES, ids=[_model_id(c) for c in MODEL_CASES])
 def test_model_cpp_equals_bptt(case):
-    variant, task, granularity = case
-    spec = _spec(variant, task, granularity=granularity)
+    variant, task, knobs = case
+    spec = _spec(variant, task, **knobs)
     ref = _train_and_predict(spec, "bptt")
-    got = _train_and_predict(spec, "auto")  # the default: the compiled op
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ComputePathWarning)  # no code gap left for these calls
+        got = _train_and_predict(spec, "auto")  # the default: the compiled op
     assert (ref[-1], got[-1]) == ("tf.function", "cpp")
     assert got[0] == pytest.approx(ref[0], rel=1e-5)
     for name, r in ref[1].items():
@@ -132,16 +292,25 @@ def test_model_cpp_equals_bptt(case):
 
 
 @needs_build
-def test_uncovered_layers_record_the_loop_that_ran():
-    """Training with a hook (semeniuta's candidate mask) or the GRU runs the cell seam's loop
-    under `cpp` too, to the same loss; semeniuta evaluates (no mask, no hook) through the op."""
-    for spec, path in ((_spec("semeniuta", TaskKind.LANGUAGE_MODEL), "cpp+tf.function"),
-                       (_spec("keras_impl0", TaskKind.LANGUAGE_MODEL, cell="gru"),
-                        "tf.function")):
-        ref = _train_and_predict(spec, "bptt")
-        got = _train_and_predict(spec, "cpp")
-        assert (ref[-1], got[-1]) == ("tf.function", path)
-        assert got[0] == ref[0]
+def test_a_hook_without_core_slots_runs_the_loop_that_computes_it(monkeypatch):
+    """A hook whose class declares no core slots is a code gap of the cpp path: `auto` says so
+    once and trains on tf.function, to bptt's loss exactly; the standard evaluation (no mask,
+    so no hook) runs on the op, and the record says both."""
+    compute_paths.candidates.cache_clear()
+    monkeypatch.setitem(hooks.HOOKS, "candidate", lambda spec, k, masks: (
+        None if masks.get(f"candidate.{k}") is None else _Slotless(masks[f"candidate.{k}"])))
+    spec = _spec("semeniuta", LM, cell="gru")
+    ref = _train_and_predict(spec, "bptt")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = _train_and_predict(spec, "auto")
+    said = [str(w.message) for w in caught if issubclass(w.category, ComputePathWarning)]
+    assert len(said) == 1 and "the slotless hook" in said[0], said
+    assert (ref[-1], got[-1]) == ("tf.function", "cpp+tf.function")
+    assert got[0] == ref[0]
+    for name, r in ref[1].items():
+        np.testing.assert_array_equal(got[1][name], r)
+    compute_paths.candidates.cache_clear()
 
 
 def test_unknown_loop_is_refused():

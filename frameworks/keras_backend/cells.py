@@ -1,12 +1,14 @@
 """The cell seam, Keras side: a cell is a step function over gate pre-activations, and the
 per-step loop (recurrence.time_loop) takes a cell plus per-step hooks.
 
-The LSTM without hooks keeps the hand-ordered loops of recurrence.py (fused, impl 0/1/2), which
-are its speed path; every GRU, and every cell with a hook, runs `run` here. Layout: time-major,
-Keras kernels W = w_ih.T (D, GH), U = w_hh.T (H, GH), gate blocks along the last axis in the
-cell's order (LSTM i, f, g, o; GRU r, z, n as PyTorch), pre-activations (B, GH). Masks as in the
-contract of frameworks/base.py: Gal input (G, Bm, D) per gate or (Bm, D) tied, recurrent
-(G, Bm, H) or (Bm, H), each applied where its side enters a matmul and nowhere else.
+On the `tf.function` path the LSTM without hooks keeps the hand-ordered loops of recurrence.py
+(fused, impl 0/1/2); every GRU, and every cell with a hook, runs `run` here. The compiled path
+(native_loop.py) computes the same steps, reading each hook's masks from its `core_slots`.
+Layout: time-major, Keras kernels W = w_ih.T (D, GH), U = w_hh.T (H, GH), gate blocks along the
+last axis in the cell's order (LSTM i, f, g, o; GRU r, z, n as PyTorch), pre-activations
+(B, GH). Masks as in the contract of frameworks/base.py: Gal input (G, Bm, D) per gate or
+(Bm, D) tied, recurrent (G, Bm, H) or (Bm, H), each applied where its side enters a matmul and
+nowhere else.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import tensorflow as tf
 from frameworks.keras_backend.recurrence import Loop, State, dims, per_gate, time_loop
 
 Tensor = tf.Tensor
+Slots = dict[str, Tensor | float | None]
 
 
 class StepHook:
@@ -26,6 +29,12 @@ class StepHook:
     names it for the choice of a compute path (frameworks/compute.py)."""
 
     kind = "hook"
+
+    def core_slots(self) -> Slots | None:
+        """What the compiled core (native_loop.py) reads for this hook, by slot, time-major:
+        `candidate` a (1 or T, Bm, H) mask, `zoneout_h` / `zoneout_c` a (T, B, H) 0/1 update
+        mask or the scalar expectation. None: the core does not compute this hook."""
+        return None
 
     def sequences(self) -> list[Tensor]:
         return []

@@ -1,8 +1,9 @@
 """How the Keras backend computes a recurrent layer's loop: its paths, fastest first, each with
 what it covers (the choice itself is frameworks/compute.py's, one place for both backends).
 
-- `cpp`: the LSTM loops (no mask, the Gal family's tied or per-gate masks) as one compiled
-  TensorFlow op each way (native_loop.py), built on first use; CPU, float32, no hook;
+- `cpp`: the whole layer (LSTM and GRU; no mask, the Gal family's tied or per-gate masks; every
+  hook that declares its core slots: candidate dropout, zoneout) as one compiled TensorFlow op
+  each way (native_loop.py), built on first use; CPU, float32;
 - `tf.function` (loop `bptt`): recurrence.py's LSTM loops (the Gal family with gal_bptt.py's
   hand-written backward) and cells.py's loop for every other cell and hook, inside the
   runner's tf.function; it computes every call.
@@ -14,11 +15,14 @@ once per tf.function, so the path is chosen and recorded at tracing, per runner.
 from __future__ import annotations
 
 from frameworks.compute import Path, PathRecord, loops, path
+from frameworks.keras_backend.hooks import CORE_KINDS
 
 PATHS: tuple[Path, ...] = (
-    path("cpp", "cpp", cells=("lstm",), devices=("cpu",), dtypes=("float32",), hooks=()),
+    path("cpp", "cpp", cells=("lstm", "gru"), devices=("cpu",), dtypes=("float32",),
+         hooks=CORE_KINDS),
     path("tf.function", "bptt"),
 )
+CPP = PATHS[0]
 LOOPS = loops(PATHS)  # auto, cpp, bptt
 SETTING = "framework.keras_loop"
 

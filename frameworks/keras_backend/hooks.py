@@ -4,7 +4,8 @@ The registry (frameworks/variants.py) says which masks a variant draws; this tab
 per-step loop applies a slot that is neither an input, a recurrent nor a weight mask. A hook is
 made from the spec and the drawn masks of one forward call, so one with no mask can still act
 (a deterministic expectation at evaluation). Masks arrive batch-first as drawn; hooks read them
-time-major.
+time-major. A hook that declares its `core_slots` runs on the compiled core too (native_loop.py,
+path `cpp`); one that does not runs on cells.py's loop.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Callable, Sequence
 
 import tensorflow as tf
 
-from frameworks.keras_backend.cells import StepHook
+from frameworks.keras_backend.cells import Slots, StepHook
 from frameworks.spec import ModelSpec
 
 Masks = dict[str, tf.Tensor]
@@ -28,6 +29,9 @@ class CandidateDropout(StepHook):
     def __init__(self, mask: tf.Tensor):
         self.per_step = mask.shape[1] != 1
         self.mask = tf.transpose(mask, (1, 0, 2)) if self.per_step else mask[:, 0]
+
+    def core_slots(self) -> Slots:
+        return {"candidate": self.mask if self.per_step else self.mask[None]}
 
     def sequences(self) -> list[tf.Tensor]:
         return [self.mask] if self.per_step else []
@@ -52,6 +56,9 @@ class Zoneout(StepHook):
     def __init__(self, update: list[tf.Tensor | float | None]):
         self.update = [u if u is None or isinstance(u, float) else tf.transpose(u, (1, 0, 2))
                        for u in update]
+
+    def core_slots(self) -> Slots:
+        return {"zoneout_h": self.update[0], "zoneout_c": self.update[1]}
 
     def sequences(self) -> list[tf.Tensor]:
         return [u for u in self.update if u is not None and not isinstance(u, float)]
@@ -79,6 +86,11 @@ HOOKS: dict[str, Callable[[ModelSpec, int, Masks], StepHook | None]] = {
     "candidate": _candidate,
     "zoneout": _zoneout,
 }
+
+
+# The hook kinds the compiled core computes: those whose class declares its slots.
+CORE_KINDS = frozenset(h.kind for h in (CandidateDropout, Zoneout)
+                       if h.core_slots is not StepHook.core_slots)
 
 
 def for_layer(spec: ModelSpec, k: int, masks: Masks) -> list[StepHook]:

@@ -2,12 +2,12 @@
 
 `VariantRNN` is the suite's own layer (every variant but `keras3_builtin`, LSTM or GRU): it
 takes its masks as tensors, applies them by slot and shape, and runs its time loop on the path
-frameworks/compute.py chooses from compute.py's list: the compiled op of `native_loop.py`, else
-the LSTM's hand-ordered loops of `recurrence.py` without hooks, the cell seam's loop of
-`cells.py` otherwise. `BuiltinLSTM` wraps the stock `keras.layers.LSTM` for the library
-reference row. Both speak time-major (T, B, D) and hold kernel = w_ih.T (D, GH),
-recurrent_kernel = w_hh.T (H, GH), one bias (GH,) and, for the GRU,
-the recurrent-side bias_hh (GH,).
+frameworks/compute.py chooses from compute.py's list: the compiled op of `native_loop.py` (every
+cell, and every hook that declares its core slots), else the LSTM's hand-ordered loops of
+`recurrence.py` without hooks, the cell seam's loop of `cells.py` otherwise. `BuiltinLSTM`
+wraps the stock `keras.layers.LSTM` for the library reference row. Both speak time-major
+(T, B, D) and hold kernel = w_ih.T (D, GH), recurrent_kernel = w_hh.T (H, GH), one bias (GH,)
+and, for the GRU, the recurrent-side bias_hh (GH,).
 """
 
 from __future__ import annotations
@@ -97,27 +97,30 @@ class VariantRNN(_Weights):
         step_hooks = hooks.for_layer(self.spec, k, masks)
         call = Call(self.cell, "gpu" if native_loop.on_gpu(xs) else "cpu", xs.dtype.name,
                     self.entry.order, frozenset(h.kind for h in step_hooks))
+        bias_hh = None if self.bias_hh is None else tf.convert_to_tensor(self.bias_hh)
         for path in candidates(compute.PATHS, self.settings, call, compute.SETTING):
             done = None  # the compiled op returns None where it could not be built
             if path.name == "cpp":
-                done = native_loop.run(xs, h, c, kernel, u, bias, in_mask, rec_mask)
+                done = native_loop.run(self.cell, xs, h, c, kernel, u, bias, bias_hh, in_mask,
+                                       rec_mask, step_hooks)
             else:
-                done = self._traced(xs, h, c, kernel, u, bias, in_mask, rec_mask, step_hooks)
+                done = self._traced(xs, h, c, kernel, u, bias, bias_hh, in_mask, rec_mask,
+                                    step_hooks)
             if done is not None:
                 self.paths.note(path.name)  # at tracing: once per traced function
                 return done
         raise AssertionError("the tf.function path computes every call")
 
     def _traced(self, xs: tf.Tensor, h: tf.Tensor, c: tf.Tensor, kernel: tf.Tensor,
-                u: tf.Tensor, bias: tf.Tensor, in_mask: tf.Tensor | None,
-                rec_mask: tf.Tensor | None, step_hooks: list[cells.StepHook]) -> recurrence.Loop:
+                u: tf.Tensor, bias: tf.Tensor, bias_hh: tf.Tensor | None,
+                in_mask: tf.Tensor | None, rec_mask: tf.Tensor | None,
+                step_hooks: list[cells.StepHook]) -> recurrence.Loop:
         """The `tf.function` path: the LSTM's hand-ordered loops without hooks (its speed
         path), the cell seam's loop for every other cell and hook."""
         if self.cell == "lstm" and not step_hooks:
             if in_mask is None and rec_mask is None:
                 return recurrence.run_fused(xs, h, c, kernel, u, bias)
             return _LSTM_LOOPS[self.entry.order](xs, h, c, kernel, u, bias, in_mask, rec_mask)
-        bias_hh = None if self.bias_hh is None else tf.convert_to_tensor(self.bias_hh)
         return cells.run(self.cell, xs, h, c, kernel, u, bias, bias_hh, in_mask, rec_mask,
                          step_hooks)
 
