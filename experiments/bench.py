@@ -106,7 +106,7 @@ class Arm:
                 if rules.applies(r, self.variant.value, num_layers=layers)}
         kind = TaskKind.LANGUAGE_MODEL if task == "ptb" else TaskKind.CLASSIFIER
         return ModelSpec(kind, vocab, outputs, embed, hidden, layers, self.variant,
-                         **{f"{r}_dropout": self.rate for r in used})
+                         rates={r: self.rate for r in used})
 
 
 def has_loops(framework: str, variant: Variant) -> bool:

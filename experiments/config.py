@@ -9,7 +9,7 @@ import json
 import math
 import os
 import re
-from dataclasses import dataclass, field, make_dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -82,16 +82,25 @@ class ModelConfig:
     cell: Cell = Cell.lstm
 
 
-# dropout.<rate> for every rate of the registry (frameworks/variants.py), then the knobs.
-DropoutConfig = make_dataclass("DropoutConfig", [
-    ("variant", Variant, field(default=Variant.none)),
-    *[(rate, float, field(default=0.0)) for rate in variants.RATES],
-    ("granularity", Granularity, field(default=Granularity.sample)),
-    ("output_mode", OutputMode, field(default=OutputMode.variational)),
-    ("eval_active", bool, field(default=False)),
-    ("per_step", bool, field(default=False)),  # semeniuta: a fresh candidate mask per step
-])
-DropoutConfig.__module__ = __name__
+@dataclass
+class DropoutConfig:
+    """dropout.*: the variant, one rate per rate of the registry (frameworks/variants.py RATES,
+    in its order; a rate the variant does not use must stay 0), then the knobs (KNOBS; a
+    non-default value only for the variants that allow it). docs/SEMANTICS.md has the
+    equations. Not frozen: Hydra merges the config files and the command line into it."""
+
+    variant: Variant = Variant.none
+    embedding: float = 0.0  # rows of the embedding matrix: whole word types
+    input: float = 0.0  # each layer's input (the embedding's output, between layers)
+    recurrent: float = 0.0  # h_{t-1} (the Gal family), the candidate update (Semeniuta)
+    output: float = 0.0  # the last layer's output, before the decoder
+    weight: float = 0.0  # DropConnect on weight_hh (the WeightDrop forms)
+    zoneout_cell: float = 0.0  # zoneout: a unit of c keeps its previous value
+    zoneout_hidden: float = 0.0  # zoneout: a unit of h keeps its previous value
+    granularity: Granularity = Granularity.sample  # a mask per sequence or per minibatch
+    output_mode: OutputMode = OutputMode.variational  # or Keras' plain Dropout (naive)
+    eval_active: bool = False  # awd-lstm's row mask, always on (weightdrop_variational)
+    per_step: bool = False  # semeniuta: a fresh candidate mask per step
 
 
 # A backend's paths, fastest first (frameworks/<backend>/compute.py): auto, the fastest that
@@ -346,7 +355,7 @@ def spec_args(cfg: DictConfig) -> dict[str, Any]:
         hidden_size=cfg.model.hidden_size,
         num_layers=cfg.model.num_layers or (2 if kind is TaskKind.LANGUAGE_MODEL else 1),
         variant=d.variant,
-        **{f"{rate}_dropout": d[rate] for rate in variants.RATES},
+        rates={rate: d[rate] for rate in variants.RATES},
         granularity=d.granularity,
         output_mode=d.output_mode,
         eval_active=d.eval_active,

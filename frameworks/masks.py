@@ -51,22 +51,22 @@ def mask_plan(spec: ModelSpec, batch: int, steps: int, phase: Phase) -> list[Mas
         if not spec.eval_active:
             return []
         return [
-            MaskRequest(f"weight.{k}", weight_mask_shape(v, h, spec.gates), spec.weight_dropout)
+            MaskRequest(f"weight.{k}", weight_mask_shape(v, h, spec.gates), spec.rate("weight"))
             for k in range(spec.num_layers)
-            if spec.weight_dropout > 0
+            if spec.rate("weight") > 0
         ]
     if not variants.entry(v).rates:
         return []
     bm = 1 if spec.granularity is Granularity.BATCH else batch
     plan: list[MaskRequest] = []
-    if spec.embedding_dropout > 0:
-        plan.append(MaskRequest("embedding", (spec.vocab_size, 1), spec.embedding_dropout))
+    if spec.rate("embedding") > 0:
+        plan.append(MaskRequest("embedding", (spec.vocab_size, 1), spec.rate("embedding")))
     for k in range(spec.num_layers):
         d = spec.embed_size if k == 0 else h
         plan += _layer_masks(spec, k, d, batch, steps, bm)
-    if spec.output_dropout > 0 and variants.entry(v).output_mask is not None:
+    if spec.rate("output") > 0 and variants.entry(v).output_mask is not None:
         shape = _output_shape(spec, batch, steps, bm)
-        plan.append(MaskRequest("output", shape, spec.output_dropout))
+        plan.append(MaskRequest("output", shape, spec.rate("output")))
     return plan
 
 

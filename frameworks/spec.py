@@ -7,7 +7,9 @@ when it is made, so a bad combination of variant and knobs fails before any trai
 from __future__ import annotations
 
 import enum
-from dataclasses import asdict, dataclass, field, make_dataclass
+import functools
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
@@ -82,9 +84,8 @@ GAL_FAMILY = _variants(variants.in_group("gal"))
 WEIGHTDROP_FAMILY = _variants(variants.in_group("weightdrop"))
 LOCKED_FAMILY = _variants(variants.in_group("locked"))
 
-# Which rate knobs each variant uses. A non-zero rate a variant ignores is an error, not a no-op:
-# a sweep must never log a rate that had no effect.
-_RATES: dict[Variant, frozenset[str]] = {Variant(e.name): e.rates for e in variants.ENTRIES}
+# Every rate; a non-zero one a variant ignores is an error, not a no-op (frameworks/rules.py
+# `inert`): a sweep must never log a rate that had no effect.
 ALL_RATES = variants.RATES
 
 # Variants whose masks can be drawn per sample or per minibatch; that allow output_mode=naive.
@@ -102,21 +103,85 @@ def rates_used_by(variant: Variant) -> frozenset[str]:
     return variants.rates(variant)
 
 
-class _SpecMethods:
-    """Everything needed to build the matched model in either framework (see `ModelSpec`).
+class Rates(Mapping[str, float]):
+    """Every dropout rate of the registry (frameworks/variants.py RATES) by name, in its order;
+    a rate not given is 0. Read-only, hashable and picklable, as the `ModelSpec` holding it."""
 
-    Rates, one field `<rate>_dropout` per rate of the registry (frameworks/variants.py, so a
-    new rate is a registry entry only): `embedding` drops whole word types (rows of the
-    embedding matrix); `input` is the dropout on each layer's input (embedding output, and
-    between layers); `recurrent` masks h_{t-1} in the Gal family and the candidate update in
-    Semeniuta's; `weight` is the WeightDrop rate on weight_hh; `output` drops the last layer's
-    output before the decoder. docs/SEMANTICS.md has the equations.
+    __slots__ = ("_values",)
+
+    def __init__(self, values: Mapping[str, float] | None = None) -> None:
+        given = dict(values or {})
+        unknown = sorted(set(given) - set(variants.RATES))
+        if unknown:
+            raise SpecError(f"dropout rate {', '.join(unknown)} is not a rate; rates: "
+                            f"{', '.join(variants.RATES)}")
+        self._values = tuple(float(given.get(r, 0.0)) for r in variants.RATES)
+
+    def __getitem__(self, name: str) -> float:
+        if name not in variants.RATES:
+            raise KeyError(name)
+        return self._values[variants.RATES.index(name)]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(variants.RATES)
+
+    def __len__(self) -> int:
+        return len(variants.RATES)
+
+    def __hash__(self) -> int:
+        return hash(self._values)
+
+    def __reduce__(self) -> tuple[type[Rates], tuple[dict[str, float]]]:
+        return Rates, (dict(self),)
+
+    def __repr__(self) -> str:
+        return f"Rates({ {r: p for r, p in self.items() if p} })"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything needed to build the matched model in either framework, validated once, when
+    it is made (a bad combination of variant, rates and knobs fails before any training).
+
+    `rates`, one per rate of the registry (frameworks/variants.py, so a new rate is a registry
+    line only; a mapping given is read into `Rates`): `embedding` drops whole word types (rows
+    of the embedding matrix); `input` is the dropout on each layer's input (embedding output,
+    and between layers); `recurrent` masks h_{t-1} in the Gal family and the candidate update
+    in Semeniuta's; `weight` is the WeightDrop rate on weight_hh; `output` drops the last
+    layer's output before the decoder; `zoneout_cell` / `zoneout_hidden` keep a unit's previous
+    c / h. docs/SEMANTICS.md has the equations. The spelling before the mapping,
+    `<rate>_dropout=p` as a keyword and `spec.<rate>_dropout`, is still accepted.
     """
 
+    task_kind: TaskKind
+    vocab_size: int
+    num_outputs: int
+    embed_size: int
+    hidden_size: int
+    num_layers: int
+    variant: Variant
+    rates: Mapping[str, float] = Rates()  # every rate by name (a `Rates` once made)
+    granularity: Granularity = Granularity.SAMPLE
+    output_mode: OutputMode = OutputMode.VARIATIONAL
+    eval_active: bool = False
+    per_step: bool = False
+    cell: Cell = Cell.LSTM
+    tie_weights: bool = False
+    init_scale: float = 0.1
+    init: Init = Init.UNIFORM
+
     def __post_init__(self) -> None:
+        object.__setattr__(self, "rates", Rates(self.rates))
         for name in ("task_kind", "variant", "granularity", "output_mode", "cell", "init"):
             _coerce_enum(self, name)
         self._validate()
+
+    def __getattr__(self, name: str) -> float:
+        """`spec.<rate>_dropout`, the spelling before `rates` (the Keras backend reads it)."""
+        rate = name.removesuffix("_dropout")
+        if rate != name and rate in variants.RATES:
+            return self.rates[rate]
+        raise AttributeError(f"'ModelSpec' object has no attribute {name!r}")
 
     @property
     def cell_info(self) -> variants.Cell:
@@ -127,7 +192,7 @@ class _SpecMethods:
         return self.cell_info.gates
 
     def rate(self, name: str) -> float:
-        return float(getattr(self, f"{name}_dropout"))
+        return self.rates[name]
 
     def _validate(self) -> None:
         for key in ("vocab_size", "num_outputs", "embed_size", "hidden_size", "num_layers"):
@@ -197,31 +262,26 @@ class _SpecMethods:
                     f"(got {self.embed_size} and {self.hidden_size})"
                 )
 
-    def as_dict(self) -> dict[str, object]:
-        return {k: (v.value if isinstance(v, enum.Enum) else v)
-                for k, v in asdict(self).items()}  # type: ignore[call-overload]
+
+def _rate_keywords(init: Callable[..., None]) -> Callable[..., None]:
+    """`ModelSpec(..., input_dropout=0.3)`, the spelling before `rates`, still accepted (some
+    backends' tests use it): such keywords join `rates`, and win over it."""
+
+    @functools.wraps(init)
+    def __init__(self: ModelSpec, *args: object, **kwargs: object) -> None:
+        spelled = {key.removesuffix("_dropout"): kwargs.pop(key) for key in list(kwargs)
+                   if key.endswith("_dropout")}
+        if spelled:
+            kwargs["rates"] = {**dict(kwargs.get("rates") or {}), **spelled}
+        init(self, *args, **kwargs)
+
+    return __init__
 
 
-# The fields in order: the positional ones, then one float per registry rate, then the knobs.
-_FIELDS = [
-    ("task_kind", TaskKind), ("vocab_size", int), ("num_outputs", int), ("embed_size", int),
-    ("hidden_size", int), ("num_layers", int), ("variant", Variant),
-    *[(f"{r}_dropout", float, field(default=0.0)) for r in variants.RATES],
-    ("granularity", Granularity, field(default=Granularity.SAMPLE)),
-    ("output_mode", OutputMode, field(default=OutputMode.VARIATIONAL)),
-    ("eval_active", bool, field(default=False)),
-    ("per_step", bool, field(default=False)),
-    ("cell", Cell, field(default=Cell.LSTM)),
-    ("tie_weights", bool, field(default=False)),
-    ("init_scale", float, field(default=0.1)),
-    ("init", Init, field(default=Init.UNIFORM)),
-]
-ModelSpec = make_dataclass("ModelSpec", _FIELDS, bases=(_SpecMethods,), frozen=True)
-ModelSpec.__module__ = __name__  # pickling and reprs find it here
-ModelSpec.__doc__ = _SpecMethods.__doc__
+ModelSpec.__init__ = _rate_keywords(ModelSpec.__init__)  # type: ignore[method-assign]
 
 
-def _coerce_enum(spec: _SpecMethods, name: str) -> None:
+def _coerce_enum(spec: ModelSpec, name: str) -> None:
     enum_type = {
         "task_kind": TaskKind,
         "variant": Variant,

@@ -12,6 +12,7 @@ from omegaconf import OmegaConf
 from experiments import config as C
 from experiments import plan as P
 from experiments.plan import make as make_plan
+from frameworks import variants
 from frameworks.compute import Compute
 from frameworks.spec import Variant
 from tests.conftest import REPO, compose_cfg
@@ -157,6 +158,17 @@ def test_only_the_plan_reads_the_runtime_of_a_run():
     for module in ("run.py", "weights.py", "tracking.py"):
         assert "os.environ[" not in (REPO / "experiments" / module).read_text(), module
         assert "os.environ.get" not in (REPO / "experiments" / module).read_text(), module
+
+
+def test_the_dropout_schema_has_a_key_per_rate_and_knob_of_the_registry_in_its_order():
+    """A rate is added to frameworks/variants.py RATES and written out in DropoutConfig (Hydra
+    refuses a key its schema lacks); ModelSpec takes every rate as one mapping."""
+    keys = [f.name for f in dataclasses.fields(C.DropoutConfig)]
+    assert keys == ["variant", *variants.RATES, *variants.KNOBS]
+    cfg = compose_cfg(["variant=zoneout", "dropout.zoneout_hidden=0.2"])
+    spec = make_plan(cfg).spec(10, 2)
+    assert dict(spec.rates) == {r: cfg.dropout[r] for r in variants.RATES}
+    assert spec.rates["zoneout_hidden"] == spec.zoneout_hidden_dropout == 0.2
 
 
 def test_each_framework_takes_its_own_compute_switch_outside_the_hash():

@@ -35,7 +35,7 @@ class DropoutLSTMModel(nn.Module):
         self.builtin = spec.variant is Variant.TORCH_BUILTIN
         if self.builtin:
             self.rnn = nn.LSTM(
-                e, h, num_layers=layers, batch_first=True, dropout=spec.input_dropout
+                e, h, num_layers=layers, batch_first=True, dropout=spec.rate("input")
             )
         else:
             self.layers = nn.ModuleList(
