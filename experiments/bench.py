@@ -18,9 +18,9 @@ spread (wall or CPU time) is not yet below 10% (a precise arm leaves the rounds)
 --budget-min for the whole run, split over frameworks x shapes in proportion to their expected
 cost; a shape whose share runs out stops and its imprecise rows are flagged `!`.
 `--rounds N` runs exactly N rounds; `--quick` is the short run of the committed table (2 rounds,
-4 batches). The arms whose code a framework's loop switch picks (`has_loops`: PyTorch's per-step
-loop variants -- the Gal family, semeniuta, zoneout -- and Keras' Gal family) are measured under
-each of --torch-loops / --keras-loops, one row each (`keras_impl0 [cpp]`; the default loop
+4 batches). The arms whose code a framework's loop switch picks (`has_loops`: the per-step loop
+variants -- the Gal family, semeniuta, zoneout -- in both frameworks) are measured under each of
+--torch-loops / --keras-loops, one row each (`keras_impl0 [bptt]`; the default loop, auto,
 keeps the plain name); the `path` column says what computed it (compute_path).
 
     python -m experiments.bench [--shapes ptb200 ptb650 cls128] [--budget-min 15] [--rounds N]
@@ -109,12 +109,11 @@ class Arm:
                          rates={r: self.rate for r in used})
 
 
-def has_loops(framework: str, variant: Variant) -> bool:
-    """Whether the variant's numbers come from a loop the framework's `*_loop` switch picks: in
-    PyTorch every per-step loop variant, in Keras the LSTM Gal family (the others run the same
-    code under every loop, or another one, and are measured once)."""
-    entry = registry.entry(variant)
-    return entry.runs_as == "step_loop" if framework == "torch" else entry.order is not None
+def has_loops(variant: Variant) -> bool:
+    """Whether the variant's numbers come from a per-step loop the `*_loop` switch picks (the
+    Gal family, semeniuta, zoneout, in both frameworks: each compiled path covers them all); the
+    others run the fused layer, or one loop under every setting, and are measured once."""
+    return registry.entry(variant).runs_as == "step_loop"
 
 
 def arms(framework: str, variants: list[str] | None,
@@ -128,7 +127,7 @@ def arms(framework: str, variants: list[str] | None,
         if v not in FRAMEWORK_VARIANTS[framework] or v is Variant.keras3_builtin:
             continue
         rate = 0.0 if v is Variant.none else RATE
-        if has_loops(framework, v):
+        if has_loops(v):
             out += [Arm(v.value if loop == DEFAULT_LOOP else f"{v.value} [{loop}]", v, rate, loop)
                     for loop in loops]
         else:
