@@ -20,9 +20,10 @@ import statistics
 from collections import defaultdict
 from typing import Any
 
+from experiments.metrics import BEST_EPOCH, STD, VALID, key
 from frameworks.spec import SpecError
 
-METRIC = "valid_log_loss_std"  # the selection metric of the rule (lower is better)
+METRIC = key(VALID, "log_loss", STD)  # the selection metric of the rule (lower is better)
 
 
 def choose(results: dict[float, list[float]]) -> float:
@@ -58,7 +59,7 @@ def stage_results(uri: str, experiment: str, stage: str, variant: str,
                                    f"{T.tag_equals(T.COMPLETED, 'true')} and "
                                    f"{T.tag_equals(T.VARIANT, variant)}")
         for run in children:
-            best = int(run.data.metrics["best_epoch"])
+            best = int(run.data.metrics[BEST_EPOCH])
             history = client.get_metric_history(run.info.run_id, METRIC)
             value = next(m.value for m in history if m.step == best)
             results[float(run.data.params[key])].append(value)
