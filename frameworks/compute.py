@@ -20,6 +20,7 @@ import functools
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 AUTO = "auto"
 
@@ -155,3 +156,18 @@ class PathRecord:
         """"cpp"; "bptt" where the compiled loop was unavailable; "cpp+eager" when a call it
         does not cover ran another path."""
         return "+".join(p for p in self.order if p in self.used) or self.empty
+
+
+def core_slots(cell: str, hooks: Iterable[Any]) -> dict[str, Any] | None:
+    """The hooks' masks by the compiled core's slots (each hook's `core_slots()`, in either
+    backend), or None where a hook declares none, two fill one slot, or a GRU would zone out a
+    c it does not carry: the caller then runs the next path."""
+    slots: dict[str, Any] = {}
+    for hook in hooks:
+        own = hook.core_slots()
+        if own is None or slots.keys() & own.keys():
+            return None
+        slots.update(own)
+    if cell != "lstm" and slots.get("zoneout_c") is not None:
+        return None
+    return slots

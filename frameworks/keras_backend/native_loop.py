@@ -29,7 +29,8 @@ from typing import Any
 import tensorflow as tf
 
 from frameworks import native
-from frameworks.keras_backend.cells import Slots, StepHook
+from frameworks.compute import core_slots
+from frameworks.keras_backend.cells import StepHook
 
 NAME = "rds_gal_loop"
 SOURCE = Path(__file__).resolve().parent / "csrc" / "gal_loop.cc"
@@ -84,20 +85,6 @@ def _steps(mask: Tensor | float | None, hid: int) -> Tensor:
     if isinstance(mask, float):
         return tf.fill((1, 1, hid), tf.constant(mask, tf.float32))
     return mask
-
-
-def core_slots(cell: str, hooks: Sequence[StepHook]) -> Slots | None:
-    """The hooks' masks by the core's slots, or None where a hook declares none, two fill one
-    slot, or a GRU would zone out a c it does not carry (the caller runs another path)."""
-    slots: Slots = {}
-    for hook in hooks:
-        own = hook.core_slots()
-        if own is None or slots.keys() & own.keys():
-            return None
-        slots.update(own)
-    if cell != "lstm" and slots.get("zoneout_c") is not None:
-        return None
-    return slots
 
 
 def on_gpu(x: Tensor) -> bool:

@@ -39,6 +39,7 @@ import torch
 from torch import Tensor
 
 from frameworks import native
+from frameworks.compute import core_slots
 from frameworks.torch_backend import cells, compute
 
 NAME = "rds_fused_loop"
@@ -130,13 +131,8 @@ def _masks(cell: str, x: Tensor, hid: int, m_in: Tensor | None, m_rec: Tensor | 
     caller then runs another path)."""
     b, t = x.shape[0], x.shape[1]
     gates = GATES[cell]
-    slots: cells.Slots = {}
-    for hook in hooks:
-        own = hook.core_slots()
-        if own is None or slots.keys() & own.keys():
-            return None
-        slots.update(own)
-    if cell != "lstm" and slots.get("zoneout_c") is not None:
+    slots = core_slots(cell, hooks)
+    if slots is None:
         return None
     cand = slots.get("candidate")
     cand = None if cand is None else _time_major(cand.to(x.dtype), b, t, hid)
