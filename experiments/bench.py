@@ -20,11 +20,12 @@ cost; a shape whose share runs out stops and its imprecise rows are flagged `!`.
 `--rounds N` runs exactly N rounds; `--quick` is the short run of the committed table (2 rounds,
 4 batches). The arms whose code a framework's loop switch picks (`has_loops`: the per-step loop
 variants -- the Gal family, semeniuta, zoneout -- in both frameworks) are measured under each of
---torch-loops / --keras-loops, one row each (`keras_impl0 [bptt]`; the default loop, auto,
-keeps the plain name); the `path` column says what computed it (compute_path).
+--torch-loops / --keras-loops, one row each (`zoneout [eager]`, `keras_impl0 [bptt]`: the
+path a machine without a compiler takes; the default loop, auto, keeps the plain name); the
+`path` column says what computed it (compute_path).
 
     python -m experiments.bench [--shapes ptb200 ptb650 cls128] [--budget-min 15] [--rounds N]
-        [--quick] [--batches N] [--torch-loops auto bptt] [--keras-loops auto bptt] [--threads N]
+        [--quick] [--batches N] [--torch-loops auto eager] [--keras-loops auto bptt] [--threads N]
 """
 
 from __future__ import annotations
@@ -285,15 +286,16 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batches", type=int, default=None,
                         help="batches per arm and round (default by shape: "
                              + ", ".join(f"{k} {v}" for k, v in BATCHES.items()) + ")")
-    parser.add_argument("--torch-loops", nargs="+", default=["auto", "bptt"],
+    parser.add_argument("--torch-loops", nargs="+", default=["auto", "eager"],
                         choices=LOOPS["torch"],
                         help="framework.torch_loop values to measure every PyTorch per-step "
-                             "loop variant under, one row each (default: auto bptt, the "
+                             "loop variant under, one row each (default: auto eager, the "
                              "default path and the one a machine without a compiler takes)")
     parser.add_argument("--keras-loops", nargs="+", default=["auto", "bptt"],
                         choices=LOOPS["keras"],
-                        help="framework.keras_loop values to measure the Keras Gal family "
-                             "under, one row each (default: auto bptt)")
+                        help="framework.keras_loop values to measure every Keras per-step "
+                             "loop variant under, one row each (default: auto bptt, "
+                             "as for PyTorch)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, default=REPO / "results" / "bench")

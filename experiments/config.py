@@ -106,10 +106,9 @@ class DropoutConfig:
 # A backend's paths, fastest first (frameworks/<backend>/compute.py): auto, the fastest that
 # computes the call, or one path's loop by name; the names: frameworks/rules.py LOOPS.
 TorchLoop = _choices("TorchLoop", rules.LOOPS["torch"], "framework.torch_loop: cpp (the "
-                     "compiled loop), bptt (the LSTM Gal family's hand-written backward), eager "
-                     "(the autograd loop of cells.py), or auto.")
+                     "compiled loop), eager (the autograd loop of cells.py), or auto.")
 KerasLoop = _choices("KerasLoop", rules.LOOPS["keras"], "framework.keras_loop: cpp (the "
-                     "compiled op), bptt (the loops in the runner's tf.function), or auto.")
+                     "compiled op), bptt (the loop in the runner's tf.function), or auto.")
 
 
 @dataclass

@@ -4,7 +4,7 @@ the ordered paths a backend offers with what each supports, and the one choice o
 A layer whose masks or hooks need a time loop describes its call (`Call`: cell, device, dtype,
 the Gal family's order, its hooks' kinds); the backend's paths are listed fastest first, each
 saying which calls it covers. `loop="auto"` (the default) takes the first path that covers the
-call; an explicit loop (`framework.torch_loop=bptt`) starts the search at the path it names and,
+call; an explicit loop (`framework.torch_loop=eager`) starts the search at the path it names and,
 when that path cannot compute the call, says so once, by name, and takes the next that can. A
 path that covers a call may still be unavailable at run time (a compiled loop that could not be
 built, which warns once itself); the caller then tries the next candidate.
@@ -68,7 +68,6 @@ class Path:
     devices: frozenset[str] | None = None
     dtypes: frozenset[str] | None = None
     hooks: frozenset[str] | None = None  # the hook kinds it computes
-    gal_only: bool = False  # only the LSTM Gal family's masks (a hand-written Gal backward)
     compiled: bool = False  # taken only when `Compute.compile` is this value
 
     def why_not(self, call: Call) -> tuple[str, str] | None:
@@ -81,8 +80,6 @@ class Path:
         if self.hooks is not None and not call.hooks <= self.hooks:
             extra = ", ".join(sorted(call.hooks - self.hooks))
             return "hook", f"the {extra} hook" + ("" if self.hooks else " (it computes none)")
-        if self.gal_only and call.gal_order is None:
-            return "masks", "masks other than the Gal family's"
         return None
 
 
@@ -93,14 +90,14 @@ CODE_GAPS = ("cell", "hook")
 
 def path(name: str, loop: str, *, cells: Iterable[str] | None = None,
          devices: Iterable[str] | None = None, dtypes: Iterable[str] | None = None,
-         hooks: Iterable[str] | None = None, gal_only: bool = False,
+         hooks: Iterable[str] | None = None,
          compiled: bool = False) -> Path:
     """A Path from plain iterables (None: any)."""
     def frozen(values: Iterable[str] | None) -> frozenset[str] | None:
         return None if values is None else frozenset(values)
 
     return Path(name, loop, frozen(cells), frozen(devices), frozen(dtypes), frozen(hooks),
-                gal_only, compiled)
+                compiled)
 
 
 def loops(paths: tuple[Path, ...]) -> tuple[str, ...]:
@@ -153,7 +150,7 @@ class PathRecord:
         self.used.add(name)
 
     def joined(self) -> str:
-        """"cpp"; "bptt" where the compiled loop was unavailable; "cpp+eager" when a call it
+        """"cpp"; "eager" where the compiled loop was unavailable; "cpp+eager" when a call it
         does not cover ran another path."""
         return "+".join(p for p in self.order if p in self.used) or self.empty
 

@@ -60,7 +60,7 @@ AUTO = "auto"  # the fastest path that computes a call (frameworks/compute.py)
 # The values of framework.<fw>_loop: auto, then each path of the backend's list, fastest first
 # (frameworks/<backend>/compute.py offers exactly these; tests/test_rules.py checks).
 LOOPS: MappingProxyType[str, tuple[str, ...]] = MappingProxyType({
-    "torch": (AUTO, "cpp", "bptt", "eager"),
+    "torch": (AUTO, "cpp", "eager"),
     "keras": (AUTO, "cpp", "bptt"),
 })
 # The framework.* keys only one framework reads, with their defaults: set for the other one

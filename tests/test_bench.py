@@ -1,6 +1,6 @@
 """A tiny bench run: the table has every variant of both frameworks on the default path, and a
-`[bptt]` row (the path a machine without a compiler takes) for every PyTorch per-step loop
-variant and every Keras Gal variant, with positive figures, paired ratios
+row for the path a machine without a compiler takes (`[eager]` in PyTorch, `[bptt]` in Keras)
+for every per-step loop variant of both frameworks, with positive figures, paired ratios
 with their spreads and the path that computed each row (no timing assertions: speed is
 measured by `make bench`, never by tests). The statistics and the stopping rule are tested
 without a framework in tests/test_bench_stats.py."""
@@ -42,9 +42,9 @@ def test_tiny_bench_covers_every_variant_and_loop_and_logs_to_mlflow(tmp_path):
                  if variants.entry(v).runs_as == "step_loop"]
     assert {"keras_impl0", "semeniuta", "zoneout"} <= set(step_loop)
     for v in step_loop:
-        default, fallback = by_arm[("torch", v)], by_arm[("torch", f"{v} [bptt]")]
-        assert default["loop"] == "auto" and fallback["loop"] == "bptt"
-        assert fallback["path"] in ("bptt", "eager")  # a per-step loop ran, not the fused one
+        default, fallback = by_arm[("torch", v)], by_arm[("torch", f"{v} [eager]")]
+        assert default["loop"] == "auto" and fallback["loop"] == "eager"
+        assert fallback["path"] == "eager"  # the autograd loop ran, not the fused layer
         assert default["path"] == (cpp or fallback["path"])
     from frameworks.keras_backend import native_loop
 
@@ -101,7 +101,7 @@ def test_default_run_adds_rounds_within_its_budget(tmp_path):
                        "--no-mlflow"])
     assert code == 0
     rows = list(csv.DictReader((tmp_path / "bench.csv").read_text().splitlines()))
-    assert [r["arm"] for r in rows] == ["none", "keras_impl2", "keras_impl2 [bptt]"]
+    assert [r["arm"] for r in rows] == ["none", "keras_impl2", "keras_impl2 [eager]"]
     assert len({(r["rounds"], r["stop"]) for r in rows}) == 1
     assert int(rows[0]["rounds"]) >= 3 and rows[0]["stop"] in ("converged", "budget")
     assert rows[0]["batches"] == str(bench.BATCHES["tiny"])

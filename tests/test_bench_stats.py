@@ -213,7 +213,7 @@ def test_the_budget_is_shared_in_proportion_to_cost():
 
 def test_the_cli_resolves_quick_rounds_and_batches():
     args = bench.parse([])
-    assert args.rounds is None and args.budget_min == 15 and args.torch_loops == ["auto", "bptt"]
+    assert args.rounds is None and args.budget_min == 15 and args.torch_loops == ["auto", "eager"]
     assert bench.batches_for(args, "ptb650") == bench.BATCHES["ptb650"]
     assert bench.stop_rule(args, 60.0) == StopRule(min_rounds=3, threshold=0.10, budget_s=60.0)
     quick = bench.parse(["--quick"])
@@ -226,6 +226,8 @@ def test_the_cli_resolves_quick_rounds_and_batches():
         bench.parse(["--torch-loops", "fast"])
     with pytest.raises(SystemExit):
         bench.parse(["--keras-loops", "eager"])  # Keras has auto, cpp and bptt only
+    with pytest.raises(SystemExit):
+        bench.parse(["--torch-loops", "bptt"])  # PyTorch has auto, cpp and eager only
     assert args.keras_loops == ["auto", "bptt"]
     # the budget goes to each framework x shape in proportion to arms x batches x cost
     ptb, cls = bench.weight(args, "torch", "ptb650"), bench.weight(args, "torch", "cls128")
@@ -237,9 +239,9 @@ STEP_LOOP = ("keras_impl0", "keras_impl1", "keras_impl2", "semeniuta", "zoneout"
 
 
 def test_step_loop_arms_get_one_row_per_loop():
-    torch = {a.name: a for a in bench.arms("torch", None, ("auto", "bptt"))}
+    torch = {a.name: a for a in bench.arms("torch", None, ("auto", "eager"))}
     for v in STEP_LOOP:
-        assert torch[v].loop == "auto" and torch[f"{v} [bptt]"].loop == "bptt"
+        assert torch[v].loop == "auto" and torch[f"{v} [eager]"].loop == "eager"
     assert [n for n in torch if n.startswith("none")] == ["none"]
     assert not any(n.endswith("]") for n in torch if n.split(" ")[0] not in STEP_LOOP)
     assert len(torch) == len(bench.arms("torch", None)) + len(STEP_LOOP)
@@ -266,7 +268,7 @@ def row(arm: str, train: float, cpu: float, stop: str = "budget", loop: str = ""
 def test_the_table_flags_rows_that_missed_the_target_and_says_why():
     rows = [row("none", 0.0, 0.0), row("naive", 0.04, 0.06),
             row("keras_impl0", 0.14, 0.02), row("keras_impl0 [cpp]", 0.03, math.nan, "fixed",
-                                                "cpp", "bptt"),
+                                                "cpp", "eager"),
             row("zoneout [cpp]", 12.0, 0.01, "max_rounds", "cpp", "cpp")]
     text = markdown(rows)
     lines = text.splitlines()
@@ -283,7 +285,7 @@ def test_the_table_flags_rows_that_missed_the_target_and_says_why():
     assert "1 stopped because their shape's share of --budget-min ran out; " in text
     assert "1 stopped because the number of rounds was fixed (--rounds, --quick); " in text
     assert "1 stopped because they reached the round limit." in text
-    assert "unavailable: 1 of the rows asked for `cpp` ran bptt instead" in text
+    assert "unavailable: 1 of the rows asked for `cpp` ran eager instead" in text
     assert "Rounds: torch ptb200 4 (" in text
     good = markdown([row("none", 0.0, 0.0), row("naive", 0.04, 0.06, "converged")])
     assert "Every train and CPU-time ratio has a spread below 10%." in good

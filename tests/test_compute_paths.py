@@ -39,12 +39,12 @@ ZONEOUT_GRU = Call("gru", "cpu", "float32", None, frozenset({"zoneout"}))
 
 
 def test_auto_takes_the_fastest_path_that_covers_the_call():
-    assert names(TORCH, "auto", GAL_LSTM) == ["cpp", "bptt", "eager"]
+    assert names(TORCH, "auto", GAL_LSTM) == ["cpp", "eager"]
     assert names(TORCH, "auto", ZONEOUT_GRU) == ["cpp", "eager"]
-    assert names(TORCH, "auto", Call("lstm", "cuda", "float32", 2)) == ["bptt", "eager"]
+    assert names(TORCH, "auto", Call("lstm", "cuda", "float32", 2)) == ["eager"]
     assert names(TORCH, "auto", Call("gru", "cuda", "float32", None,
                                      frozenset({"candidate"}))) == ["eager"]
-    assert names(TORCH, "auto", Call("lstm", "cpu", "float16", 1)) == ["bptt", "eager"]
+    assert names(TORCH, "auto", Call("lstm", "cpu", "float16", 1)) == ["eager"]
     assert names(TORCH, "auto", GAL_LSTM, compile=True) == ["compile"]
     assert names(KERAS, "auto", GAL_LSTM, "framework.keras_loop") == ["cpp", "tf.function"]
     assert names(KERAS, "auto", Call("gru", "cpu", "float32", 1),
@@ -60,19 +60,19 @@ def test_auto_takes_the_fastest_path_that_covers_the_call():
 
 
 def test_an_explicit_loop_starts_at_its_path():
-    assert names(TORCH, "cpp", GAL_LSTM) == ["cpp", "bptt", "eager"]
-    assert names(TORCH, "bptt", GAL_LSTM) == ["bptt", "eager"]
+    assert names(TORCH, "cpp", GAL_LSTM) == ["cpp", "eager"]
     assert names(TORCH, "eager", GAL_LSTM) == ["eager"]
     assert names(KERAS, "bptt", GAL_LSTM, "framework.keras_loop") == ["tf.function"]
 
 
 def test_an_explicit_loop_that_cannot_compute_a_call_says_so_once_by_name():
-    said = warned(TORCH, "bptt", ZONEOUT_GRU, "framework.torch_loop")
-    assert said == ["framework.torch_loop=bptt: `bptt` does not compute a GRU zoneout step loop "
-                    "on cpu float32 (cell gru; it computes lstm); `eager` runs it"]
     said = warned(TORCH, "cpp", Call("lstm", "cuda", "float32", 0), "framework.torch_loop")
-    assert len(said) == 1 and "device cuda; it computes cpu" in said[0]
-    assert "`bptt` runs it" in said[0]
+    assert said == ["framework.torch_loop=cpp: `cpp` does not compute a LSTM Gal step loop "
+                    "on cuda float32 (device cuda; it computes cpu); `eager` runs it"]
+    said = warned(KERAS, "cpp", Call("gru", "cpu", "float64", None, frozenset({"candidate"})),
+                  "framework.keras_loop")
+    assert len(said) == 1 and "dtype float64; it computes float32" in said[0]
+    assert "`tf.function` runs it" in said[0]
 
 
 def test_auto_says_once_when_a_code_gap_slows_a_call_but_not_for_the_machine():
@@ -100,7 +100,7 @@ def test_a_hook_without_core_slots_is_a_code_gap_of_the_compiled_path():
 
 
 @pytest.mark.parametrize("paths,setting,allowed", [
-    (TORCH, "framework.torch_loop", "auto, cpp, bptt, eager"),
+    (TORCH, "framework.torch_loop", "auto, cpp, eager"),
     (KERAS, "framework.keras_loop", "auto, cpp, bptt")])
 def test_an_unknown_loop_is_refused_naming_the_setting_and_the_allowed(paths, setting, allowed):
     with pytest.raises(ValueError) as info:

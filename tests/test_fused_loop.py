@@ -333,12 +333,11 @@ def test_the_sampler_draws_the_same_masks_with_or_without_the_compiled_draw(monk
 def test_failed_build_warns_once_and_runs_the_existing_loop(monkeypatch, tmp_path, loop):
     """No compiler: one FusedLoopUnavailable warning for the whole process, never an error,
     whether the compiled path was the default's choice or asked for; the numbers and the
-    recorded path are those of the next path (gal_bptt for the LSTM Gal family, the autograd
-    loop for the rest)."""
+    recorded path are those of the next path, the autograd loop."""
     monkeypatch.setattr(fused_loop, "BUILD", fused_loop.BUILD.fresh())
     monkeypatch.setattr(native, "CACHE", tmp_path / "native")
     monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
-    cases = [("keras_impl2", "lstm", "bptt"), ("keras_impl0", "gru", "eager"),
+    cases = [("keras_impl2", "lstm", "eager"), ("keras_impl0", "gru", "eager"),
              ("zoneout", "lstm", "eager")]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

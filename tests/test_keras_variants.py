@@ -11,6 +11,7 @@ import pytest
 
 from frameworks import variants
 from frameworks.base import NumpyMaskSource
+from frameworks.compute import Compute
 from frameworks.spec import Batch, ModelSpec, OptimSpec, Variant, rates_used_by
 from tests.test_keras_reference import forward_ref, loss_ref, numeric_grad, target_probs_ref
 
@@ -164,12 +165,20 @@ GRAD_CASES = [(v, "lm", True) for v in ("naive", "keras_impl0", "keras_impl1", "
     ("keras_impl1", "classifier", False), ("weightdrop_column", "classifier", False)]
 
 
-@pytest.mark.parametrize(("variant", "task", "tie"), GRAD_CASES)
-def test_training_loss_and_gradients_match_numpy(variant, task, tie):
+# The Gal family again on the path a machine without a compiler takes (the tf.function loop),
+# since `auto` runs the compiled op wherever it is built.
+GRAD_CASES = [(*case, "auto") for case in GRAD_CASES] + [
+    (v, task, False, "bptt") for v in ("keras_impl0", "keras_impl1", "keras_impl2")
+    for task in ("lm", "classifier")]
+
+
+@pytest.mark.parametrize(("variant", "task", "tie", "loop"), GRAD_CASES)
+def test_training_loss_and_gradients_match_numpy(variant, task, tie, loop):
     """One SGD step with lr=1: the returned loss is the numpy loss under the same masks, and
-    w_before - w_after is the numpy loss's finite-difference gradient."""
+    w_before - w_after is the numpy loss's finite-difference gradient; the runner records the
+    path it asked for."""
     spec = make_spec(variant, task, tie_weights=tie)
-    runner = Runner(spec, OptimSpec("sgd"), seed=4)
+    runner = Runner(spec, OptimSpec("sgd"), seed=4, compute=Compute(loop))
     source = NumpyMaskSource(seed=2)
     runner.sampler.source = source
     before = runner.export_weights()
@@ -186,6 +195,8 @@ def test_training_loss_and_gradients_match_numpy(variant, task, tie):
     got = np.array([before[n].flat[i] - after[n].flat[i] for n, i in coords])
     np.testing.assert_allclose(got, want, atol=2e-5, rtol=1e-3)
     assert np.abs(want).max() > 1e-3  # the check is not vacuous
+    if loop == "bptt":
+        assert runner.compute_path() == "tf.function"
 
 
 @pytest.mark.parametrize("task", ["lm", "classifier"])

@@ -2,7 +2,7 @@
 against the loops of the `tf.function` path, and its fallback.
 
 - Loop level: every LSTM impl (0, 1, 2) x loss shape x mask set (input and/or recurrent, none) x
-  per-sample or per-minibatch masks against recurrence.py's autograd loops; the LSTM and the GRU
+  per-sample or per-minibatch masks against cells.py's loop; the LSTM and the GRU
   with the Gal masks (tied, per gate), Semeniuta's candidate mask (per sequence, per step, one
   per batch) and Zoneout's updates (masks, the expectation) against cells.py's loop: outputs,
   final state and the gradients w.r.t. x, h0, c0, kernel, recurrent kernel, bias (and bias_hh)
@@ -21,6 +21,7 @@ against the loops of the `tf.function` path, and its fallback.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -31,16 +32,9 @@ from frameworks import compute as compute_paths
 from frameworks import native
 from frameworks.base import initial_weights
 from frameworks.compute import Compute, ComputePathWarning
-from frameworks.keras_backend import cells, hooks, native_loop, recurrence
+from frameworks.keras_backend import cells, hooks, native_loop
 from frameworks.spec import Granularity, ModelSpec, OptimSpec, TaskKind, Variant, rates_used_by
 from tests.conftest import skip_unless_built
-from tests.test_keras_gal_bptt import (
-    NAMES,
-    SHAPES,
-    make_case,
-    rel_err,
-    run_with_grads,
-)
 
 pytestmark = pytest.mark.keras
 needs_build = pytest.mark.usefixtures("compiled")
@@ -53,6 +47,59 @@ def compiled() -> None:
 
 
 # ---- loop level ----------------------------------------------------------------------------
+# name: (T, B, D, H, loss): "cls" reads h_T only, "lm" every output and (h_T, c_T)
+SHAPES = {"cls": (12, 8, 6, 5, "cls"), "lm": (9, 4, 5, 7, "lm"), "outputs": (6, 3, 4, 4, "out")}
+
+
+def rel_err(a: tf.Tensor, b: tf.Tensor) -> float:
+    """max |a - b| / max |b|: a relative error that tolerates entries near zero."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-30))
+
+
+def make_case(impl: int, shape: str, masks: tuple[bool, bool], bm: int | None,
+              dtype: tf.DType, seed: int = 0) -> tuple[list[tf.Tensor], dict, list[tf.Tensor]]:
+    """Inputs (x, h0, c0, kernel, U, bias), the masks and the loss weights of one case; masks
+    of rate 0.3 scaled by 1/0.7, (4, Bm, .) per gate for impl 0/1, (Bm, .) tied for impl 2."""
+    t, b, d, h, _ = SHAPES[shape]
+    rng = np.random.default_rng(seed)
+
+    def normal(*size: int) -> tf.Tensor:
+        return tf.constant(rng.normal(0.0, 0.6, size), dtype)
+
+    def mask(width: int) -> tf.Tensor:
+        size = ((4,) if impl < 2 else ()) + (bm or b, width)
+        return tf.constant((rng.random(size) >= 0.3) / 0.7, dtype)
+
+    inputs = [normal(t, b, d), normal(b, h), normal(b, h), normal(d, 4 * h), normal(h, 4 * h),
+              normal(4 * h)]
+    drawn = {"in_mask": mask(d) if masks[0] else None,
+             "rec_mask": mask(h) if masks[1] else None}
+    weights = [normal(t, b, h), normal(b, h), normal(b, h)]
+    return inputs, drawn, weights
+
+
+def run_with_grads(loop: Callable, inputs: list[tf.Tensor], masks: dict,
+                   weights: list[tf.Tensor], loss: str) -> list[tf.Tensor]:
+    """(outputs, h_T, c_T, then d loss / d each input), compiled as the runner compiles."""
+
+    @tf.function(autograph=False)
+    def run(*inputs: tf.Tensor) -> list[tf.Tensor]:
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            out, h, c = loop(*inputs, **masks)
+            terms = {"cls": [h * weights[1]],
+                     "lm": [out * weights[0], h * weights[1], c * weights[2]],
+                     "out": [out * weights[0]]}[loss]
+            total = tf.add_n([tf.reduce_sum(term) for term in terms])
+        return [out, h, c, *tape.gradient(total, inputs)]
+
+    return run(*inputs)
+
+
+NAMES = ["outputs", "h_T", "c_T", "dx", "dh0", "dc0", "dkernel", "drecurrent", "dbias"]
+
+
 MASK_SETS = {"in+rec": (True, True), "in": (True, False), "rec": (False, True),
              "none": (False, False)}
 LOOP_CASES = [pytest.param(impl, shape, masks, bm, id=f"impl{impl}-{shape}-{name}-{bm_id}")
@@ -65,14 +112,17 @@ def _lstm_op(xs, h, c, kernel, u, bias, in_mask=None, rec_mask=None):  # noqa: A
     return native_loop.run("lstm", xs, h, c, kernel, u, bias, None, in_mask, rec_mask)
 
 
+def _lstm_loop(xs, h, c, kernel, u, bias, in_mask=None, rec_mask=None):  # noqa: ANN001, ANN202
+    return cells.run("lstm", xs, h, c, kernel, u, bias, None, in_mask, rec_mask)
+
+
 @needs_build
 @pytest.mark.parametrize(("impl", "shape", "masks", "bm"), LOOP_CASES)
 def test_native_loop_equals_autograd(impl, shape, masks, bm):
     inputs, drawn, weights = make_case(impl, shape, masks, bm, tf.float32)
     loss = SHAPES[shape][-1]
     got = run_with_grads(_lstm_op, inputs, drawn, weights, loss)
-    ref = run_with_grads(getattr(recurrence, f"autograd_impl{impl}"), inputs, drawn, weights,
-                         loss)
+    ref = run_with_grads(_lstm_loop, inputs, drawn, weights, loss)
     for name, a, b in zip(NAMES, got, ref, strict=True):
         assert a.shape == b.shape, name
         assert rel_err(a, b) <= 1e-5, (name, rel_err(a, b))

@@ -4,9 +4,8 @@ what it covers (the choice itself is frameworks/compute.py's, one place for both
 - `cpp`: the whole layer (LSTM and GRU; no mask, the Gal family's tied or per-gate masks; every
   hook that declares its core slots: candidate dropout, zoneout) as one compiled TensorFlow op
   each way (native_loop.py), built on first use; CPU, float32;
-- `tf.function` (loop `bptt`): recurrence.py's LSTM loops (the Gal family with gal_bptt.py's
-  hand-written backward) and cells.py's loop for every other cell and hook, inside the
-  runner's tf.function; it computes every call.
+- `tf.function` (loop `bptt`): cells.py's loop inside the runner's tf.function, differentiated
+  by TensorFlow (back-propagation through the `tf.while_loop`); it computes every call.
 
 `framework.keras_loop=auto` (the default) takes the first that covers a call. A layer is traced
 once per tf.function, so the path is chosen and recorded at tracing, per runner.

@@ -4,7 +4,7 @@
 takes its masks as tensors, applies them by slot and shape, and runs its time loop on the path
 frameworks/compute.py chooses from compute.py's list: the compiled op of `native_loop.py` (every
 cell, and every hook that declares its core slots), else the LSTM's hand-ordered loops of
-`recurrence.py` without hooks, the cell seam's loop of `cells.py` otherwise. `BuiltinLSTM`
+the cell seam's loop of `cells.py` (the `tf.function` path) otherwise. `BuiltinLSTM`
 wraps the stock `keras.layers.LSTM` for the library reference row. Both speak time-major
 (T, B, D) and hold kernel = w_ih.T (D, GH), recurrent_kernel = w_hh.T (H, GH), one bias (GH,)
 and, for the GRU, the recurrent-side bias_hh (GH,).
@@ -18,10 +18,8 @@ import tensorflow as tf
 
 from frameworks import variants
 from frameworks.compute import Call, Compute, PathRecord, candidates
-from frameworks.keras_backend import cells, compute, hooks, native_loop, recurrence
+from frameworks.keras_backend import cells, compute, hooks, native_loop
 from frameworks.spec import ModelSpec
-
-_LSTM_LOOPS = {0: recurrence.run_impl0, 1: recurrence.run_impl1, 2: recurrence.run_impl2}
 
 
 def masked_recurrent_kernel(u: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
@@ -82,7 +80,7 @@ class VariantRNN(_Weights):
         return out
 
     def forward(self, xs: tf.Tensor, h: tf.Tensor, c: tf.Tensor, masks: dict[str, tf.Tensor],
-                training: bool = False) -> recurrence.Loop:
+                training: bool = False) -> cells.Loop:
         """xs (T, B, D) -> (outputs (T, B, H), h_T, c_T). Without masks or hooks every variant
         runs the same loop as `none`, so a zero rate gives exactly the no-dropout numbers."""
         del training  # dropout is fully described by the masks (and the hooks' rates)
@@ -103,26 +101,13 @@ class VariantRNN(_Weights):
             if path.name == "cpp":
                 done = native_loop.run(self.cell, xs, h, c, kernel, u, bias, bias_hh, in_mask,
                                        rec_mask, step_hooks)
-            else:
-                done = self._traced(xs, h, c, kernel, u, bias, bias_hh, in_mask, rec_mask,
-                                    step_hooks)
+            else:  # tf.function: the loop inside the runner's traced function
+                done = cells.run(self.cell, xs, h, c, kernel, u, bias, bias_hh, in_mask,
+                                 rec_mask, step_hooks)
             if done is not None:
                 self.paths.note(path.name)  # at tracing: once per traced function
                 return done
         raise AssertionError("the tf.function path computes every call")
-
-    def _traced(self, xs: tf.Tensor, h: tf.Tensor, c: tf.Tensor, kernel: tf.Tensor,
-                u: tf.Tensor, bias: tf.Tensor, bias_hh: tf.Tensor | None,
-                in_mask: tf.Tensor | None, rec_mask: tf.Tensor | None,
-                step_hooks: list[cells.StepHook]) -> recurrence.Loop:
-        """The `tf.function` path: the LSTM's hand-ordered loops without hooks (its speed
-        path), the cell seam's loop for every other cell and hook."""
-        if self.cell == "lstm" and not step_hooks:
-            if in_mask is None and rec_mask is None:
-                return recurrence.run_fused(xs, h, c, kernel, u, bias)
-            return _LSTM_LOOPS[self.entry.order](xs, h, c, kernel, u, bias, in_mask, rec_mask)
-        return cells.run(self.cell, xs, h, c, kernel, u, bias, bias_hh, in_mask, rec_mask,
-                         step_hooks)
 
 
 class BuiltinLSTM(_Weights):
@@ -164,7 +149,7 @@ class BuiltinLSTM(_Weights):
 
     def forward(self, xs: tf.Tensor, h: tf.Tensor, c: tf.Tensor,
                 masks: dict[str, tf.Tensor] | None = None,
-                training: bool = False) -> recurrence.Loop:
+                training: bool = False) -> cells.Loop:
         if any(name not in ("embedding", "output") for name in masks or {}):
             raise ValueError("keras3_builtin draws its own masks; none can be passed in")
         seq, h, c = self.lstm(tf.transpose(xs, (1, 0, 2)), initial_state=[h, c],

@@ -1,5 +1,5 @@
-"""The compiled layer for Keras (path `cpp`, the default where it covers a call): the loops of
-recurrence.py and cells.py -- the LSTM and the GRU (PyTorch's, Keras' reset_after=True, with
+"""The compiled layer for Keras (path `cpp`, the default where it covers a call): the loop of
+cells.py -- the LSTM and the GRU (PyTorch's, Keras' reset_after=True, with
 its recurrent-side bias), no mask or the Gal family's tied or per-gate masks on x and h, and
 every hook that declares its core slots (cells.StepHook.core_slots: Semeniuta's candidate mask
 per sequence or per step, Zoneout's updates of h and c or their expectation) -- as one

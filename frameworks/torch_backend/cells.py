@@ -3,8 +3,8 @@ per-step loop takes a cell plus per-step hooks. Plain autograd, float-exact to t
 
 Why a seam: a new cell (GRU) or a new per-step intervention (Semeniuta's candidate mask,
 Zoneout's state mix) is one step function or one hook here, never another hand-written loop.
-The compiled loop (fused_loop.py) and the hand-written BPTT of gal_bptt.py are faster paths
-(compute.py); this loop computes every call, and the tests hold the others to it.
+The compiled loop (fused_loop.py) is the faster path (compute.py); this loop computes every
+call, and the tests hold the compiled one to it.
 
 Layout: gate pre-activations (G, B, H) in the cell's gate order (LSTM i, f, g, o; GRU r, z, n
 as PyTorch); weights in PyTorch layout w_ih (GH, D), w_hh (GH, H); masks as in the contract of

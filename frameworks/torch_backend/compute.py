@@ -3,8 +3,9 @@ covers (the choice itself is frameworks/compute.py's, one place for both backend
 
 - `cpp`: the compiled loop of fused_loop.py (LSTM and GRU, Gal masks, candidate dropout,
   zoneout; CPU, float32/float64), built on first use;
-- `bptt`: the LSTM Gal family without hooks, through gal_bptt.py's hand-written backward;
-- `eager`: the autograd loop of cells.py, which computes every call;
+- `eager`: the autograd loop of cells.py, which computes every call (the path a machine
+  without a compiler takes; no hand-written backward sits between the two, see
+  docs/ARCHITECTURE.md);
 - `compile`: the same autograd loop through torch.compile (`framework.torch_compile=true`, off
   by default: on a 2-core CPU compiling the unrolled loop took longer than it saved).
 
@@ -26,12 +27,11 @@ from frameworks.torch_backend.hooks import CORE_KINDS
 PATHS: tuple[Path, ...] = (
     path("cpp", "cpp", cells=("lstm", "gru"), devices=("cpu",), dtypes=("float32", "float64"),
          hooks=CORE_KINDS),
-    path("bptt", "bptt", cells=("lstm",), hooks=(), gal_only=True),
     path("eager", "eager"),
     path("compile", "eager", compiled=True),
 )
 CPP = PATHS[0]
-LOOPS = loops(PATHS)  # auto, cpp, bptt, eager
+LOOPS = loops(PATHS)  # auto, cpp, eager
 SETTING = "framework.torch_loop"
 
 

@@ -19,7 +19,7 @@ from torch.func import functional_call
 from frameworks import variants
 from frameworks.compute import Compute, PathRecord, candidates
 from frameworks.spec import ModelSpec
-from frameworks.torch_backend import cells, compute, fused_loop, gal_bptt, hooks
+from frameworks.torch_backend import cells, compute, fused_loop, hooks
 from frameworks.torch_backend.compile import compiled
 
 State = tuple[Tensor, Tensor]  # (h, c), each (1, B, H); a GRU's c is carried untouched
@@ -81,9 +81,6 @@ class RNNLayer(nn.Module):
             if path.name == "cpp":  # None: no build on this machine (it warned once)
                 done = fused_loop.run(self.cell, x, h0, c0, rnn.weight_ih_l0, w_hh, bias,
                                       bias_hh, m_in, m_rec, step_hooks)
-            elif path.name == "bptt":
-                done = gal_bptt.gal_loop(self.entry.order, x, h0, c0, rnn.weight_ih_l0, w_hh,
-                                         bias, m_in, m_rec)
             else:
                 loop = compiled(cells.run) if path.name == "compile" else cells.run
                 done = loop(self.cell, x, h0, c0, rnn.weight_ih_l0, w_hh, bias, bias_hh, m_in,

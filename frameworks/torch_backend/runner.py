@@ -63,7 +63,7 @@ class Runner(RunnerLoop[Inputs, State]):
         self.optimizer = make_optimizer(self.params, optim)
 
     def compute_path(self) -> str:
-        """What computed this runner's per-step loops so far: "cpp"; "bptt" where the compiled
+        """What computed this runner's per-step loops so far: "cpp"; "eager" where the compiled
         loop was unavailable; "cpp+eager" when a call it does not cover ran the autograd loop;
         "none" where only fused layers ran. Only the run knows (a path falls back per call and
         per machine), so it is logged after training."""
