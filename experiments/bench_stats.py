@@ -2,8 +2,8 @@
 
 Why a separate module: the round loop takes a measurement callable, so the logic that decides
 what a ratio and its spread are, when to stop measuring and how the table flags an imprecise
-ratio is tested with fake measurements and a fake clock (tests/test_bench_stats.py) instead of
-timing real training.
+ratio is tested with fake measurements and a fake clock (tests/experiments/test_bench_stats.py)
+instead of timing real training.
 
 Ratios are paired per round: in round i the arms and their framework's baseline are measured,
 and the ratio of round i is arm_i / baseline_i, so that a burst of machine load that slows a

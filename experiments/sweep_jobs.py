@@ -6,8 +6,8 @@ experiments that get a parent run.
 Hydra composes a config in ~0.1 s of CPU, too slow for a 90-job grid, so each distinct choice of
 config groups (`variant=`, `framework=`, `preset=`) is composed once and the value overrides
 (`seed=`, `train.lr=`) are applied to a copy with Hydra's own override code: the same two steps,
-in the same order, that Hydra's composition takes (tests/test_sweep_jobs.py checks the result
-equals a full composition).
+in the same order, that Hydra's composition takes (tests/experiments/test_sweep_jobs.py checks the
+result equals a full composition).
 """
 
 from __future__ import annotations

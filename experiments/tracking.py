@@ -1,10 +1,10 @@
 """Every MLflow write of the project, and every name it writes: the report depends on both.
 
 Only this module writes to a store (experiments/ and reports/ call the functions below;
-tests/test_tracking_constants.py checks that no other module calls an MLflow write API). The tag
-names are the constants below and the metric names are those of experiments/metrics.py; writers
-and readers (reports/, experiments/ui.py) import them, so no name is spelled twice. Importing this
-module imports neither MLflow nor a framework.
+tests/experiments/test_tracking_constants.py checks that no other module calls an MLflow write API).
+The tag names are the constants below and the metric names are those of experiments/metrics.py;
+writers and readers (reports/, experiments/ui.py) import them, so no name is spelled twice.
+Importing this module imports neither MLflow nor a framework.
 
 Metrics: `train_loss`, `lr`, `epoch_seconds`, `train_tokens_per_s`, `eval_seconds`,
 `valid_<metric>_std` per epoch (step = epoch), `valid_<metric>_mc` every `train.mc_every`

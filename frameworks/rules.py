@@ -13,7 +13,7 @@ The variant registry (frameworks/variants.py) keeps the facts of each variant an
 they are written in (rates, knobs, cells, frameworks); the rules below read it.
 
 Cheap and framework-free: it imports only the registry, never Hydra, omegaconf, torch or
-tensorflow (tests/test_rules.py imports it in a fresh interpreter), so the report and the
+tensorflow (tests/frameworks/test_rules.py imports it in a fresh interpreter), so the report and the
 sweep's up-front checks pay nothing for it.
 """
 
@@ -58,7 +58,7 @@ def applies(key: str, variant: str, cell: str | None = None,
 
 AUTO = "auto"  # the fastest path that computes a call (frameworks/compute.py)
 # The values of framework.<fw>_loop: auto, then each path of the backend's list, fastest first
-# (frameworks/<backend>/compute.py offers exactly these; tests/test_rules.py checks).
+# (frameworks/<backend>/compute.py offers exactly these; tests/frameworks/test_rules.py checks).
 LOOPS: MappingProxyType[str, tuple[str, ...]] = MappingProxyType({
     "torch": (AUTO, "cpp", "eager"),
     "keras": (AUTO, "cpp", "bptt"),

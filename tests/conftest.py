@@ -1,4 +1,5 @@
-"""Shared fixtures: real data slices, Hydra composition, a temporary MLflow store."""
+"""Shared fixtures: real data slices, Hydra composition (and the GlobalHydra a running app has),
+a temporary MLflow store."""
 
 from __future__ import annotations
 
@@ -26,6 +27,13 @@ def skip_unless_built(build) -> None:
     it cannot be built (each binding's fallback test covers that machine)."""
     if not build.available():
         pytest.skip(f"compiled loop unavailable: {build.reason}")
+
+
+@pytest.fixture(scope="module")
+def hydra_app():
+    """The GlobalHydra a running app has (the callback composes with it)."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        yield
 
 
 @pytest.fixture

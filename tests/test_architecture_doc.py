@@ -16,7 +16,7 @@ import os
 import re
 from pathlib import Path
 
-from tests.test_docs import prose_lines
+from tests.support.markdown import prose_lines
 
 REPO = Path(__file__).resolve().parent.parent
 DOC = REPO / "docs" / "ARCHITECTURE.md"

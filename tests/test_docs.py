@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 from frameworks.spec import Variant
+from tests.support.markdown import prose_lines
 
 REPO = Path(__file__).resolve().parent.parent
 SEMANTICS = REPO / "docs" / "SEMANTICS.md"
 DOCS = ("SEMANTICS.md", "REFERENCES.md", "ARCHITECTURE.md")
 
-_FENCE = re.compile(r"^\s{0,3}(```|~~~)")
 _HEADING = re.compile(r"^\s{0,3}(#{1,6})\s+(.*?)\s*#*\s*$")
 _CODE_SPAN = re.compile(r"(`+)(?:(?!\1).)+?\1")
 # [text](target "title") and ![alt](target); the text may hold one level of brackets
@@ -26,18 +26,6 @@ _INLINE_LINK = re.compile(
 )
 _REFERENCE_DEF = re.compile(r"^\s{0,3}\[[^\]]+\]:\s*(<[^>]*>|\S+)")
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
-
-
-def prose_lines(text: str) -> list[str]:
-    """The lines outside fenced code blocks (a `#` or `[x](y)` inside a fence is not Markdown)."""
-    out, fenced = [], False
-    for line in text.splitlines():
-        if _FENCE.match(line):
-            fenced = not fenced
-            continue
-        if not fenced:
-            out.append(line)
-    return out
 
 
 def headings(text: str) -> list[tuple[int, str]]:

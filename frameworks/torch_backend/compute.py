@@ -10,8 +10,8 @@ covers (the choice itself is frameworks/compute.py's, one place for both backend
   by default: on a 2-core CPU compiling the unrolled loop took longer than it saved).
 
 `framework.torch_loop=auto` (the default) takes the first that covers a call; the settings
-arrive with the Runner and stay out of the config hash (tests/test_torch_semantics.py holds
-every path to the reference).
+arrive with the Runner and stay out of the config hash
+(tests/frameworks/torch_backend/test_variants_vs_reference.py holds every path to the reference).
 """
 
 from __future__ import annotations

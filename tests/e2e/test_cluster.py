@@ -1,7 +1,7 @@
 """Scale-out, proven on a real SLURM cluster and a real MLflow tracking server (marker `cluster`).
 
 The module's fixture brings up, on 127.0.0.1 only, a one-node SLURM cluster from Debian's
-packages (munged, slurmctld, slurmd; tests/cluster.py writes its slurm.conf into a temporary
+packages (munged, slurmctld, slurmd; tests/support/cluster.py writes its slurm.conf into a temporary
 folder) and the authenticated `mlflow server` of docs/CLUSTER.md (basic-auth app; SQLite store,
 users and artifact root in that folder, artifacts served through the server; the jobs log as a
 `sweeps` user whose credentials they inherit), and stops them by PID at the end, also when a
@@ -32,8 +32,8 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from tests import cluster as C
 from tests.conftest import REPO
+from tests.support import cluster as C
 
 pytestmark = [pytest.mark.cluster, pytest.mark.e2e]
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests import cluster as C
+from tests.support import cluster as C
 
 pytestmark = pytest.mark.e2e
 # three jobs in order: 2 epochs (completes before the disk fills), 6 (the disk fills after its

@@ -1,6 +1,6 @@
 """Offline means offline: a training run, a sweep and the report, each in a subprocess under a
-network guard (tests/netguard.py) with a fresh HOME and none of the variables that would turn
-MLflow's telemetry off by themselves, make no lookup or connection beyond loopback and leave no
+network guard (tests/support/netguard.py) with a fresh HOME and none of the variables that would
+turn MLflow's telemetry off by themselves, make no lookup or connection beyond loopback and leave no
 MLflow installation id (~/.config/mlflow/telemetry.json) behind."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from tests.conftest import REPO
-from tests.netguard import blocked, guarded_env, installation_ids
+from tests.support.netguard import blocked, guarded_env, installation_ids
 
 pytestmark = pytest.mark.e2e
 

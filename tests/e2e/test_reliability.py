@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 
 from experiments.run import execute
 from tests.conftest import REPO, TINY_RT, compose_cfg
-from tests.test_sweep import run_cli, runs
+from tests.support.cli import run_cli, runs
 
 pytestmark = pytest.mark.e2e
 
@@ -136,7 +136,7 @@ def test_a_run_needs_no_network(tmp_path):
 
 
 def test_ctrl_c_on_a_parallel_sweep_leaves_no_run_running(tmp_path):
-    from tests.test_cli import interrupt, start, wait_for
+    from tests.support.cli import interrupt, start, wait_for
 
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     err = tmp_path / "stderr.txt"
@@ -161,7 +161,7 @@ def test_ctrl_c_on_a_parallel_sweep_leaves_no_run_running(tmp_path):
 
 
 def test_a_killed_sweeps_parent_is_closed_by_the_rerun(tmp_path):
-    from tests.test_cli import start, wait_for
+    from tests.support.cli import start, wait_for
 
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     args = ["-m", "sweep=smoke", "hydra/launcher=basic", "variant=none", "seed=0",

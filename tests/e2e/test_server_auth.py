@@ -15,7 +15,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from experiments.tracking import CREDENTIAL_ENV, TrackingError, resolve_uri
-from tests import cluster as C
+from tests.support import cluster as C
 
 SEARCH = "/api/2.0/mlflow/experiments/search?max_results=1"
 ONE_JOB = ("variant=none", "seed=0")

@@ -3,7 +3,7 @@ row for the path a machine without a compiler takes (`[eager]` in PyTorch, `[bpt
 for every per-step loop variant of both frameworks, with positive figures, paired ratios
 with their spreads and the path that computed each row (no timing assertions: speed is
 measured by `make bench`, never by tests). The statistics and the stopping rule are tested
-without a framework in tests/test_bench_stats.py."""
+without a framework in tests/experiments/test_bench_stats.py."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """The statistics, stopping rule, arms and table of `make bench`, without a framework: fake
-measurements and a fake clock stand in for training (tests/test_bench.py runs the real thing)."""
+measurements and a fake clock stand in for training (tests/experiments/test_bench.py runs the real
+thing)."""
 
 from __future__ import annotations
 

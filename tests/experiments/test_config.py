@@ -173,8 +173,9 @@ def test_the_dropout_schema_has_a_key_per_rate_and_knob_of_the_registry_in_its_o
 
 def test_each_framework_takes_its_own_compute_switch_outside_the_hash():
     """framework.keras_loop reaches the Keras backend and, like torch_loop, leaves the hash
-    alone (it changes the numbers by float rounding only, tests/test_native_loop.py); either
-    switch given to the other framework is refused before anything runs."""
+    alone (it changes the numbers by float rounding only,
+    tests/frameworks/keras_backend/test_native_loop.py); either switch given to the other
+    framework is refused before anything runs."""
     keras = ["framework=keras", "variant=keras_impl0"]
     assert C.compute_options(compose_cfg([*keras, "framework.keras_loop=cpp"])) == Compute("cpp")
     assert C.compute_options(compose_cfg(keras)) == Compute("auto")  # the default: the fastest

@@ -24,7 +24,7 @@ def test_all_reproduction_presets_exist():
 
 
 # a study arm whose rate its tuning stage chooses from the store (${tuned:...},
-# tests/test_tuned.py) runs here at a rate given on the command line
+# tests/experiments/test_tuned.py) runs here at a rate given on the command line
 TUNED = {p.stem: ["dropout.weight=0.25"] for p in Path(CONF, "preset").glob("*.yaml")
          if "${tuned:" in p.read_text()}
 
@@ -88,7 +88,7 @@ def test_part3_arm_has_part3_settings(arm):
     assert (m.embed_size, m.hidden_size, m.num_layers) == (128, 128, 1)
     assert (tr.epochs, tr.mc_samples, tr.select_on) == (20, 10, "log_loss")
     # the published numbers live in conf/published.yaml under the preset's name
-    # (tests/test_report_published.py checks the entries); the preset carries none
+    # (tests/reports/test_published.py checks the entries); the preset carries none
     assert "published" not in cfg
 
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 from experiments import sweep_jobs, tracking
-from tests.test_sweep import run_cli, runs
-from tests.test_sweep_jobs import grid, hydra_app  # noqa: F401 - the fixture
+from tests.support.cli import run_cli, runs
+from tests.support.sweep_grid import grid
 
 # the run's name from the job as the sweep composes it, with the axes its launcher hands it
 
@@ -27,13 +27,13 @@ def _split(line: str) -> tuple[str, str]:
 
 
 @pytest.mark.parametrize("preset", ["cpu", "part3", "smoke"])
-def test_no_two_jobs_of_a_sweep_share_a_run_name(hydra_app, preset):  # noqa: F811
+def test_no_two_jobs_of_a_sweep_share_a_run_name(hydra_app, preset):
     names = _names(sweep_jobs.compose_jobs("config", grid(preset)))
     twins = sorted({n for n in names if names.count(n) > 1})
     assert not twins, f"{len(twins)} names used twice in sweep {preset}: {twins[:4]}"
 
 
-def test_the_cpu_sweep_names_the_cell_and_keeps_default_names(hydra_app):  # noqa: F811
+def test_the_cpu_sweep_names_the_cell_and_keeps_default_names(hydra_app):
     names = set(_names(sweep_jobs.compose_jobs("config", grid("cpu"))))
     assert {"keras/keras_impl0/rt/s0", "keras/keras_impl0/rt/s0/cell=gru",
             "torch/none/rt/s2", "torch/none/rt/s2/cell=gru"} <= names

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -12,26 +11,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from mlflow.tracking import MlflowClient
 
-from tests.conftest import REPO
+from tests.support.cli import run_cli, runs
 
 pytestmark = pytest.mark.e2e
-
-
-def run_cli(*overrides: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "experiments.train", *overrides],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout,
-    )
-
-
-def runs(store: str, **filters: str):
-    client = MlflowClient(store)
-    exps = [e.experiment_id for e in client.search_experiments()]
-    found = client.search_runs(exps, max_results=1000)
-    return [r for r in found if all(r.data.tags.get(k) == v for k, v in filters.items())]
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import signal
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests import cluster as C
+from tests.support import cluster as C
 
 pytestmark = pytest.mark.e2e
 ONE_JOB = ("variant=none", "seed=0")

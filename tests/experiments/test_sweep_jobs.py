@@ -6,27 +6,12 @@ from __future__ import annotations
 import time
 
 import pytest
-from hydra import compose, initialize_config_dir
+from hydra import compose
 from omegaconf import OmegaConf
 
 from experiments import sweep_jobs
 from experiments.refusal import Refused, one_line
-from experiments.sweep import sweep_overrides
-from tests.conftest import CONF
-
-
-@pytest.fixture(scope="module")
-def hydra_app():
-    """The GlobalHydra a running app has (the callback composes with it)."""
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        yield
-
-
-def grid(preset: str, *cli: str) -> list[str]:
-    """What the callback reads: the preset's sweeper params, then the command line."""
-    root = compose("config", [f"sweep={preset}", *(c for c in cli if "," not in c)],
-                   return_hydra_config=True)
-    return [*sweep_overrides(root)[: len(root.hydra.sweeper.params)], f"sweep={preset}", *cli]
+from tests.support.sweep_grid import grid
 
 
 def test_each_job_equals_hydras_own_composition(hydra_app):

@@ -20,7 +20,7 @@ import pytest
 from experiments import metrics as M
 from experiments import tracking as T
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 TRACKING = "experiments/tracking.py"
 METRICS = "experiments/metrics.py"
 

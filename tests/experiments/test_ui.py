@@ -27,8 +27,8 @@ from mlflow.tracking import MlflowClient
 from experiments import tracking, ui
 from experiments.run import execute
 from tests.conftest import REPO, compose_cfg
-from tests.netguard import blocked, guarded_env, installation_ids
-from tests.test_sweep import run_cli
+from tests.support.cli import run_cli
+from tests.support.netguard import blocked, guarded_env, installation_ids
 
 pytestmark = pytest.mark.e2e
 

@@ -1,5 +1,5 @@
 """hydra/launcher=slurm is submitit's SlurmLauncher with a wait that cannot hang
-(hydra_plugins/rds_launcher; tests/test_cluster.py runs it on a real cluster). Its one key of
+(hydra_plugins/rds_launcher; tests/e2e/test_cluster.py runs it on a real cluster). Its one key of
 its own, `gone_after_s`, is typed: a bad value is refused in one line before anything runs."""
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
-"""The report on a store laid out like the part3 sweep (tests/part3_store.py): Part 3 beside us,
-the primary family and its Holm correction, the minimum detectable difference, the forest plot,
+"""The report on a store laid out like the part3 sweep (tests/support/part3_store.py): Part 3 beside
+us, the primary family and its Holm correction, the minimum detectable difference, the forest plot,
 the report logged on the sweeps' parent runs, and the store named without a machine path.
 
 Every expected value is computed from the store (MlflowClient), the sweep files, the published
-numbers' data file and scipy, independently of the report's code (tests/part3_expect.py).
+numbers' data file and scipy, independently of the report's code (tests/support/part3_expect.py).
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ from scipy import stats as sps
 from reports import build as cli
 from reports.figures.forest import forest_plot
 from reports.store.names import store_name
-from tests import part3_expect as E
-from tests import part3_store
+from tests.support import part3_expect as E
+from tests.support import part3_store
 
 pytestmark = pytest.mark.e2e
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 METRIC = E.METRIC
 
 

@@ -1,7 +1,7 @@
 """Published numbers: their one copy, conf/published.yaml, against the presets that reproduce
 them and the report's code, and how an arm matches a published row
 (reports/analysis/published.py, shown by reports/sections/published.py). Part 3's IMDB numbers
-reach the report by the runs' preset tag (reports/analysis/part3.py; tests/test_report_part3.py
+reach the report by the runs' preset tag (reports/analysis/part3.py; tests/reports/test_part3.py
 checks the table on a real store)."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from reports.analysis import arms, part3, published
 from reports.sections import published as published_section
 from tests.conftest import CONF, compose_cfg
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 RAW = yaml.safe_load((CONF / "published.yaml").read_text())
 ENTRIES = {k: v for k, v in RAW.items() if not k.startswith("_")}
 PRESETS = {p.stem for p in (CONF / "preset").glob("*.yaml") if not p.stem.startswith("_")}

@@ -29,8 +29,8 @@ from experiments import tracking as T
 from reports import build as cli
 from reports.analysis import health
 from reports.store import load, sweeps
-from tests import part3_store
 from tests.conftest import compose_cfg
+from tests.support import part3_store
 
 pytestmark = pytest.mark.e2e
 KEY, OTHER_KEY = "k" * 16, "l" * 16

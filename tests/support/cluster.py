@@ -1,5 +1,5 @@
 """A real one-node SLURM cluster and a real MLflow tracking server on 127.0.0.1, for
-tests/test_cluster.py (marker `cluster`).
+tests/e2e/test_cluster.py (marker `cluster`).
 
 Everything lives in one temporary folder: slurm.conf, the controller's state, slurmd's spool,
 munged's socket, the daemons' logs, the server's SQLite store and its artifact root. The daemons
@@ -341,7 +341,7 @@ def smoke_sweep(sweep_dir: Path, *overrides: str, env: dict[str, str] | None = N
         return subprocess.Popen(
             [sys.executable, "-m", "experiments.train", "--multirun", "sweep=smoke",
              f"hydra/launcher={launcher}", *overrides, f"hydra.sweep.dir={sweep_dir}"],
-            cwd=Path(__file__).resolve().parent.parent, stdout=out, stderr=subprocess.STDOUT,
+            cwd=Path(__file__).resolve().parents[2], stdout=out, stderr=subprocess.STDOUT,
             env={**(os.environ if env is None else env), "PYTHONUNBUFFERED": "1"},
             start_new_session=True)
 

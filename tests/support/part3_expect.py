@@ -12,8 +12,8 @@ import yaml
 from scipy import optimize
 from scipy import stats as sps
 
-from tests import part3_store
 from tests.conftest import CONF
+from tests.support import part3_store
 
 METRIC = "test_accuracy_std"
 DATA = CONF / "published.yaml"

@@ -1,5 +1,5 @@
 """The Keras backend's GRU cell and the cell-level variants (semeniuta, zoneout) against the
-independent numpy reference (tests/test_keras_reference.py), with masks injected through the
+independent numpy reference (tests/support/keras_reference.py), with masks injected through the
 sampler: MC and standard predictions, mask names/shapes/rates/order, fresh draws per call,
 training loss and gradients, exported weights, zero rates and refusals.
 
@@ -25,7 +25,7 @@ from frameworks.spec import (
     Variant,
     rates_used_by,
 )
-from tests.test_keras_reference import forward_ref, loss_ref, numeric_grad, target_probs_ref
+from tests.support.keras_reference import forward_ref, loss_ref, numeric_grad, target_probs_ref
 
 pytestmark = pytest.mark.keras
 Runner = pytest.importorskip("frameworks.keras_backend").Runner

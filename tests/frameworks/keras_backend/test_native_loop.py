@@ -10,10 +10,11 @@ against the loops of the `tf.function` path, and its fallback.
   differs). A hook without core slots, float64 or a GRU zoning out c is not computed (None).
 - Model level: the Keras runner under `auto` (the compiled op) trains, evaluates and
   MC-evaluates to the numbers it gives under `bptt` (the tf.function path, which
-  tests/test_cells_keras.py holds to the numpy reference): the LSTM Gal family, the GRU's, both
-  cells' semeniuta (per sequence, per step, per batch) and zoneout (masks in training, the
-  expectation in evaluation), both tasks, and records the path `cpp`; a hook that declares no
-  core slots runs on `tf.function`, recorded as such, with one warning under `auto`.
+  tests/frameworks/keras_backend/test_gru_semeniuta_zoneout.py holds to the numpy reference): the
+  LSTM Gal family, the GRU's, both cells' semeniuta (per sequence, per step, per batch) and zoneout
+  (masks in training, the expectation in evaluation), both tasks, and records the path `cpp`; a hook
+  that declares no core slots runs on `tf.function`, recorded as such, with one warning under
+  `auto`.
 - Fallback: with the build made to fail (no compiler), one warning, then exactly the numbers
   of `bptt`, recorded as `tf.function`.
 """

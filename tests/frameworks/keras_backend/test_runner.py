@@ -9,7 +9,7 @@ import pytest
 
 from frameworks.base import DivergenceError, NumpyMaskSource, initial_weights
 from frameworks.spec import Batch, ModelSpec, OptimSpec, SpecError
-from tests.test_keras_reference import loss_ref, target_probs_ref
+from tests.support.keras_reference import loss_ref, target_probs_ref
 
 pytestmark = pytest.mark.keras
 kb = pytest.importorskip("frameworks.keras_backend")

@@ -125,7 +125,7 @@ def test_training_and_evaluating_with_the_keras_backend_never_imports_torch():
         "bad = sorted(m for m in sys.modules if m.split('.')[0] == 'torch')\n"
         "assert not bad, bad[:5]\n"
     )
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[3]
     proc = subprocess.run([sys.executable, "-c", code], cwd=str(root), capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[proc.stderr.rfind("Traceback"):][-2000:]

@@ -13,14 +13,15 @@ from frameworks import variants
 from frameworks.base import NumpyMaskSource
 from frameworks.compute import Compute
 from frameworks.spec import Batch, ModelSpec, OptimSpec, Variant, rates_used_by
-from tests.test_keras_reference import forward_ref, loss_ref, numeric_grad, target_probs_ref
+from tests.support.keras_reference import forward_ref, loss_ref, numeric_grad, target_probs_ref
 
 pytestmark = pytest.mark.keras
 Runner = pytest.importorskip("frameworks.keras_backend").Runner
 
 V, E, H, B, T, C = 20, 5, 5, 3, 6, 3
 RATES = {"embedding": 0.2, "input": 0.3, "recurrent": 0.4, "output": 0.25, "weight": 0.5}
-# the cell-level variants (semeniuta, zoneout) have their own reference tests: tests/test_cells_*
+# the cell-level variants (semeniuta, zoneout) have their own reference tests:
+# test_gru_semeniuta_zoneout.py
 CUSTOM = [v for v in Variant if v not in (Variant.TORCH_BUILTIN, Variant.KERAS3_BUILTIN)
           and "cell" not in variants.entry(v).groups]
 GAL = ("keras_impl0", "keras_impl1", "keras_impl2")

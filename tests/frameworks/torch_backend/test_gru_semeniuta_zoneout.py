@@ -1,5 +1,5 @@
 """The PyTorch backend's GRU cell and the cell-level variants (semeniuta, zoneout) against the
-independent float64 reference (tests/test_torch_reference.py), with masks injected by name.
+independent float64 reference (tests/support/torch_reference.py), with masks injected by name.
 
 Per case: logits, final state and every gradient equal the reference; the masks a forward call
 draws have the contract's names, shapes, rates and order (written out here from the contract,
@@ -33,7 +33,7 @@ from frameworks.torch_backend import Runner
 from frameworks.torch_backend.model import DropoutLSTMModel
 from frameworks.torch_backend.sampler import MaskSampler
 from frameworks.torch_backend.weights import export_weights, load_weights
-from tests.test_torch_reference import as_masks, as_params, ref_forward, ref_loss
+from tests.support.torch_reference import as_masks, as_params, ref_forward, ref_loss
 
 LM, CLS = TaskKind.LANGUAGE_MODEL, TaskKind.CLASSIFIER
 B, T, V, E, H, L = 3, 5, 20, 4, 5, 2

@@ -17,8 +17,8 @@ from frameworks.compute import Compute
 from frameworks.spec import Batch, ModelSpec, OptimSpec, TaskKind, Variant
 from frameworks.torch_backend import MaskSampler, Runner, configure_threads
 from tests.conftest import compose_cfg
-from tests.test_torch_reference import as_masks, as_params, ref_forward, ref_loss
-from tests.test_torch_semantics import CLS, LM, H, V, make_spec
+from tests.support.torch_reference import as_masks, as_params, ref_forward, ref_loss
+from tests.support.torch_specs import CLS, LM, H, V, make_spec
 
 SGD = OptimSpec("sgd")
 
@@ -242,7 +242,7 @@ def test_importing_the_backend_never_imports_tensorflow_or_keras():
 def _root():
     from pathlib import Path
 
-    return Path(__file__).resolve().parents[1]
+    return Path(__file__).resolve().parents[3]
 
 
 @pytest.mark.parametrize("compute", [{"loop": "eager"},  # compiling takes a minute or two:

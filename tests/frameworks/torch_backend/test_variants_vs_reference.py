@@ -1,4 +1,4 @@
-"""Every PyTorch variant against the independent reference (tests/test_torch_reference.py).
+"""Every PyTorch variant against the independent reference (tests/support/torch_reference.py).
 
 With injected masks each variant's logits, final state and gradients must equal the plain
 step-by-step LSTM of docs/SEMANTICS.md in float64; the masks must have the contract's names, shapes,
@@ -18,7 +18,6 @@ from frameworks.spec import (
     Granularity,
     ModelSpec,
     OutputMode,
-    TaskKind,
     Variant,
     rates_used_by,
 )
@@ -27,30 +26,14 @@ from frameworks.torch_backend.model import DropoutLSTMModel
 from frameworks.torch_backend.sampler import MaskSampler
 from frameworks.torch_backend.weights import load_weights
 from tests.conftest import skip_unless_built
-from tests.test_torch_reference import as_masks, as_params, ref_forward, ref_loss
+from tests.support.torch_reference import as_masks, as_params, ref_forward, ref_loss
+from tests.support.torch_specs import CLS, LM, RATES, B, E, H, T, V, make_spec
 
-LM, CLS = TaskKind.LANGUAGE_MODEL, TaskKind.CLASSIFIER
-RATES = {"embedding": 0.25, "input": 0.3, "recurrent": 0.4, "weight": 0.5, "output": 0.2}
-# the cell-level variants (semeniuta, zoneout) have their own reference tests: tests/test_cells_*
+# the cell-level variants (semeniuta, zoneout) have their own reference tests:
+# test_gru_semeniuta_zoneout.py
 VARIANTS = [v for v in Variant if v is not Variant.KERAS3_BUILTIN
             and "cell" not in variants.entry(v).groups]
 GAL = [Variant.KERAS_IMPL0, Variant.KERAS_IMPL1, Variant.KERAS_IMPL2]
-B, T, V, E, H = 3, 6, 20, 4, 5
-
-
-def make_spec(variant: Variant, task: TaskKind = LM, rates: dict | None = None, **kw) -> ModelSpec:
-    used = {f"{k}_dropout": p for k, p in (rates or {}).items() if k in rates_used_by(variant)}
-    if rates is None:
-        used = {f"{k}_dropout": p for k, p in RATES.items() if k in rates_used_by(variant)}
-        if variant is Variant.TORCH_BUILTIN:
-            used.pop("input_dropout")  # nn.LSTM's own dropout cannot take injected masks
-    base = dict(
-        task_kind=task, vocab_size=V, num_outputs=V if task is LM else 3, embed_size=E,
-        hidden_size=H, num_layers=2, variant=variant, init_scale=0.4,
-    )  # fmt: skip
-    base.update(used)
-    base.update(kw)
-    return ModelSpec(**base)
 
 
 def make_model(spec: ModelSpec, source=None, seed: int = 0, dtype=torch.float64,
