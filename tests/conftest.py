@@ -42,6 +42,25 @@ def store(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'mlflow.db'}"
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`--dist loadgroup` on pytest 9.2: pytest-xdist 3.8 sends a test of an `xdist_group` to its
+    group's worker by appending `@<group>` to the test's node id through `item._nodeid`, which
+    pytest 9.2 no longer reads (its ids are structured, `item._id`), so no test would be grouped
+    (pytest-dev/pytest-xdist#1386). This appends the suffix where xdist's did not take; it does
+    nothing outside an xdist worker or once xdist sets the id itself."""
+    if not getattr(config.option, "loadgroup", False):
+        return
+    for item in items:
+        groups = {str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                  for m in item.iter_markers("xdist_group")}
+        suffix = "@" + "_".join(sorted(groups))
+        if groups and not item.nodeid.endswith(suffix):
+            from _pytest.nodeid import NodeId
+
+            item._id = NodeId.parse(item.nodeid + suffix)
+
+
 TINY_RT = [
     "task=rt", "model=tiny", "task.train_limit=256", "task.eval_limit=128", "train.epochs=2",
     "train.mc_samples=3",

@@ -35,7 +35,8 @@ from mlflow.tracking import MlflowClient
 from tests.conftest import REPO
 from tests.support import cluster as C
 
-pytestmark = [pytest.mark.cluster, pytest.mark.e2e]
+# one xdist worker: one cluster at a time (its daemons, munged's key), made once per run
+pytestmark = [pytest.mark.cluster, pytest.mark.e2e, pytest.mark.xdist_group("cluster")]
 
 # The launcher overrides of docs/CLUSTER.md's example: the `slurm` launcher, the test
 # cluster's partition, one core and 1 GB per job (train.threads = cpus_per_task).

@@ -13,7 +13,8 @@ import pytest
 from tests.conftest import REPO
 from tests.support.netguard import blocked, guarded_env, installation_ids
 
-pytestmark = pytest.mark.e2e
+# one xdist worker runs this module, so its module-scoped guarded runs are made once
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("offline")]
 
 TINY = ["task=rt", "model=tiny", "task.train_limit=256", "task.eval_limit=128", "train.epochs=1",
         "train.mc_samples=2"]

@@ -17,6 +17,9 @@ from mlflow.tracking import MlflowClient
 from experiments.tracking import CREDENTIAL_ENV, TrackingError, resolve_uri
 from tests.support import cluster as C
 
+# one xdist worker runs this module, so its module-scoped tracking server is made once
+pytestmark = pytest.mark.xdist_group("auth_server")
+
 SEARCH = "/api/2.0/mlflow/experiments/search?max_results=1"
 ONE_JOB = ("variant=none", "seed=0")
 

@@ -11,6 +11,9 @@ from experiments.config import config_hash
 from experiments.run import execute
 from tests.conftest import TINY_RT, compose_cfg
 
+# one xdist worker runs this module, so its module-scoped early-stopped run is made once
+pytestmark = pytest.mark.xdist_group("early_stopping")
+
 # a learning rate that overfits the tiny slice within a few epochs, so validation log-loss
 # turns upward and patience has something to do
 OVERFIT = [*TINY_RT, "variant=naive", "train.lr=0.05", "train.epochs=8",

@@ -9,6 +9,9 @@ from experiments.run import evaluate, execute, prepare
 from frameworks.base import load_backend
 from tests.conftest import TINY_RT, compose_cfg
 
+# one xdist worker runs this module, so its module-scoped run is made once
+pytestmark = pytest.mark.xdist_group("naive_run")
+
 
 @pytest.fixture(scope="module")
 def naive_run(tmp_path_factory):

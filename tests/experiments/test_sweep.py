@@ -14,7 +14,8 @@ import pytest
 
 from tests.support.cli import run_cli, runs
 
-pytestmark = pytest.mark.e2e
+# one xdist worker runs this module, so its module-scoped smoke sweep is made once
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("smoke_sweep")]
 
 
 @pytest.fixture(scope="module")

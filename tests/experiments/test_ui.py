@@ -30,7 +30,8 @@ from tests.conftest import REPO, compose_cfg
 from tests.support.cli import run_cli
 from tests.support.netguard import blocked, guarded_env, installation_ids
 
-pytestmark = pytest.mark.e2e
+# one xdist worker runs this module, so its module-scoped store is made once
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("ui")]
 
 TINY = ["task=rt", "model=tiny", "task.train_limit=256", "task.eval_limit=128", "train.epochs=1",
         "train.mc_samples=2"]

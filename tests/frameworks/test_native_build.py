@@ -38,6 +38,11 @@ import pytest
 from frameworks import native
 from tests.conftest import REPO, TINY_RT
 
+# one xdist worker for the compiled builds (this, torch_backend/test_fused_loop.py,
+# keras_backend/test_native_loop.py): real g++ builds under time bounds, each module-scoped
+# build made once, no first build in results/native racing another of these
+pytestmark = pytest.mark.xdist_group("native_build")
+
 # A build on a small shared machine takes up to a few minutes: a rerun past this bound hangs.
 BUILD_BOUND_S = 600
 CHILD = """

@@ -25,7 +25,9 @@ from reports.store.names import store_name
 from tests.support import part3_expect as E
 from tests.support import part3_store
 
-pytestmark = pytest.mark.e2e
+# one xdist worker runs this module, so its module-scoped store and report are made once
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("part3")]
+
 REPO = Path(__file__).resolve().parents[2]
 METRIC = E.METRIC
 

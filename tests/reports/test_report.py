@@ -30,7 +30,8 @@ from reports.analysis import health
 from reports.store import history, load
 from tests.conftest import TINY_RT, compose_cfg
 
-pytestmark = pytest.mark.e2e
+# one xdist worker runs this module, so its module-scoped tiny sweep is made once
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("report")]
 
 SEEDS = (0, 1, 2)
 ARMS = [("none", []), ("naive", []), ("locked", []), ("locked", ["dropout.granularity=batch"])]

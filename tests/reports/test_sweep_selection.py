@@ -32,7 +32,8 @@ from reports.store import load, sweeps
 from tests.conftest import compose_cfg
 from tests.support import part3_store
 
-pytestmark = pytest.mark.e2e
+# one xdist worker runs this module, so its module-scoped relaunched store is made once
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("sweep_selection")]
 KEY, OTHER_KEY = "k" * 16, "l" * 16
 
 

@@ -37,7 +37,9 @@ from frameworks.keras_backend import cells, hooks, native_loop
 from frameworks.spec import Granularity, ModelSpec, OptimSpec, TaskKind, Variant, rates_used_by
 from tests.conftest import skip_unless_built
 
-pytestmark = pytest.mark.keras
+# one xdist worker for the compiled builds in results/native (this, test_fused_loop.py,
+# test_native_build.py): their first builds and g++ do not race each other
+pytestmark = [pytest.mark.keras, pytest.mark.xdist_group("native_build")]
 needs_build = pytest.mark.usefixtures("compiled")
 
 

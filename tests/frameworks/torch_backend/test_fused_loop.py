@@ -37,6 +37,10 @@ from frameworks.torch_backend.sampler import MaskSampler
 from frameworks.torch_backend.weights import load_weights
 from tests.conftest import skip_unless_built
 
+# one xdist worker for the compiled builds in results/native (this, test_native_build.py,
+# keras_backend/test_native_loop.py): their first builds and g++ do not race each other
+pytestmark = pytest.mark.xdist_group("native_build")
+
 LM, CLS = TaskKind.LANGUAGE_MODEL, TaskKind.CLASSIFIER
 needs_build = pytest.mark.usefixtures("compiled")
 
