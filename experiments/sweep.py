@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import sys
 import time
 import uuid
@@ -86,7 +87,8 @@ class SweepCallback(Callback):
             closed += tracking.supersede_stale_parents(client, exp_id, key, run_id)
         # to the jobs, through the environment (experiments/launch.py); each job's plan reads it
         export(Handover(
-            parents=launch.parents, sweep_id=sweep_id, total=len(jobs), start=time.time(),
+            parents=launch.parents, sweep_id=sweep_id, total=len(jobs),
+            to_train=len(jobs) - skipped, start=time.time(),
             parallel_jobs=launcher_jobs(config),
             # run names carry what the jobs differ in (tracking.run_name)
             axes=tuple(tracking.varied_axes(j.overrides for j in jobs))))
@@ -102,8 +104,8 @@ class SweepCallback(Callback):
         results = collect_results(Path(HydraConfig.get().sweep.dir))
         done, ran = len(results), sum(r["status"] != "SKIPPED" for r in results)
         elapsed = time.time() - (sweep.start or time.time())
-        # from the jobs that trained: a resumed sweep skips its first jobs in seconds
-        eta = f"ETA {elapsed / ran * (total - done) / 60:.1f} min" if ran else "no ETA yet"
+        left = eta_seconds(results, sweep.to_train or total, sweep.parallel_jobs)
+        eta = f"ETA {left / 60:.1f} min" if left is not None else "no ETA yet"
         print(f"[sweep] {done}/{total} jobs done ({done - ran} skipped), {elapsed / 60:.1f} min "
               f"elapsed, {eta}", file=sys.stderr)
 
@@ -191,20 +193,38 @@ def launcher_jobs(config: DictConfig) -> int:
     return max(1, int(jobs))
 
 
-def write_result(status: str, run_id: str | None, reason: str = "") -> None:
-    """Record a job's outcome for the sweep summary (multirun only)."""
+def write_result(status: str, run_id: str | None, reason: str = "",
+                 seconds: float | None = None) -> None:
+    """Record a job's outcome (and its wall time, for the ETA) for the sweep summary."""
     hc = HydraConfig.get()
     record_result(Path(hc.runtime.output_dir), " ".join(hc.overrides.task), status, run_id,
-                  reason)
+                  reason, seconds)
 
 
 def record_result(folder: Path, name: str, status: str, run_id: str | None,
-                  reason: str) -> None:
+                  reason: str, seconds: float | None = None) -> None:
     """A job's outcome in its output folder; also written by the launching process for a job
     that died without writing its own (hydra_plugins/rds_launcher)."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / RESULT_FILE).write_text(json.dumps({"status": status, "run_id": run_id,
-                                                  "reason": reason, "name": name}))
+                                                  "reason": reason, "name": name,
+                                                  "seconds": seconds}))
+
+
+def eta_seconds(results: list[dict[str, Any]], to_train: int, parallel: int) -> float | None:
+    """Wall seconds left: the jobs still to train times the median wall time of the jobs that
+    trained, over the jobs that run side by side. The median, not elapsed / done: a sweep's
+    first jobs carry one-off costs (the compiled loop's first build, the dataset's first
+    tokenisation) that would inflate every early ETA. A grid skip (it has a reason) takes no
+    time and was never to train; a resumed job (skipped without one) was, and is done. None
+    until a job has trained."""
+    times = [r["seconds"] for r in results
+             if r["status"] != "SKIPPED" and r.get("seconds") is not None]
+    if not times:
+        return None
+    grid_skips = sum(r["status"] == "SKIPPED" and bool(r["reason"]) for r in results)
+    left = max(to_train - (len(results) - grid_skips), 0)
+    return left * statistics.median(times) / max(parallel, 1)
 
 
 def collect_results(sweep_dir: Path) -> list[dict[str, Any]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
 import traceback
 
 import hydra
@@ -37,6 +38,7 @@ def main(cfg: DictConfig) -> str:
     from experiments.run import execute
     from experiments.sweep import write_result
 
+    started = time.monotonic()
     in_sweep = HydraConfig.get().mode == RunMode.MULTIRUN
     if in_sweep and (reason := skip_reason(cfg)):
         write_result("SKIPPED", None, reason)
@@ -62,7 +64,8 @@ def main(cfg: DictConfig) -> str:
             print(full, file=sys.stderr)
         else:
             traceback.print_exc()
-        write_result("FAILED", None, full or f"{type(e).__name__}: {e}")
+        write_result("FAILED", None, full or f"{type(e).__name__}: {e}",
+                     time.monotonic() - started)
         return "FAILED"
     except SystemExit as e:
         if not in_sweep or e.code != 128 + signal.SIGTERM:
@@ -73,7 +76,7 @@ def main(cfg: DictConfig) -> str:
         write_result("FAILED", None, f"killed by SIGTERM (scancel, a time limit or kill): {notes}")
         return "FAILED"
     if in_sweep:
-        write_result(result.status, result.run_id)
+        write_result(result.status, result.run_id, seconds=time.monotonic() - started)
     print(f"{result.status}: run {result.run_id} {result.metrics}", file=sys.stderr)
     return result.status
 

@@ -92,6 +92,21 @@ def sentence(r) -> str:
     return f"{who}: {name_a} is {word} than {name_b} ({values}; {stats})."
 
 
+def family_interval(r) -> str:
+    """A primary difference's interval at the level its verdict used: the t interval at the
+    family's level alpha / m (Bonferroni, Holm's first step), labelled with its coverage. An
+    undecided verdict's interval always holds 0 (Holm p >= alpha implies p >= alpha / m); a win
+    at a later Holm step can touch 0, which the words then say."""
+    m, low, high = r.metric, getattr(r, "family_low", np.nan), getattr(r, "family_high", np.nan)
+    if not fmt.finite(low):
+        return ""
+    text = (f"family-adjusted {100 * (1 - r.alpha_family):.4g}% CI "
+            f"{fmt.interval(m, low, high)}")
+    if r.p_holm < ALPHA and low <= 0 <= high:
+        text += " (it holds 0: Holm's later steps test at a level above α/m)"
+    return text
+
+
 def _primary_sentence(r, who: str, name_a: str, name_b: str, values: str, stats: str) -> str:
     """A primary comparison in words: its verdict, the numbers behind it, the design's reach at
     the family's level and, when undecided, what an answer would cost."""
@@ -101,6 +116,8 @@ def _primary_sentence(r, who: str, name_a: str, name_b: str, values: str, stats:
     reach = (f"; at {level} this design detects {fmt.diff_size(m, r.mde_family)} with 80% "
              f"power ({fmt.diff_size(m, r.mde)} at α = 0.05 before correction)"
              if fmt.finite(r.mde_family) else "")
+    adjusted = family_interval(r)
+    stats += f", {adjusted}" if adjusted else ""
     margin = (f"; equivalence margin ±{fmt.diff_size(m, r.margin)}, TOST Holm p "
               f"{fmt.pvalue(r.p_equiv_holm)}" if fmt.finite(r.margin) else "")
     both = getattr(r, "low_both", np.nan), getattr(r, "high_both", np.nan)

@@ -1,10 +1,11 @@
 """The report opens with its answers, before any numbered section: one line per primary question
-(verdict, difference, interval), then what a reader must know before trusting the tables (runs
-left out, incomplete sweeps)."""
+(verdict, difference, and the interval at the level the verdict used), then what a reader must
+know before trusting the tables (runs left out, incomplete sweeps)."""
 
 from __future__ import annotations
 
 from reports import fmt, markdown
+from reports.analysis.verdicts import family_interval
 from reports.sections import titles
 from reports.sections.context import Context, Part, Section
 
@@ -22,8 +23,9 @@ def _answers(ctx: Context) -> list[str]:
         c = ctx.comparisons(task)
         for r in c[c["family"] == "primary"].itertuples():
             m = r.metric
-            numbers = (f"A − B {fmt.with_unit(m, r.diff, True)}, 95% CI "
-                       f"{fmt.interval(m, r.low, r.high)}, {r.n} paired seeds"
+            adjusted = family_interval(r)
+            numbers = (f"A − B {fmt.with_unit(m, r.diff, True)}"
+                       + (f", {adjusted}" if adjusted else "") + f", {r.n} paired seeds"
                        if fmt.finite(r.diff) else f"{r.n} paired seeds")
             items.append(f"{task}: **{r.declared}**: {r.verdict} ({numbers})")
     if not items:

@@ -1,6 +1,6 @@
 """Comparisons as a text table: the primary family's in section "Primary questions" (with its
-family-level MDE, the interval over seeds and test examples and the equivalence margin), every
-comparison's in the appendix (with its family and question)."""
+interval and MDE at the family's level, the interval over seeds and test examples and the
+equivalence margin), every comparison's in the appendix (with its family and question)."""
 
 from __future__ import annotations
 
@@ -31,7 +31,12 @@ def table(c: pd.DataFrame, primary: bool = False) -> pd.DataFrame:
         frame = frame.drop(columns=["d_z"])
         frame.insert(len(frame.columns) - 1, "MDE at α/m", [
             fmt.diff_size(m, x) for x in c.get("mde_family", pd.Series(np.nan, c.index))])
-        frame.insert(frame.columns.get_loc("A − B [95% CI]") + 1,
+        # the interval at the level the verdict used (Bonferroni, alpha / m), not the 95% one
+        frame["A − B [95% CI]"] = [
+            f"{fmt.num(m, r.diff, True)} {fmt.interval(m, r.family_low, r.family_high)}"
+            for r in c.itertuples()]
+        frame = frame.rename(columns={"A − B [95% CI]": "A − B [CI at α/m]"})
+        frame.insert(frame.columns.get_loc("A − B [CI at α/m]") + 1,
                      "95% CI, seeds + test examples", [
                          fmt.interval(m, lo, hi) if fmt.finite(lo) else "no predictions logged"
                          for lo, hi in zip(c.get("low_both", pd.Series(np.nan, c.index)),

@@ -27,7 +27,7 @@ def smoke(tmp_path_factory):
 
 
 def test_smoke_sweep_lands_nested_finished_runs(smoke):
-    _, store, first = smoke
+    tmp, store, first = smoke
     assert first.returncode == 0, first.stderr[-3000:]
     children = [r for r in runs(store) if r.data.tags.get("is_sweep_parent") != "true"]
     parents = runs(store, is_sweep_parent="true")
@@ -40,6 +40,10 @@ def test_smoke_sweep_lands_nested_finished_runs(smoke):
     assert parents[0].data.tags["sweep_finished"] == "4"
     assert {r.data.tags["mlflow.runName"] for r in children} >= {"torch/naive/rt/s1"}
     assert "[sweep] summary: 4 done, 0 skipped, 0 failed" in first.stderr
+    # every job reported its wall time, from which the progress lines' ETA is made
+    seconds = [json.loads(p.read_text())["seconds"] for p in (tmp / "a").glob("*/result.json")]
+    assert len(seconds) == 4 and all(0 < s < 600 for s in seconds)
+    assert "1/4 jobs done (0 skipped)" in first.stderr and "min elapsed, ETA " in first.stderr
 
 
 def test_rerun_skips_every_completed_config(smoke):

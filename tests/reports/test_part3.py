@@ -282,6 +282,37 @@ def test_primary_verdicts_are_four_way_with_tost_at_the_declared_margin_and_fami
     assert "Seeds declared before the first run: 5." in section
 
 
+def test_answer_lines_print_the_interval_at_the_level_of_their_verdict(p3):
+    """Each answer line's interval is the t interval at the family's level 1 - alpha / m,
+    recomputed with scipy (not the 95% interval beside a Holm verdict), and an undecided line's
+    interval holds 0."""
+    answers = p3["md"][p3["md"].index("**Answers**"):p3["md"].index("\n## ")]
+    lines = [x for x in answers.splitlines() if x.startswith("- ")]
+    expected = E.expected_primary(p3)
+    m = len(expected)
+    assert len(lines) == m and not any("95% CI" in x for x in lines)
+    section = p3["md"][p3["md"].index("## 2."):p3["md"].index("## 3.")]
+    header = next(x for x in section.splitlines() if "| A − B [CI at α/m] |" in x)
+    at = [c.strip() for c in header.split("|")].index("A − B [CI at α/m]")
+    column = [[c.strip() for c in x.split("|")][at] for x in section.splitlines()
+              if x.startswith("| ") and x.count("|") == header.count("|")]
+    checked = 0
+    for name, e in expected.items():
+        if e["n"] < 2:
+            continue
+        line = next(x for x in lines if f"**{name}**" in x)
+        low, high = sps.t.interval(1 - 0.05 / m, e["n"] - 1, loc=e["d"].mean(),
+                                   scale=sps.sem(e["d"]))
+        label = f"family-adjusted {100 * (1 - 0.05 / m):.4g}% CI"
+        assert f"{label} [{low * 100:+.2f}, {high * 100:+.2f}]" in line, line
+        if "undecided" in line:
+            assert low <= 0 <= high
+        cell = f"{e['d'].mean() * 100:+.2f} [{low * 100:+.2f}, {high * 100:+.2f}]"
+        assert cell in column, (cell, column)
+        checked += 1
+    assert checked >= 2
+
+
 def test_prose_only_for_primary_questions_the_rest_in_the_appendix(p3):
     c = p3["built"].comparisons["imdb"]
     section = _section(p3["md"], "## 2. Primary questions", "## 3.")
