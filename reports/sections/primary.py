@@ -34,7 +34,7 @@ def task_blocks(c: pd.DataFrame, appendix: str) -> list[str]:
         return [
             f"**No primary comparisons declared** (the selected sweeps carry no "
             f"`primary_comparisons` tag: a screen, or a sweep run before sweeps declared their "
-            f"questions). All {len(every)} automatic comparisons are Holm-corrected as one "
+            f"questions); all {len(every)} automatic comparisons are Holm-corrected as one "
             f"screening family; "
             f"{resolved} survive the correction. They are listed in the appendix, {appendix}, "
             "not discussed here: without a question stated in advance they are a screen, not an "
