@@ -15,13 +15,16 @@ def table(c: pd.DataFrame, primary: bool = False) -> pd.DataFrame:
     m = c["metric"].iloc[0]
     cols = {} if primary else {"family": [FAMILY_WORDS[f] for f in c["family"]],
                                "question": c["question"]}
+    # a primary row's interval is at the level its verdict used (alpha / m), any other's at 95%
+    level, low, high = (("CI at α/m", "family_low", "family_high") if primary
+                        else ("95% CI", "low", "high"))
     frame = pd.DataFrame({
         **cols, "A": c["a"], "B": c["b"],
         "also differs in": [d or fmt.DASH for d in c["differs"]], "seeds": c["n"].astype(str),
         f"mean A ({fmt.metric_name(m)})": [fmt.num(m, x) for x in c["mean_a"]],
         "mean B": [fmt.num(m, x) for x in c["mean_b"]],
-        "A − B [95% CI]": [f"{fmt.num(m, r.diff, True)} {fmt.interval(m, r.low, r.high)}"
-                           for r in c.itertuples()],
+        f"A − B [{level}]": [f"{fmt.num(m, d, True)} {fmt.interval(m, lo, hi)}"
+                             for d, lo, hi in zip(c["diff"], c[low], c[high], strict=True)],
         "d_z": [fmt.effect(x) for x in c["effect"]], "p": [fmt.pvalue(x) for x in c["p"]],
         "Holm p": [fmt.pvalue(x) if f != "exploratory" else "uncorrected"
                    for x, f in zip(c["p_holm"], c["family"], strict=True)],
@@ -31,12 +34,7 @@ def table(c: pd.DataFrame, primary: bool = False) -> pd.DataFrame:
         frame = frame.drop(columns=["d_z"])
         frame.insert(len(frame.columns) - 1, "MDE at α/m", [
             fmt.diff_size(m, x) for x in c.get("mde_family", pd.Series(np.nan, c.index))])
-        # the interval at the level the verdict used (Bonferroni, alpha / m), not the 95% one
-        frame["A − B [95% CI]"] = [
-            f"{fmt.num(m, r.diff, True)} {fmt.interval(m, r.family_low, r.family_high)}"
-            for r in c.itertuples()]
-        frame = frame.rename(columns={"A − B [95% CI]": "A − B [CI at α/m]"})
-        frame.insert(frame.columns.get_loc("A − B [CI at α/m]") + 1,
+        frame.insert(frame.columns.get_loc(f"A − B [{level}]") + 1,
                      "95% CI, seeds + test examples", [
                          fmt.interval(m, lo, hi) if fmt.finite(lo) else "no predictions logged"
                          for lo, hi in zip(c.get("low_both", pd.Series(np.nan, c.index)),
