@@ -23,7 +23,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from experiments import config as C
-from experiments import launch
+from experiments import launch, tuned
 from experiments import tracking as T
 from experiments.tasks import TASK_KINDS
 from frameworks.compute import Compute
@@ -74,6 +74,7 @@ class TrackingPlan:
     preset: str | None  # the `preset=` Hydra composed (tag `preset`)
     run_name: str  # framework/variant/task/s<seed>, then what the sweep varies
     slurm: Mapping[str, str]  # SLURM's job ids (tracking.SLURM_VARIABLES), lower-case
+    tuned_from: str = ""  # keys a study's earlier stage chose (tag tuned_from; experiments/tuned)
 
 
 @dataclass(frozen=True)
@@ -163,7 +164,8 @@ def make(cfg: DictConfig, hydra: Invocation | None = None,
             run_name=T.run_name(framework, variant, t.name.value, seed, hydra.overrides,
                                 sweep.axes, hydra.preset),
             slurm=MappingProxyType({v.lower(): environ[v] for v in T.SLURM_VARIABLES
-                                    if v in environ})),
+                                    if v in environ}),
+            tuned_from=tuned.tag(tuned.asked(cfg))),
         threads=threads(tr.threads, environ, sweep.parallel_jobs),
         device=tr.device,
         compute=C.compute_options(cfg),

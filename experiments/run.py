@@ -181,7 +181,7 @@ def execute(cfg: DictConfig, prep: Prepared | None = None) -> RunResult:
         client, exp_id, prep.uri, task=task, framework=framework, variant=plan.variant,
         seed=plan.seed, config_hash=plan.config_hash, select_on=plan.schedule.select_on,
         run_name=tk.run_name, preset=tk.preset, parent=tk.parent_run_id, sweep_id=tk.sweep_id,
-        slurm=tk.slurm)
+        slurm=tk.slurm, tuned_from=tk.tuned_from)
     try:
         _terminate_on_sigterm()
         _log_params(client, run_id, plan)

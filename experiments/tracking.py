@@ -60,6 +60,7 @@ SLURM_VARIABLES = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID") 
 SWEEP_ID = "sweep_id"  # a sweep job's, and its parent's
 FAILURE_REASON = "failure_reason"  # runs and parents that ended FAILED or KILLED
 SUPERSEDED_BY = "superseded_by"  # runs and parents a rerun redid
+TUNED_FROM = "tuned_from"  # config keys an earlier stage of a study chose (experiments/tuned.py)
 # Tags of a sweep parent run (`open_sweep_parent`); also SWEEP_ID, GIT_COMMIT, PID, HOST, ...
 IS_SWEEP_PARENT = "is_sweep_parent"
 SWEEP_PRESET = "sweep_preset"
@@ -359,11 +360,13 @@ def open_training_run(client, exp_id: str, uri: str, *, task: str, framework: st
                       seed: int, config_hash: str, select_on: str, run_name: str,
                       preset: str | None = None, parent: str | None = None,
                       sweep_id: str | None = None,
-                      slurm: Mapping[str, str] | None = None) -> str:
+                      slurm: Mapping[str, str] | None = None,
+                      tuned_from: str = "") -> str:
     """Create a training run with every tag the report reads (`completed` false until
     `complete_run`) and mark the earlier unfinished runs of its config superseded by it.
     `slurm`: a SLURM job's ids (hydra/launcher=slurm), lower-case names of SLURM_VARIABLES;
-    slurm_job_id is what `scancel`/`sacct` take."""
+    slurm_job_id is what `scancel`/`sacct` take. `tuned_from`: the keys whose values a study's
+    earlier stage chose (`experiments.tuned.tag`), if any."""
     tags = {
         TASK: task, FRAMEWORK: framework, VARIANT: variant, SEED: str(seed),
         CONFIG_HASH: config_hash, COMPLETED: FALSE, SELECT_ON: select_on,
@@ -372,6 +375,7 @@ def open_training_run(client, exp_id: str, uri: str, *, task: str, framework: st
         RUN_NAME: run_name,
         **{f"{k}{VERSION_SUFFIX}": v for k, v in package_versions(framework).items()},
         **(slurm or {}),
+        **({TUNED_FROM: tuned_from} if tuned_from else {}),
     }
     if parent:
         tags[PARENT_RUN_ID] = parent

@@ -12,18 +12,50 @@ sibling `variant`), grouped by the value they ran at the asking key (e.g. `dropo
 the value with the lowest mean validation log-loss (standard evaluation, at each run's selected
 epoch) wins, a tie goes to the lower value. Until a launch of the stage has finished, the
 config is refused in one line naming the key, the stage and what to run.
+
+Each run that took a value this way says so in its tag `tuned_from` (`asked`, `tag`), so its
+report can show the stage's grid beside the value chosen (reports/store/tuning.py).
 """
 
 from __future__ import annotations
 
+import re
 import statistics
 from collections import defaultdict
+from collections.abc import Mapping
 from typing import Any
 
 from experiments.metrics import BEST_EPOCH, STD, VALID, key
 from frameworks.spec import SpecError
 
 METRIC = key(VALID, "log_loss", STD)  # the selection metric of the rule (lower is better)
+_ASKS = re.compile(r"^\$\{tuned:\s*([^}\s]+)\s*\}$")  # a whole value `${tuned:<stage>}`
+
+
+def asked(node: Any, prefix: str = "") -> dict[str, str]:
+    """{dotted config key: stage} of every value `node` (a DictConfig, unresolved) takes from a
+    study's earlier stage; a value given outright (a stage-1 grid point) asks nothing."""
+    from omegaconf import DictConfig, OmegaConf
+
+    plain = OmegaConf.to_container(node, resolve=False) if isinstance(node, DictConfig) else node
+    found: dict[str, str] = {}
+    for name, value in plain.items() if isinstance(plain, dict) else ():
+        if isinstance(value, dict):
+            found |= asked(value, f"{prefix}{name}.")
+        elif isinstance(value, str) and (match := _ASKS.match(value)):
+            found[f"{prefix}{name}"] = match.group(1)
+    return found
+
+
+def tag(stages: Mapping[str, str]) -> str:
+    """The tag `tuned_from` of a run: `key=stage`, one per line, sorted."""
+    return "\n".join(f"{k}={v}" for k, v in sorted(stages.items()))
+
+
+def parse_tag(text: str | None) -> dict[str, str]:
+    """The tag `tuned_from` read back: {key: stage} (empty for a run without it)."""
+    pairs = (line.split("=", 1) for line in (text or "").splitlines() if "=" in line)
+    return {k.strip(): v.strip() for k, v in pairs}
 
 
 def choose(results: dict[float, list[float]]) -> float:

@@ -65,3 +65,7 @@ TINY_RT = [
     "task=rt", "model=tiny", "task.train_limit=256", "task.eval_limit=128", "train.epochs=2",
     "train.mc_samples=3",
 ]
+
+# a preset's first steps on CPU, whatever its task and sizes (a few batches, one epoch)
+CPU_SLICE = ["train.device=cpu", "train.epochs=1", "train.mc_samples=2", "task.batch_size=4",
+             "task.bptt=5", "task.train_limit=41", "task.eval_limit=21", "train.threads=2"]

@@ -9,13 +9,11 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from experiments.run import execute
-from tests.conftest import CONF, compose_cfg
+from tests.conftest import CONF, CPU_SLICE, compose_cfg
 
 pytestmark = pytest.mark.e2e
 # files starting with "_" hold settings shared by several presets, not a preset of their own
 PRESETS = sorted(p.stem for p in Path(CONF, "preset").glob("*.yaml") if not p.stem.startswith("_"))
-CPU_SLICE = ["train.device=cpu", "train.epochs=1", "train.mc_samples=2", "task.batch_size=4",
-             "task.bptt=5", "task.train_limit=41", "task.eval_limit=21", "train.threads=2"]
 
 
 def test_all_reproduction_presets_exist():

@@ -39,7 +39,7 @@ DISTINCT_TAGS = {
     T.CONFIG_HASH, T.COMPLETED, T.SELECT_ON, T.GIT_COMMIT, T.CPU_MODEL, T.CPU_COUNT, T.SWEEP_ID,
     T.FAILURE_REASON, T.SUPERSEDED_BY, T.IS_SWEEP_PARENT, T.SWEEP_PRESET, T.SWEEP_JOBS,
     T.SWEEP_OVERRIDES, T.SWEEP_KEY, T.PRIMARY, T.BENCH_ID, T.RUN_NAME, T.PARENT_RUN_ID,
-    *(T.sweep_count_tag(s) for s in T.JOB_STATUSES),
+    T.TUNED_FROM, *(T.sweep_count_tag(s) for s in T.JOB_STATUSES),
 }
 # Tag names that are also ordinary words (a column, a config group, a CLI option): checked only
 # where they name a tag, i.e. as a key of a run's tags, a search clause or a `tags=` dict.

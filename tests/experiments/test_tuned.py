@@ -13,8 +13,9 @@ from mlflow.tracking import MlflowClient
 
 from experiments import config as C
 from experiments import tracking as T
+from experiments.run import execute
 from experiments.tuned import choose
-from tests.conftest import REPO, compose_cfg
+from tests.conftest import CPU_SLICE, REPO, compose_cfg
 
 STAGE = "imdb_study_tune"
 ARM = "preset=imdb_study_torch_weightdrop_column"
@@ -81,6 +82,21 @@ def test_stage_two_is_refused_in_one_line_until_stage_one_has_finished(store, tm
     # the completed runs of a killed launch count once a relaunch has finished (it skipped them)
     stage_one(store, [("weightdrop_column", 0.5, [0.5], 1)])
     assert compose_cfg([ARM, f"tracking.uri={store}"]).dropout.weight == 0.1
+
+
+@pytest.mark.e2e
+def test_a_run_that_took_a_tuned_rate_names_its_key_and_stage_in_the_store(store):
+    stage_one(store, [("weightdrop_column", 0.1, [0.30], 1), ("weightdrop_column", 0.5, [0.35], 1)])
+    client = MlflowClient(store)
+    stage_two = client.get_run(execute(compose_cfg([ARM, *CPU_SLICE, f"tracking.uri={store}"]))
+                               .run_id).data
+    assert stage_two.params["dropout.weight"] == "0.1"
+    assert stage_two.tags[T.TUNED_FROM] == "dropout.weight=imdb_study_tune"
+    # a rate given outright (a stage-1 grid point) was tuned by nothing
+    given = client.get_run(execute(compose_cfg(
+        [ARM, *CPU_SLICE, f"tracking.uri={store}", "dropout.weight=0.25"])).run_id).data
+    assert given.params["dropout.weight"] == "0.25"
+    assert T.TUNED_FROM not in given.tags
 
 
 @pytest.mark.e2e
