@@ -69,3 +69,28 @@ TINY_RT = [
 # a preset's first steps on CPU, whatever its task and sizes (a few batches, one epoch)
 CPU_SLICE = ["train.device=cpu", "train.epochs=1", "train.mc_samples=2", "task.batch_size=4",
              "task.bptt=5", "task.train_limit=41", "task.eval_limit=21", "train.threads=2"]
+
+
+def log_tuning_stage(store: str, runs: list[tuple[str, float, list[float], int]],
+                     status: str = "FINISHED", experiment: str = "imdb",
+                     stage: str = "imdb_study_tune") -> None:
+    """A finished launch of a study's tuning sweep (experiments/tuned.py): per run (variant,
+    rate, validation log-loss per epoch, selected epoch), logged as the suite logs its runs'
+    tags, params and metrics."""
+    from mlflow.tracking import MlflowClient
+
+    from experiments import tracking as T
+
+    client = MlflowClient(store)
+    exp = client.get_experiment_by_name(experiment)
+    exp_id = exp.experiment_id if exp else client.create_experiment(experiment)
+    parent = client.create_run(exp_id, tags={T.IS_SWEEP_PARENT: "true", T.SWEEP_PRESET: stage})
+    for variant, rate, losses, best in runs:
+        run = client.create_run(exp_id, tags={T.PARENT_RUN_ID: parent.info.run_id,
+                                              T.VARIANT: variant, T.COMPLETED: "true"})
+        client.log_param(run.info.run_id, "dropout.weight", rate)
+        for step, loss in enumerate(losses, start=1):
+            client.log_metric(run.info.run_id, "valid_log_loss_std", loss, step=step)
+        client.log_metric(run.info.run_id, "best_epoch", best)
+        client.set_terminated(run.info.run_id)
+    client.set_terminated(parent.info.run_id, status)

@@ -6,7 +6,8 @@ another one asks the context for its numbered heading (`Context.heading`, `Conte
 One module per section, each with its `SECTION` (title, writer, and the figures it may submit
 before the tables exist): `answers`, `summary`, `primary`, `part3`, `curves`, `mc`, `cost`,
 `published`, `health`, `provenance`, `appendix`. Shared by some of them: `context` (what a
-section reads), `titles`, `summary_table`, `comparison_table` and `part3_table`.
+section reads), `titles`, `summary_table`, `comparison_table`, `part3_table` and
+`tuned_table`.
 """
 
 from __future__ import annotations

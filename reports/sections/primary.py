@@ -1,13 +1,14 @@
 """Section "Primary questions": per task, the questions the sweep declared in words (family,
 verdicts, what the intervals cover), one sentence per question and their table; without
-declared questions, one paragraph saying where the automatic comparisons are."""
+declared questions, one paragraph saying where the automatic comparisons are; then any value
+an earlier stage of the study chose for its arms, with the grid it was chosen from."""
 
 from __future__ import annotations
 
 import pandas as pd
 
 from reports import markdown
-from reports.sections import comparison_table, titles
+from reports.sections import comparison_table, titles, tuned_table
 from reports.sections.context import Context, Part, Section
 from reports.stats import ALPHA
 
@@ -17,7 +18,8 @@ def write(ctx: Context, _drawn: dict) -> list[Part]:
     appendix = ctx.link(titles.APPENDIX, ctx.heading(titles.APPENDIX))
     blocks: list[Part] = []
     for task in ctx.tasks:
-        blocks += [markdown.heading(task, 3), *task_blocks(ctx.comparisons(task), appendix)]
+        blocks += [markdown.heading(task, 3), *task_blocks(ctx.comparisons(task), appendix),
+                   *tuned_table.blocks(ctx.data.tuning, task)]
     return blocks or ["No usable runs."]
 
 

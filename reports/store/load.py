@@ -20,6 +20,8 @@ from reports.metrics import task_metrics
 from reports.store.history import read_histories
 from reports.store.runs import frame, search
 from reports.store.sweeps import job_hashes, sweep_selection
+from reports.store.tuning import COLUMNS as TUNING_COLUMNS
+from reports.store.tuning import grids
 
 
 class StoreError(LookupError):
@@ -45,7 +47,8 @@ class StoreData:
     and `metrics` (latest values) as dict columns. `history`: long table run_id, key, step,
     value. `parents`: the sweep parent runs the selected runs belong to. `selected`: with
     `Filters.sweep`, the run ids of the parents it covers (every launch of the sweep, oldest
-    first); empty without."""
+    first); empty without. `tuning`: the grids of the earlier stages whose choices runs took
+    (`reports.store.tuning.grids`)."""
 
     uri: str
     experiments: dict[str, str]  # id -> name
@@ -53,6 +56,7 @@ class StoreData:
     history: pd.DataFrame
     parents: pd.DataFrame
     selected: list[str] = field(default_factory=list)
+    tuning: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=TUNING_COLUMNS))
 
 
 def history_keys(metrics: Iterable[str]) -> list[str]:
@@ -95,7 +99,8 @@ def load(uri: str, filters: Filters | None = None) -> StoreData:
     keys = sorted({k for t in runs[T.TASK].unique()
                    for k in history_keys(task_metrics(t, _metric_keys(runs, t)))})
     history = read_histories(client, list(runs["run_id"]), keys)
-    return StoreData(uri, experiments, runs, history, parents, list(selection["run_id"]))
+    return StoreData(uri, experiments, runs, history, parents, list(selection["run_id"]),
+                     grids(uri, runs))
 
 
 def _metric_keys(runs: pd.DataFrame, task: str) -> set[str]:

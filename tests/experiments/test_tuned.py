@@ -16,28 +16,9 @@ from experiments import tracking as T
 from experiments.run import execute
 from experiments.tuned import choose
 from tests.conftest import CPU_SLICE, REPO, compose_cfg
+from tests.conftest import log_tuning_stage as stage_one
 
-STAGE = "imdb_study_tune"
 ARM = "preset=imdb_study_torch_weightdrop_column"
-
-
-def stage_one(store: str, runs: list[tuple[str, float, list[float], int]],
-              status: str = "FINISHED", experiment: str = "imdb") -> None:
-    """A finished launch of the tuning sweep: per run (variant, rate, validation log-loss per
-    epoch, selected epoch), logged as the suite logs its runs' tags, params and metrics."""
-    client = MlflowClient(store)
-    exp = client.get_experiment_by_name(experiment)
-    exp_id = exp.experiment_id if exp else client.create_experiment(experiment)
-    parent = client.create_run(exp_id, tags={T.IS_SWEEP_PARENT: "true", T.SWEEP_PRESET: STAGE})
-    for variant, rate, losses, best in runs:
-        run = client.create_run(exp_id, tags={T.PARENT_RUN_ID: parent.info.run_id,
-                                              T.VARIANT: variant, T.COMPLETED: "true"})
-        client.log_param(run.info.run_id, "dropout.weight", rate)
-        for step, loss in enumerate(losses, start=1):
-            client.log_metric(run.info.run_id, "valid_log_loss_std", loss, step=step)
-        client.log_metric(run.info.run_id, "best_epoch", best)
-        client.set_terminated(run.info.run_id)
-    client.set_terminated(parent.info.run_id, status)
 
 
 def test_stage_two_reads_the_rate_with_the_lowest_mean_validation_loss(store):
