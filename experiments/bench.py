@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import experiments.offline  # noqa: F401  (MLflow telemetry off before mlflow is imported)
+from experiments import tracking_store
 from experiments.bench_stats import (
     TARGET,
     Rounds,
@@ -255,8 +256,8 @@ def log_to_mlflow(rows: list[dict], uri: str | None) -> None:
 
     from experiments import tracking
 
-    uri = tracking.resolve_uri(uri)
-    tracking.ensure_store(uri)
+    uri = tracking_store.resolve_uri(uri)
+    tracking_store.ensure_store(uri)
     client = MlflowClient(uri)
     exp_id = tracking.experiment_id(client, "bench", uri)
     stamp = time.strftime("%Y%m%d-%H%M%S")

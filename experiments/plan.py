@@ -23,7 +23,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from experiments import config as C
-from experiments import launch, tuned
+from experiments import launch, run_names, tracking_store, tuned
 from experiments import tracking as T
 from experiments.tasks import TASK_KINDS
 from frameworks.compute import Compute
@@ -158,10 +158,11 @@ def make(cfg: DictConfig, hydra: Invocation | None = None,
         schedule=Schedule(tr.epochs, tr.lr, tr.lr_decay, tr.decay_start, tr.patience, name,
                           higher, tr.mc_every, tr.mc_samples),
         tracking=TrackingPlan(
-            uri=tk.uri or T.default_uri(environ), experiment=logged_to, force=bool(tk.force),
+            uri=tk.uri or tracking_store.default_uri(environ), experiment=logged_to,
+            force=bool(tk.force),
             parent_run_id=tk.parent_run_id or sweep.parent(logged_to), sweep_id=sweep.sweep_id,
             preset=hydra.preset,
-            run_name=T.run_name(framework, variant, t.name.value, seed, hydra.overrides,
+            run_name=run_names.run_name(framework, variant, t.name.value, seed, hydra.overrides,
                                 sweep.axes, hydra.preset),
             slurm=MappingProxyType({v.lower(): environ[v] for v in T.SLURM_VARIABLES
                                     if v in environ}),

@@ -25,6 +25,7 @@ import numpy as np
 
 import experiments.offline  # noqa: F401  (MLflow telemetry off before mlflow is imported)
 from experiments import config as C
+from experiments import tracking_store
 from experiments.metrics import (
     BEST_EPOCH,
     EPOCH_SECONDS,
@@ -98,7 +99,7 @@ def make_store(db: Path, seeds: int = 5) -> int:
     from experiments import tracking as T
 
     uri = f"sqlite:///{db}"
-    T.ensure_store(uri)
+    tracking_store.ensure_store(uri)
     client = MlflowClient(uri)
     rng = np.random.default_rng(0)
     count = 0

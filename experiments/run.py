@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
 from experiments import plan as P
-from experiments import tracking
+from experiments import tracking, tracking_store
 from experiments.batching import batches, num_batches
 from experiments.metrics import (
     BEST_EPOCH,
@@ -72,7 +72,7 @@ def prepare(cfg: DictConfig) -> Prepared:
     Hydra's runtime and the environment are read here, once, into the run's frozen plan
     (`plan.make`); nothing later reads them."""
     plan = P.make(cfg)
-    uri = tracking.resolve_uri(plan.tracking.uri)
+    uri = tracking_store.resolve_uri(plan.tracking.uri)
     t = plan.data
     data = load_task(
         t.name,
@@ -154,10 +154,10 @@ def execute(cfg: DictConfig, prep: Prepared | None = None) -> RunResult:
 
     prep = prepare(cfg) if prep is None else prep
     plan = prep.plan
-    tracking.ensure_store(prep.uri)
+    tracking_store.ensure_store(prep.uri)
     client = MlflowClient(prep.uri)
     task, framework = plan.data.name, plan.framework
-    with tracking.store_errors(prep.uri):
+    with tracking_store.store_errors(prep.uri):
         exp_id = tracking.experiment_id(client, plan.tracking.experiment, prep.uri)
     if not plan.tracking.force:
         done = tracking.find_completed(client, exp_id, prep.config_hash)

@@ -23,7 +23,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from experiments import sweep_jobs, tracking
+from experiments import run_names, sweep_jobs, tracking, tracking_store
 from experiments.launch import Handover, export, received
 from experiments.refusal import one_line, refuse
 
@@ -63,9 +63,9 @@ class SweepCallback(Callback):
         try:
             jobs = sweep_jobs.checked(config.hydra.job.config_name, sweep_overrides(config))
             checked_s = time.perf_counter() - start
-            uri = tracking.resolve_uri(config.tracking.uri)
-            tracking.ensure_store(uri)  # once, before any job: the SQLite first-write race
-        except (ValueError, tracking.StoreFull) as e:  # bad input, a full store: no job starts
+            uri = tracking_store.resolve_uri(config.tracking.uri)
+            tracking_store.ensure_store(uri)  # once, before any job: the SQLite first-write race
+        except (ValueError, tracking_store.StoreFull) as e:  # bad input, a full store: no job
             refuse(e)
         client = MlflowClient(uri)
         sweep_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
@@ -90,8 +90,8 @@ class SweepCallback(Callback):
             parents=launch.parents, sweep_id=sweep_id, total=len(jobs),
             to_train=len(jobs) - skipped, start=time.time(),
             parallel_jobs=launcher_jobs(config),
-            # run names carry what the jobs differ in (tracking.run_name)
-            axes=tuple(tracking.varied_axes(j.overrides for j in jobs))))
+            # run names carry what the jobs differ in (run_names.run_name)
+            axes=tuple(run_names.varied_axes(j.overrides for j in jobs))))
         stale = f", closed {len(closed)} stale parent run(s) of this sweep" if closed else ""
         print(f"[sweep {sweep_id}] {len(jobs)} jobs ({skipped} skipped by the grid; all checked "
               f"in {checked_s:.1f}s), store {uri}{stale}", file=sys.stderr)
@@ -121,7 +121,7 @@ class SweepCallback(Callback):
         print("\n".join(lines), file=sys.stderr, flush=True)
         # resolved at the start; no one-shot /health check here: the client's retries ride
         # out a tracking server that is briefly down as the sweep ends
-        unwritten = close_parents(config.tracking.uri or tracking.default_uri(),
+        unwritten = close_parents(config.tracking.uri or tracking_store.default_uri(),
                                   dict(sweep.parents), counts)
         if unwritten:
             print(f"  end-of-sweep writes FAILED: {unwritten}", file=sys.stderr)
@@ -142,7 +142,7 @@ def close_parents(uri: str, parents: dict[str, str], counts: dict[str, int]) -> 
             tracking.close_sweep_parent(client, run_id, counts,
                                         "FAILED" if counts["FAILED"] else "FINISHED")
     except Exception as e:  # noqa: BLE001 - whatever the store answered, the sweep says so
-        why = tracking.no_space(e, uri) or f"{uri}: {one_line(e)}"
+        why = tracking_store.no_space(e, uri) or f"{uri}: {one_line(e)}"
         return (f"{len(parents)} parent run(s) not closed ({why}); they stay RUNNING until a "
                 "rerun of this sweep closes them")
     return ""

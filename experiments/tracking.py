@@ -13,39 +13,26 @@ epochs and always at the best epoch, and once at the end (step = best epoch) `be
 Tags: `task`, `framework`, `variant`, `seed`, `config_hash`, `select_on` (the validation metric
 that picked the best epoch), `preset` (when one was chosen), `completed` ("true" only after
 everything was logged), `failure_reason`, `<package>_version`, `slurm_job_id` (and the array
-ids) on a SLURM cluster. Sweep parents: `sweep_id`,
+ids) on a SLURM cluster, `tuned_from` (the keys a study's earlier stage chose). Sweep parents:
+`sweep_id`,
 `sweep_preset`, `is_sweep_parent`, `primary_comparisons` (the preset's `study.primary`, one
 per line), `sweep_key` (the sweep's identity: a hash of its jobs' config hashes), `pid`, `host`;
 a parent a killed sweep left RUNNING is closed KILLED with `superseded_by` by the rerun.
-Run names: framework/variant/task/s<seed> and the axes a sweep varies (`run_name`). A new
-SQLite store is created under a lock beside it (`ensure_store`); docs/STORE.md.
+Run names: experiments/run_names.py. Which store, its creation and the errors that make it
+unusable: experiments/tracking_store.py.
 """
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import fcntl
-import functools
-import logging
 import os
 import platform
 import subprocess
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-RESULTS = REPO / "results"  # the only folder a store's folder is created in
-DEFAULT_STORE = RESULTS / "mlflow.db"
-URI_ENV = "MLFLOW_TRACKING_URI"
-# a tracking server's basic-auth user, read by MLflow's client (or ~/.mlflow/credentials)
-CREDENTIAL_ENV = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
-DEFAULT_URI_HELP = f"${URI_ENV} or sqlite:///<repo>/{DEFAULT_STORE.relative_to(REPO).as_posix()}"
+from experiments.tracking_store import REPO, store_errors
 
 # Tags of a training run (`open_training_run`)
 TASK, FRAMEWORK, VARIANT, SEED = "task", "framework", "variant", "seed"
@@ -102,233 +89,6 @@ def tag_equals(name: str, value: str) -> str:
     """An MLflow search clause: tag `name` equals `value` (quotes escaped)."""
     quoted = value.replace("'", "\\'")
     return f"tags.{name} = '{quoted}'"
-
-
-# Run names: framework/variant/task/s<seed>, then a label per other axis the run is not at its
-# default on (`run_name`); the axes a sweep's jobs differ in reach each job from the launching
-# process (experiments/launch.py), since a job sees only its own overrides.
-NAMED_AXES = (FRAMEWORK, VARIANT, TASK, SEED)  # in every run's name
-
-
-def varied_axes(jobs: Iterable[Sequence[str]]) -> list[str]:
-    """The override keys whose value differs between a sweep's jobs (a key some jobs lack
-    counts), but those every run's name has."""
-    values = [dict(_split(line) for line in job) for job in jobs]
-    keys = {key for job in values for key in job}
-    return sorted(k for k in keys - set(NAMED_AXES) if len({job.get(k) for job in values}) > 1)
-
-
-def run_name(framework: str, variant: str, task: str, seed: int, overrides: Iterable[str] = (),
-             axes: Iterable[str] = (), preset: str | None = None) -> str:
-    """framework/variant/task/s<seed>, then what tells the run apart from its sweep's others,
-    so that the UI's run table shows it: its preset, and each override of `axes` (what the
-    sweep varies) or of a knob (the cell, a dropout knob) that is not at its default, as
-    leaf=value (`cell=gru`), in the order of their keys. A run at the defaults keeps the plain
-    name."""
-    from frameworks.variants import KNOBS
-
-    named = {*axes, "model.cell", *(f"dropout.{k}" for k in KNOBS)}
-    labels = [f"{key.rsplit('.', 1)[-1]}={value}" for key, value in sorted(map(_split, overrides))
-              if key in named and key not in NAMED_AXES and key != PRESET
-              and not key.startswith("hydra") and not _is_default(key, value)]
-    return "/".join([framework, variant, task, f"s{seed}", *([preset] if preset else []),
-                     *labels])
-
-
-def _split(line: str) -> tuple[str, str]:
-    key, _, value = line.partition("=")
-    return key.lstrip("+~"), value
-
-
-def _is_default(key: str, value: str) -> bool:
-    """Whether an override's value is the schema's default for its key (a group choice, such
-    as `model=tiny`, has none)."""
-    default = _schema_default(key)
-    default = getattr(default, "value", default)  # an enum: its name
-    if isinstance(default, bool):
-        return value.lower() == str(default).lower()
-    if isinstance(default, int | float):
-        try:
-            return float(value) == float(default)
-        except ValueError:
-            return False
-    return isinstance(default, str) and value.strip("'\"") == default
-
-
-@functools.lru_cache(maxsize=256)
-def _schema_default(key: str) -> object:
-    from omegaconf import OmegaConf
-
-    from experiments.config import Config
-
-    return OmegaConf.select(OmegaConf.structured(Config), key, default=None)
-
-
-class TrackingError(ValueError):
-    """A tracking URI that cannot be used; the message says which and why."""
-
-
-def default_uri(environ: Mapping[str, str] = os.environ) -> str:
-    """`$MLFLOW_TRACKING_URI`, else the SQLite store under results/."""
-    return environ.get(URI_ENV) or f"sqlite:///{DEFAULT_STORE}"
-
-
-def resolve_uri(uri: str | None) -> str:
-    """Check a tracking URI before any training: a malformed one or an unreachable server is an
-    error now, not after an hour of training. Nothing is created here (bad input elsewhere in
-    the config must leave no trace): `ensure_store` creates the store once every check passed."""
-    uri = uri or default_uri()
-    scheme = urllib.parse.urlparse(uri).scheme
-    if scheme == "sqlite":
-        _store_folder(uri)
-    elif scheme in ("http", "https"):
-        _refuse_credentials(uri)
-        try:
-            urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=5).close()
-        except (urllib.error.URLError, OSError) as e:
-            raise TrackingError(f"tracking.uri={uri!r} is unreachable: {e}") from None
-    elif scheme in ("file", ""):
-        if not uri:
-            raise TrackingError("tracking.uri is empty")
-    else:
-        raise TrackingError(
-            f"tracking.uri={uri!r} has unsupported scheme {scheme!r}; "
-            "allowed: sqlite:////abs/path.db, http(s)://host:port, file:///path"
-        )
-    return uri
-
-
-def sqlite_path(uri: str) -> Path | None:
-    """The database file of a `sqlite:///` URI (None for other stores and a missing path)."""
-    path = uri.removeprefix("sqlite:///")
-    return Path(path) if path and path != uri else None
-
-
-def store_exists(uri: str) -> bool:
-    """Whether a store is there to be read: a SQLite file must exist (opening a missing one
-    would create it); a server's store always is."""
-    path = sqlite_path(uri)
-    return path is None or path.is_file()
-
-
-def _store_folder(uri: str) -> Path:
-    """The folder of a SQLite store, which must exist or lie under results/ (where
-    `ensure_store` creates it): a typo in an absolute path must not build a tree at /. A
-    relative path is refused: it would name another file wherever a job's working directory
-    differs (a SLURM node, Hydra's chdir), and the store's artifact folder needs an absolute
-    path."""
-    path = sqlite_path(uri)
-    if path is None:
-        raise TrackingError(f"tracking.uri={uri!r} is malformed; use sqlite:////abs/path.db")
-    if not path.is_absolute():
-        raise TrackingError(f"tracking.uri={uri!r} is a relative path ({path}); allowed: an "
-                            "absolute one, sqlite:////abs/path.db (four slashes)")
-    folder = path.parent.resolve()
-    if not folder.is_dir() and not folder.is_relative_to(RESULTS.resolve()):
-        raise TrackingError(f"tracking.uri={uri!r}: folder {folder} does not exist; create it "
-                            "first (only folders under results/ are created for you)")
-    return folder
-
-
-def ensure_store(uri: str) -> None:
-    """Create the store's schema once; a fresh SQLite file crashes under parallel first writes,
-    so sweeps call this in the launching process before any job starts, and the schema is
-    created under a lock that two launching processes (two sweeps started together) share. A
-    store that cannot be opened or written (corrupt, read-only) is one line naming it, not
-    three chained tracebacks."""
-    from mlflow.tracking import MlflowClient
-
-    with store_errors(uri), _schema_lock(uri):
-        MlflowClient(uri).search_experiments(max_results=1)
-
-
-@contextlib.contextmanager
-def _schema_lock(uri: str) -> Iterator[None]:
-    """Hold an exclusive lock on `<store>.lock`, beside a SQLite store, while MLflow opens it.
-    Why: MLflow creates the schema of a new file when a client first opens it, without a lock;
-    two processes doing so together fail with `table ... already exists` in one of them.
-    flock is released when the holder exits, even by kill -9. Other stores: no lock."""
-    path = sqlite_path(uri)
-    if path is None:
-        yield
-        return
-    _store_folder(uri).mkdir(parents=True, exist_ok=True)
-    try:
-        handle = open(path.with_name(f"{path.name}.lock"), "a")  # noqa: SIM115 - closed below
-    except OSError:  # a read-only folder: nothing can be created there, MLflow says why
-        yield
-        return
-    with handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
-
-
-@contextlib.contextmanager
-def store_errors(uri: str) -> Iterator[None]:
-    """Turn a store that cannot be opened or written (corrupt, read-only, locked) into one
-    line naming it, instead of three chained SQLAlchemy tracebacks."""
-    try:
-        yield
-    except TrackingError:
-        raise
-    except Exception as e:  # noqa: BLE001 - SQLAlchemy/alembic/MLflow errors alike
-        if full := no_space(e, uri):
-            raise StoreFull(full) from None
-        hint = f"; set {' and '.join(CREDENTIAL_ENV)} (docs/CLUSTER.md)" \
-            if "error code 401" in str(e) else ""
-        raise TrackingError(f"tracking store {uri!r} cannot be used: {_root_cause(e)}"
-                            f"{hint}") from None
-
-
-def _refuse_credentials(uri: str) -> None:
-    """A server's user and password never go in the URI: the URI is logged (param
-    `tracking.uri`, the sweep parent's overrides) and shows on command lines."""
-    parts = urllib.parse.urlsplit(uri)
-    if parts.username is not None or parts.password is not None:
-        shown = parts._replace(netloc=f"***@{parts.hostname}:{parts.port or ''}").geturl()
-        raise TrackingError(
-            f"tracking.uri={shown!r} carries credentials; allowed: http(s)://host:port, with "
-            f"the user and password in {CREDENTIAL_ENV[0]} and {CREDENTIAL_ENV[1]} or in "
-            "~/.mlflow/credentials (docs/CLUSTER.md)")
-
-
-class StoreFull(RuntimeError):
-    """The store's filesystem has no space left: not bad input; the message names the store."""
-
-
-def no_space(error: BaseException, uri: str) -> str | None:
-    """One line naming the store when `error`, or an error it came from, is a full filesystem
-    (ENOSPC, SQLite's "database or disk is full"); None otherwise."""
-    seen: BaseException | None = error
-    while seen is not None:
-        if isinstance(seen, StoreFull):
-            return str(seen)
-        if (isinstance(seen, OSError) and seen.errno == errno.ENOSPC) or \
-                "database or disk is full" in str(seen):
-            return (f"tracking store {uri!r}: no space left on its filesystem "
-                    f"({_root_cause(seen)}); free space and rerun the same command: it redoes "
-                    "only what did not complete")
-        seen = seen.__cause__ or seen.__context__
-    return None
-
-
-class _FullDiskSaidOnce(logging.Filter):
-    """Drops MLflow's own ERROR record, with its chained traceback, of a write the full disk
-    refused: the caller's one line (`no_space`) says it, naming the store."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        error = record.exc_info[1] if record.exc_info else None
-        return error is None or no_space(error, "") is None
-
-
-logging.getLogger("mlflow.store.db.utils").addFilter(_FullDiskSaidOnce())
-
-
-def _root_cause(error: BaseException) -> str:
-    while error.__cause__ is not None or error.__context__ is not None:
-        error = error.__cause__ or error.__context__
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0] if text else ''}"
 
 
 def experiment_id(client, name: str, uri: str) -> str:

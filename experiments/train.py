@@ -24,7 +24,7 @@ from experiments.config import register
 from experiments.refusal import Refused, one_line, refuse
 from experiments.sweep_jobs import skip_reason
 from experiments.tasks import DataError
-from experiments.tracking import TrackingError, default_uri, no_space
+from experiments.tracking_store import TrackingError, default_uri, no_space
 from frameworks.spec import SpecError
 
 register()

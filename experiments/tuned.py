@@ -25,6 +25,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
 
+from experiments import tracking_store
 from experiments.metrics import BEST_EPOCH, STD, VALID, key
 from frameworks.spec import SpecError
 
@@ -74,7 +75,7 @@ def stage_results(uri: str, experiment: str, stage: str, variant: str,
 
     asked = f"{key}=${{tuned:{stage}}}"
     run_first = f"run stage `make sweep PRESET={stage}` first"
-    if not T.store_exists(uri):
+    if not tracking_store.store_exists(uri):
         raise SpecError(f"{asked}: the store {uri} does not exist; {run_first}")
     client = MlflowClient(uri)
     found = client.get_experiment_by_name(experiment)
@@ -107,10 +108,9 @@ def _plain(value: Any) -> str:
 
 def resolver(stage: str, *, _node_: Any, _parent_: Any, _root_: Any) -> float:
     """The OmegaConf resolver `tuned` (registered by experiments.config.register)."""
-    from experiments import tracking as T
 
     key = f"{_parent_._get_full_key(None)}.{_node_._key()}".lstrip(".")
-    uri = T.default_uri() if _root_.tracking.uri is None else str(_root_.tracking.uri)
+    uri = tracking_store.default_uri() if _root_.tracking.uri is None else str(_root_.tracking.uri)
     experiment = _root_.tracking.experiment or _plain(_root_.task.name)
     variant = _plain(_parent_.variant)
     return choose(stage_results(uri, experiment, stage, variant, key))

@@ -42,7 +42,7 @@ import time
 import urllib.parse
 import urllib.request
 
-from experiments import offline, tracking
+from experiments import offline, tracking, tracking_store
 
 KIND_TAG = "mlflow.experimentKind"
 KIND = "custom_model_development"
@@ -59,7 +59,7 @@ def _col(kind: str, key: str) -> str:
 
 def view_state() -> dict:
     """The run table: training runs sorted by name (framework/variant/task/seed and the axes a
-    sweep varies, tracking.run_name), flat, with the framework, variant, cell, preset and seed
+    sweep varies, run_names.run_name), flat, with the framework, variant, cell, preset and seed
     and every test metric (standard and MC) as columns."""
     from experiments.metrics import BEST_EPOCH, METRICS, MODES, TEST, key
 
@@ -88,7 +88,7 @@ def prepare_store(uri: str) -> list[str]:
     """Give every task experiment of the store the UI tags it lacks; return their ids."""
     from mlflow.tracking import MlflowClient
 
-    tracking.ensure_store(uri)
+    tracking_store.ensure_store(uri)
     client = MlflowClient(uri)
     wanted = experiment_tags()
     ids = []
@@ -233,16 +233,16 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m experiments.ui", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tracking-uri", default=None,
-                   help=f"store (default {tracking.DEFAULT_URI_HELP})")
+                   help=f"store (default {tracking_store.DEFAULT_URI_HELP})")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=5000)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--wait", type=float, default=300.0, help="seconds to wait for the server")
     args = p.parse_args(argv)
     try:
-        uri = tracking.resolve_uri(args.tracking_uri)
+        uri = tracking_store.resolve_uri(args.tracking_uri)
         return serve(uri, args.host, args.port, args.workers, args.wait)
-    except (tracking.TrackingError, PortTaken) as e:
+    except (tracking_store.TrackingError, PortTaken) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # while the store was prepared: nothing was started yet

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from experiments.plan import RunPlan
-from experiments.tracking import store_exists
+from experiments.tracking_store import store_exists
 from frameworks.base import check_weights, initial_weights
 from frameworks.spec import ModelSpec
 

@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import experiments.offline  # noqa: F401  (MLflow telemetry off before mlflow is imported)
-from experiments.tracking import DEFAULT_URI_HELP, REPO, TrackingError, default_uri, store_errors
+from experiments.tracking_store import (
+    DEFAULT_URI_HELP,
+    REPO,
+    TrackingError,
+    default_uri,
+    store_errors,
+)
 
 if TYPE_CHECKING:
     from reports.report import Built

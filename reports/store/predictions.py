@@ -8,6 +8,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from experiments import tracking as T
+from experiments import tracking_store
 
 
 def test_predictions(uri: str, run_ids: Iterable[str]) -> dict[str, np.ndarray]:
@@ -36,7 +37,7 @@ def moved_artifact(uri: str, client, run_id: str, name: str) -> str | None:
     that logged it has moved: MLflow records each experiment's artifact root as the absolute
     path of the checkout it was created from (a clone, a copied results/ folder, a worktree
     that is gone). None where it is not there either."""
-    db = T.sqlite_path(uri)
+    db = tracking_store.sqlite_path(uri)
     if db is None:
         return None
     try:

@@ -14,7 +14,7 @@ import psutil
 import pytest
 from mlflow.tracking import MlflowClient
 
-from experiments.tracking import CREDENTIAL_ENV, TrackingError, resolve_uri
+from experiments.tracking_store import CREDENTIAL_ENV, TrackingError, resolve_uri
 from tests.support import cluster as C
 
 # one xdist worker runs this module, so its module-scoped tracking server is made once

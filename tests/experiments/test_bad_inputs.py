@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from experiments.run import prepare
-from experiments.tracking import TrackingError
+from experiments.tracking_store import TrackingError
 from frameworks.spec import SpecError
 from tests.conftest import TINY_RT, compose_cfg
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from experiments import sweep_jobs, tracking
+from experiments import run_names, sweep_jobs
 from tests.support.cli import run_cli, runs
 from tests.support.sweep_grid import grid
 
@@ -14,8 +14,8 @@ from tests.support.sweep_grid import grid
 
 
 def _names(jobs: list[sweep_jobs.Job]) -> list[str]:
-    axes = tracking.varied_axes(j.overrides for j in jobs)
-    return [tracking.run_name(j.cfg.framework.name.value, j.cfg.dropout.variant.value,
+    axes = run_names.varied_axes(j.overrides for j in jobs)
+    return [run_names.run_name(j.cfg.framework.name.value, j.cfg.dropout.variant.value,
                               j.cfg.task.name.value, j.cfg.seed, j.overrides, axes,
                               dict(_split(o) for o in j.overrides).get("preset"))
             for j in jobs if not j.skip]
@@ -40,12 +40,12 @@ def test_the_cpu_sweep_names_the_cell_and_keeps_default_names(hydra_app):
 
 
 def test_a_non_default_value_is_named_only_where_it_is_not_the_default():
-    assert tracking.varied_axes([["seed=0", "train.lr=0.001"], ["seed=0", "train.lr=0.5"]]) == \
+    assert run_names.varied_axes([["seed=0", "train.lr=0.001"], ["seed=0", "train.lr=0.5"]]) == \
         ["train.lr"]
-    name = tracking.run_name("torch", "none", "rt", 0, ["train.lr=1e-3", "model.cell=lstm",
+    name = run_names.run_name("torch", "none", "rt", 0, ["train.lr=1e-3", "model.cell=lstm",
                                                         "dropout.per_step=false"], ["train.lr"])
     assert name == "torch/none/rt/s0"
-    name = tracking.run_name("torch", "semeniuta", "rt", 1,
+    name = run_names.run_name("torch", "semeniuta", "rt", 1,
                              ["train.lr=0.5", "dropout.per_step=true", "model.cell=gru"],
                              ["train.lr"], "some_preset")
     assert name == "torch/semeniuta/rt/s1/some_preset/per_step=true/cell=gru/lr=0.5"

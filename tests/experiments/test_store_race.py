@@ -19,14 +19,15 @@ pytestmark = pytest.mark.e2e
 # within a millisecond of each other instead of a Python start-up apart.
 CREATE = """
 import sys
+from experiments import tracking_store
 from experiments import tracking
 from mlflow.tracking import MlflowClient
 from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 print("ready", flush=True)
 sys.stdin.readline()
 try:
-    tracking.ensure_store(sys.argv[1])
-except tracking.TrackingError as e:
+    tracking_store.ensure_store(sys.argv[1])
+except tracking_store.TrackingError as e:
     print(e, file=sys.stderr)
     sys.exit(1)
 """

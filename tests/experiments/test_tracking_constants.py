@@ -1,5 +1,6 @@
 """One writer, one spelling: experiments/tracking.py owns every MLflow write and every tag name,
-experiments/metrics.py every metric name, and the default store is defined once.
+experiments/metrics.py every metric name, and the default store is defined once
+(experiments/tracking_store.py).
 
 The checks parse the source of experiments/ and reports/ (nothing is imported or run but the last
 test), and each is first shown to catch a planted violation, so none passes by finding nothing.
@@ -19,9 +20,11 @@ import pytest
 
 from experiments import metrics as M
 from experiments import tracking as T
+from experiments import tracking_store
 
 REPO = Path(__file__).resolve().parents[2]
 TRACKING = "experiments/tracking.py"
+TRACKING_STORE = "experiments/tracking_store.py"  # where the default store is defined
 METRICS = "experiments/metrics.py"
 
 # MLflow calls that write to a store (fluent API and MlflowClient alike)
@@ -206,22 +209,23 @@ def test_tracking_writes_what_the_reports_read():
 
 
 def test_default_store_is_defined_once(monkeypatch):
-    monkeypatch.delenv(T.URI_ENV, raising=False)
-    assert T.default_uri() == f"sqlite:///{T.REPO / 'results' / 'mlflow.db'}"
-    monkeypatch.setenv(T.URI_ENV, "sqlite:////elsewhere.db")
-    assert T.default_uri() == "sqlite:////elsewhere.db"
+    monkeypatch.delenv(tracking_store.URI_ENV, raising=False)
+    default = tracking_store.REPO / "results" / "mlflow.db"
+    assert tracking_store.default_uri() == f"sqlite:///{default}"
+    monkeypatch.setenv(tracking_store.URI_ENV, "sqlite:////elsewhere.db")
+    assert tracking_store.default_uri() == "sqlite:////elsewhere.db"
     found = []
     for path, tree in sources():
-        if path == TRACKING:
+        if path == TRACKING_STORE:
             continue
         found += [f"{path} line {n}: {s!r}" for n, s in strings(tree)
-                  if T.URI_ENV in s or "results/mlflow.db" in s]
+                  if tracking_store.URI_ENV in s or "results/mlflow.db" in s]
         for node in ast.walk(tree):  # REPO / "results" / "mlflow.db"
             if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
                 parts = {c.value for c in ast.walk(node) if isinstance(c, ast.Constant)}
                 if {"results", "mlflow.db"} <= parts:
                     found.append(f"{path} line {node.lineno}: {ast.unparse(node)}")
-    assert not found, "the default store is spelled outside tracking.py:\n" + "\n".join(found)
+    assert not found, f"the default store is spelled outside {TRACKING_STORE}:\n" + "\n".join(found)
 
 
 def test_reports_import_no_framework():

@@ -24,7 +24,7 @@ import time
 import pytest
 from mlflow.tracking import MlflowClient
 
-from experiments import tracking, ui
+from experiments import tracking, tracking_store, ui
 from experiments.run import execute
 from tests.conftest import REPO, compose_cfg
 from tests.support.cli import run_cli
@@ -42,7 +42,7 @@ def store(tmp_path_factory):
     """rt experiment: a sweep parent with one nested training run, and one plain training run."""
     tmp = tmp_path_factory.mktemp("ui")
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
-    tracking.ensure_store(uri)
+    tracking_store.ensure_store(uri)
     client = MlflowClient(uri)
     exp = tracking.experiment_id(client, "rt", uri)
     parent = client.create_run(exp, tags={"mlflow.runName": "sweep ui-test",

@@ -21,7 +21,7 @@ from mlflow.tracking import MlflowClient
 from scipy import stats as sps
 
 from experiments import config as C
-from experiments import tracking
+from experiments import tracking, tracking_store
 from experiments.launch import PARENTS, SWEEP_ID
 from experiments.run import execute
 from reports import build as cli
@@ -88,7 +88,7 @@ def sweep(tmp_path_factory):
     """A 12-run sweep with a parent run, 4 broken runs, and the built report."""
     root = tmp_path_factory.mktemp("report")
     store = f"sqlite:///{root / 'mlflow.db'}"
-    tracking.ensure_store(store)
+    tracking_store.ensure_store(store)
     client = MlflowClient(store)
     exp = tracking.experiment_id(client, "rt", store)
     start = time.process_time()  # CPU, not wall: the test machine's cores are shared

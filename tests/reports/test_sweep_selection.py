@@ -26,6 +26,7 @@ from mlflow.tracking import MlflowClient
 
 from experiments import config as C
 from experiments import tracking as T
+from experiments import tracking_store
 from reports import build as cli
 from reports.analysis import health
 from reports.store import load, sweeps
@@ -56,7 +57,7 @@ def _close(client: MlflowClient, parent: str, status: str, finished: int | None 
 
 def make(root: Path) -> dict:
     uri = f"sqlite:///{root / 'mlflow.db'}"
-    T.ensure_store(uri)
+    tracking_store.ensure_store(uri)
     client = MlflowClient(uri)
     exp = T.experiment_id(client, "imdb", uri)
     rng = np.random.default_rng(5)

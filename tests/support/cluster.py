@@ -27,7 +27,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from experiments.tracking import CREDENTIAL_ENV
+from experiments.tracking_store import CREDENTIAL_ENV
 
 MUNGE_KEY = Path("/etc/munge/munge.key")
 DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scancel", "sinfo")

@@ -28,7 +28,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
 from experiments import config as C
-from experiments import tracking
+from experiments import tracking, tracking_store
 from tests.conftest import CONF, compose_cfg
 
 SEEDS = (0, 1, 2, 3, 4)
@@ -110,7 +110,7 @@ def _run(client: MlflowClient, exp: str, parent: str, sweep_id: str, params: dic
 def make(root: Path) -> dict:
     """Write the store under `root`; returns its uri, client, experiment and parent run ids."""
     uri = f"sqlite:///{root / 'mlflow.db'}"
-    tracking.ensure_store(uri)
+    tracking_store.ensure_store(uri)
     client = MlflowClient(uri)
     exp = tracking.experiment_id(client, "imdb", uri)
     rng = np.random.default_rng(13)
