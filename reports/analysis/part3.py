@@ -64,14 +64,20 @@ def claims(runs: pd.DataFrame) -> pd.DataFrame:
                                        "numbers"])
 
 
-def preferred(numbers_: dict[tuple[str, str], float], metric: str, mode: str) -> float:
-    """The source's number for `metric` to set against our `mode`: the same mode, else the one
-    whose mode was not stated, else the other mode; NaN when it gave none."""
+def preferred_key(numbers_: dict[tuple[str, str], float], metric: str,
+                  mode: str) -> tuple[str, str] | None:
+    """Which of the source's numbers for `metric` to set against our `mode`: the same mode, else
+    the one whose mode was not stated, else the other mode; None when it gave none."""
     other = "mc" if mode == "std" else "std"
-    for key in ((metric, mode), (metric, ""), (metric, other)):
-        if key in numbers_:
-            return numbers_[key]
-    return np.nan
+    return next((key for key in ((metric, mode), (metric, ""), (metric, other))
+                 if key in numbers_), None)
+
+
+def preferred(numbers_: dict[tuple[str, str], float], metric: str, mode: str) -> float:
+    """The source's number for `metric` to set against our `mode` (`preferred_key`); NaN when
+    it gave none."""
+    key = preferred_key(numbers_, metric, mode)
+    return np.nan if key is None else numbers_[key]
 
 
 def table(found: pd.DataFrame, summary: pd.DataFrame, rank_metric: str) -> pd.DataFrame:

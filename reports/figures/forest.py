@@ -1,9 +1,12 @@
 """The forest plot: a task's answer in one figure, before any prose.
 
 Top panel: every arm's test metric, mean and 95% interval over seeds, standard and MC evaluation,
-with the published single number where a run carries one (Part 3's). Bottom panel: the paired
-difference A - B of each primary comparison with its 95% interval and the zero line; a filled
-marker means the difference survives Holm's correction in the primary family.
+with the published single number where a run carries one (Part 3's), drawn over the band it is
+judged by: the 95% prediction interval of one run of ours. Why: a single run is set against where
+one run of ours lands, not against our mean's interval, which is sqrt(n + 1) times
+narrower. Bottom panel: the paired difference A - B of each primary comparison with its
+family-adjusted interval (level alpha/m), the equivalence margin behind it and the zero line; a
+filled marker means the difference survives Holm's correction in the primary family.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from reports.figures.layout import fit
 
 STD, MC, PUBLISHED = "#1f4e79", "#e07b00", "black"
 MARGIN = "#dfe9d8"  # the equivalence band behind a difference
+PREDICTED = "#dcdcdc"  # the prediction interval of one run of ours, behind a published run
 ROW_IN = 0.3  # inches per row of a panel
 
 
@@ -30,9 +34,10 @@ def _xerr(mean: pd.Series, low: pd.Series, high: pd.Series) -> np.ndarray:
 
 
 def forest_plot(arms: pd.DataFrame, diffs: pd.DataFrame, metric: str, mode: str) -> Figure:
-    """`arms`: name, std_mean/low/high, mc_mean/low/high, published (NaN where none),
-    published_mode. `diffs`: name, diff, low, high, resolved (survives correction); may be
-    empty (no primary comparisons declared: the figure has the top panel only)."""
+    """`arms`: name, std_mean/low/high, mc_mean/low/high, published (NaN where none) and, if
+    given, published_pi_low/high (the prediction interval it is judged by). `diffs`: name,
+    diff, low, high, resolved (survives correction), margin; may be empty (no primary
+    comparisons declared: the figure has the top panel only)."""
     scale = fmt.SCALE.get(metric, 1.0)
     panels = 2 if len(diffs) else 1
     heights = [max(1, len(arms)) * ROW_IN + 0.2] + ([len(diffs) * ROW_IN + 0.2] if panels == 2
@@ -49,6 +54,13 @@ def forest_plot(arms: pd.DataFrame, diffs: pd.DataFrame, metric: str, mode: str)
                                                         arms[f"{col}_high"]) * scale,
                     fmt=marker, ms=4.5, color=colour, capsize=2, lw=1.2)
     has_published = "published" in arms and arms["published"].notna().any()
+    band = np.isfinite(arms.get("published_pi_low", pd.Series(np.nan, arms.index))
+                       .to_numpy(dtype=float)) & arms["published"].notna().to_numpy() \
+        if has_published else np.zeros(len(arms), dtype=bool)
+    if band.any():
+        low = arms["published_pi_low"].to_numpy(dtype=float)[band] * scale
+        high = arms["published_pi_high"].to_numpy(dtype=float)[band] * scale
+        ax.barh(y[band], high - low, left=low, height=0.7, color=PREDICTED, zorder=0)
     if has_published:
         ax.plot(arms["published"] * scale, y, "x", ms=7, mew=1.8, color=PUBLISHED)
     ax.set_yticks(y, list(arms["name"]), fontsize=8)
@@ -60,6 +72,8 @@ def forest_plot(arms: pd.DataFrame, diffs: pd.DataFrame, metric: str, mode: str)
     if has_published:
         handles.append(Line2D([], [], color=PUBLISHED, marker="x", ls="", mew=1.8,
                               label="published single run"))
+    if band.any():
+        handles.append(Patch(color=PREDICTED, label="one run of ours, 95% PI"))
     if panels == 2:
         dx = grid[1][0]
         yd = np.arange(len(diffs))

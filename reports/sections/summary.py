@@ -36,7 +36,8 @@ def _forest(ctx: Context, task: str) -> Future:
     claims = part3.claims(ctx.task_runs(task))
     arms, diffs = forest_data(ctx.summary(task), claims, ctx.comparisons(task), metric, mode)
     ctx.numbers.forest[task] = arms, diffs
-    marks = "; × = published single run" if arms["published"].notna().any() else ""
+    marks = ("; × = published single run, over the grey 95% prediction interval of one run of "
+             "ours it is judged by") if arms["published"].notna().any() else ""
     below = (f" and, below, the paired difference A − B of each primary comparison "
              f"({mode}; filled = survives Holm)" if len(diffs) else
              " (no testable primary comparison)")

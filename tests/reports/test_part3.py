@@ -349,6 +349,23 @@ def test_forest_plot_shows_every_arm_and_each_primary_difference(p3):
         low, high = sps.t.interval(1 - 0.05 / m, len(d) - 1, loc=d.mean(), scale=sps.sem(d))
         row = diffs[diffs["name"] == t].iloc[0]
         assert (row["low"], row["high"]) == (pytest.approx(low), pytest.approx(high))
+    # each published run is drawn over the 95% prediction interval of one run of ours in the
+    # mode it is judged in (its own; standard where unstated; std compared first), written out
+    # from its definition
+    bands = sorted((b.get_x(), b.get_x() + b.get_width()) for b in top.patches)
+    expected_bands = []
+    for name in arms.loc[arms["published"].notna(), "name"]:
+        preset = name.split("[", 1)[1].split("]", 1)[0]
+        numbers = E.published(preset)["numbers"]
+        mode = next(m for k, m in (("accuracy_std", "std"), ("accuracy", "std"),
+                                   ("accuracy_mc", "mc")) if k in numbers)
+        values = [r.data.metrics[f"test_accuracy_{mode}"]
+                  for r in E.search(p3, f"tags.preset = '{preset}'").values()]
+        half = sps.t.ppf(0.975, len(values) - 1) * np.std(values, ddof=1) * math.sqrt(
+            1 + 1 / len(values))
+        expected_bands.append(((np.mean(values) - half) * 100, (np.mean(values) + half) * 100))
+    assert len(expected_bands) == 8
+    assert np.allclose(bands, sorted(expected_bands), rtol=1e-9, atol=0)
     figs = p3["out"] / "figures"
     assert (figs / "forest_imdb.png").stat().st_size and (figs / "forest_imdb.svg").exists()
     svg = (figs / "forest_imdb.svg").read_text()
