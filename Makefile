@@ -12,7 +12,7 @@ ARGS ?=
 PRESET ?= cpu
 PORT ?= 5000
 HOST ?= 127.0.0.1
-# The store: $MLFLOW_TRACKING_URI when set, else experiments/tracking.py's default
+# The store: $MLFLOW_TRACKING_URI when set, else experiments/tracking_store.py's default
 # (results/mlflow.db of this checkout); the Python entry points resolve it, not make.
 # Offline: no MLflow telemetry (the Python entry points also set these, experiments/offline.py).
 export MLFLOW_DISABLE_TELEMETRY := true
