@@ -13,8 +13,9 @@ METRIC = "log_loss"  # the rule's metric (experiments/tuned.py): validation log-
 
 def blocks(grids: pd.DataFrame, task: str) -> list[str]:
     """Nothing for a task none of whose runs took a tuned value; else what was chosen, how, and
-    the grid per arm, the choice in bold; a run that ran at another value than the rule chooses
-    from the store now, or a stage the store lacks, is said in bold."""
+    the grid per arm, the choice in bold; a choice at an end of its grid (of three or more
+    values), a run that ran at another value than the rule chooses from the store now, or a stage
+    the store lacks, is said in bold."""
     mine = grids[grids["task"] == task]
     if mine.empty:
         return []
@@ -29,6 +30,12 @@ def blocks(grids: pd.DataFrame, task: str) -> list[str]:
             "choice is in bold.")
     for (variant, key), group in found.groupby(["variant", "key"], sort=True):
         chosen = float(group.loc[group["chosen"], "value"].iloc[0])
+        grid = sorted(float(v) for v in group["value"])
+        if len(grid) > 2 and chosen in (grid[0], grid[-1]):
+            end = "lowest" if chosen == grid[0] else "highest"
+            text += (f" **{variant}'s {key} = {_value(chosen)} is the grid's {end} value**: the "
+                     "grid does not bracket that arm's best value, and a value beyond it may do "
+                     "better.")
         ran = group["ran_at"].iloc[0]
         if ran != [chosen]:
             text += (f" **Runs of {variant} ran at {key} = {_values(ran)}, not at the value the "

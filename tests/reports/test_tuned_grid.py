@@ -38,6 +38,8 @@ def test_the_report_shows_the_grid_each_tuned_value_was_chosen_from(store, tmp_p
     assert (f"{HEADER}\n|---|---|---|---|---|---|---|\n| weightdrop_column | dropout.weight | "
             "imdb_study_tune | **0.3200 (n 2)** | 0.3300 (n 1) | 0.3600 (n 1) | 0.1 |") in text
     assert "| weightdrop | dropout.weight |" not in text and "not at the value" not in text
+    assert ("**weightdrop_column's dropout.weight = 0.1 is the grid's lowest value**: the grid "
+            "does not bracket that arm's best value") in text
 
     # stage 1 gains a run after stage 2 ran: 0.25 -> (0.33 + 0.21) / 2 = 0.27 wins now
     log_tuning_stage(store, [("weightdrop_column", 0.25, [0.21], 1)])
@@ -45,3 +47,4 @@ def test_the_report_shows_the_grid_each_tuned_value_was_chosen_from(store, tmp_p
     assert "| **0.2700 (n 2)** |" in text and "| 0.3200 (n 2) |" in text
     assert ("**Runs of weightdrop_column ran at dropout.weight = 0.1, not at the value the rule "
             "chooses from this store now (0.25)**") in text
+    assert "the grid's lowest value" not in text  # 0.25 lies inside the grid
