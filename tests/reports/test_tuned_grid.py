@@ -1,7 +1,8 @@
 """A study's stage-2 report shows the grid each tuned value was chosen from: real stage-2 runs
 (`experiments.run.execute`, an IMDB study arm whose rate is `${tuned:imdb_study_tune}`) over a
 logged stage 1, the report built by its CLI from the store; the means are worked out here from
-the logged losses, and a stage that changed after the runs started is said in bold."""
+the logged losses; a choice at an end of its grid and a stage that changed after the runs started
+are said in bold."""
 
 from __future__ import annotations
 
