@@ -31,8 +31,13 @@ $(STAMP): pyproject.toml constraints.txt
 smoke: setup
 	$(PY) -m experiments.train --multirun sweep=smoke $(ARGS)
 
+# PRESET may name several sweeps, run in order, stopping at the first that fails: a study's
+# stages in one command (make sweep PRESET="imdb_study_tune imdb_study").
 sweep: setup
-	$(PY) -m experiments.train --multirun sweep=$(PRESET) $(ARGS)
+	@set -e; for preset in $(PRESET); do \
+	  echo "make sweep: sweep=$$preset"; \
+	  $(PY) -m experiments.train --multirun sweep=$$preset $(ARGS); \
+	done
 
 report: setup
 	$(PY) -m reports.build $(ARGS)

@@ -1,5 +1,6 @@
 """The command line's promises: bad input is refused in one line with exit code 2 and nothing
-written to the store; Ctrl-C is one line with exit code 130 and the run marked KILLED."""
+written to the store; Ctrl-C is one line with exit code 130 and the run marked KILLED; `make
+sweep` runs the sweeps PRESET names in order and stops at the first that fails."""
 
 from __future__ import annotations
 
@@ -93,3 +94,28 @@ def test_ctrl_c_on_a_single_run_is_one_line_and_the_run_ends_killed(tmp_path):
     assert run.info.status == "KILLED"
     assert run.data.tags["failure_reason"].startswith("KeyboardInterrupt")
     assert len(said) == 1 and run.info.run_id in said[0], text[-2000:]
+
+
+def test_make_sweep_runs_the_named_sweeps_in_order_and_stops_at_the_first_that_fails(tmp_path):
+    """A study's stages in one command: the second launch of the same sweep trains nothing (its
+    runs completed in the first); a refused first sweep leaves the second unstarted."""
+    db = tmp_path / "mlflow.db"
+    args = f"ARGS=tracking.uri=sqlite:///{db} hydra.sweep.dir={tmp_path / 's'}"
+
+    def make(presets: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["make", "--no-print-directory", "sweep", f"PRESET={presets}", args],
+                              cwd=REPO, capture_output=True, text=True, timeout=900)
+
+    out = make("smoke smoke")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.count("make sweep: sweep=smoke") == 2
+    summaries = [x for x in out.stderr.splitlines() if x.startswith("[sweep] summary:")]
+    assert [s.split(":", 1)[1].split(",")[:2] for s in summaries] == [
+        [" 4 done", " 0 skipped"], [" 0 done", " 4 skipped"]]
+    assert len(runs(f"sqlite:///{db}", completed="true")) == 4
+
+    failed = make("no_such_sweep smoke")
+    assert failed.returncode != 0
+    assert "no_such_sweep" in failed.stderr and "[sweep" not in failed.stderr
+    assert "make sweep: sweep=smoke" not in failed.stdout
+
