@@ -10,6 +10,7 @@ import pandas as pd
 
 from reports import fmt
 from reports.stats import (
+    MAX_SEEDS,
     equivalence_p,
     example_differences,
     family_alpha,
@@ -98,7 +99,9 @@ def cost_of_answer(r) -> str:
     equiv = (seeds(r.seeds_equiv, r.cpu_hours_equiv) if fmt.finite(r.margin)
              else "no margin declared")
     if r.seeds_equiv == np.inf and fmt.finite(r.margin):
-        equiv = f"not reachable (|observed difference| ≥ margin {fmt.diff_size(m, r.margin)})"
+        why = (f"|observed difference| ≥ margin {fmt.diff_size(m, r.margin)}"
+               if abs(r.diff) >= r.margin else f"more than {MAX_SEEDS} seeds")
+        equiv = f"not reachable ({why})"
     return (f"to detect the observed {fmt.with_unit(m, r.diff, True)} at α/m = "
             f"{r.alpha_family:.4g} with 80% power: {detect}; to show equivalence within the "
             f"margin: {equiv}")

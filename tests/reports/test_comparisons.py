@@ -131,3 +131,19 @@ def test_primary_difference_over_seeds_and_test_examples_from_logged_predictions
     del preds["b"][3]
     c = compare.compare(per, arms, "accuracy", "std", primary=declared, predictions=preds)
     assert np.isnan(c[c["family"] == "primary"].iloc[0].low_both)
+
+
+def test_cost_of_an_answer_says_why_equivalence_is_out_of_reach():
+    """Equivalence out of reach within the seed cap is said as such; only a difference at or
+    beyond the margin is said to be beyond it."""
+    from reports.analysis.family import cost_of_answer
+
+    def row(diff: float) -> SimpleNamespace:
+        return SimpleNamespace(metric="accuracy", diff=diff, margin=0.005, alpha_family=0.005,
+                               seeds_detect=71.0, cpu_hours_detect=6.0,
+                               seeds_equiv=math.inf, cpu_hours_equiv=math.inf)
+
+    inside = cost_of_answer(row(0.0045))
+    assert "equivalence within the margin: not reachable (more than 1000 seeds)" in inside
+    assert "≥ margin" not in inside
+    assert "not reachable (|observed difference| ≥ margin 0.50 pp)" in cost_of_answer(row(-0.006))
