@@ -84,15 +84,14 @@ def paired_power(effect: float, n: int, alpha: float = ALPHA) -> float:
     """Power of the two-sided paired t-test (df = n - 1) to reject when the true mean difference
     is `effect` standard deviations of the differences; NaN below two pairs. The upper tail is
     statsmodels' (`TTestPower`, one-sided at alpha / 2: the same critical value); the lower tail,
-    which statsmodels returns as NaN once it underflows, is scipy's noncentral t, 0 there."""
+    which statsmodels returns as NaN once it underflows, is scipy's noncentral t (`_nct_cdf`)."""
     from statsmodels.stats.power import TTestPower
 
     if n < 2:
         return math.nan
     upper = float(TTestPower().power(effect, n, alpha / 2, alternative="larger"))
     crit = float(special.stdtrit(n - 1, 1 - alpha / 2))
-    lower = float(special.nctdtr(n - 1, effect * math.sqrt(n), -crit))
-    return upper + (lower if math.isfinite(lower) else 0.0)
+    return upper + _nct_cdf(n - 1, effect * math.sqrt(n), -crit)
 
 
 @lru_cache(maxsize=64)
